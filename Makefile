@@ -1,0 +1,52 @@
+# poolgate: every target does its own set-up on a fresh machine (Python >= 3.11 required).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: run test lint bench bench-quick os-deps venv clean
+
+# Creating the venv and installing is keyed on pyproject.toml, so a second `make` is instant.
+$(VENV)/.created:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "poolgate needs Python >= 3.11; found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	@touch $@
+
+$(VENV)/.installed-base: pyproject.toml $(VENV)/.created
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.created
+	$(PIP) install -e '.[test]'
+	@touch $@ $(VENV)/.installed-base
+
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.created
+	$(PIP) install -e '.[test,bench]'
+	@touch $@ $(VENV)/.installed-base $(VENV)/.installed-test
+
+venv: $(VENV)/.installed-test
+
+# OS packages the test suite needs (a real redis-server for the shared-limit tests).
+os-deps:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+		echo "installing redis-server (apt-get)"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q redis-server; \
+	fi
+
+run: $(VENV)/.installed-base
+	$(BIN)/poolgate demo
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+
+test: $(VENV)/.installed-test os-deps lint
+	$(BIN)/pytest
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m poolgate.bench.suite --out docs/benchmarks.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from poolgate.cli import main
+
+main()
