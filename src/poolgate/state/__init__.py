@@ -1,1 +1,1 @@
-"""poolgate.state."""
+"""poolgate.state: state shared across replicas: expiring concurrency leases (in memory or Redis)."""

@@ -1,0 +1,1 @@
+"""poolgate.operator: the InferenceService controller that deploys the router (seed 003)."""

@@ -1,0 +1,116 @@
+"""The InferenceService controller: list + watch, render, server-side apply, report status."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from poolgate.operator.kube import KubeClient, KubeError
+from poolgate.operator.render import FIELD_MANAGER, render, router_name
+from poolgate.operator.spec import GROUP, PLURAL, VERSION, InvalidSpec
+
+log = logging.getLogger("poolgate.operator")
+
+
+@dataclass(frozen=True)
+class ControllerOptions:
+    """Scope and pacing of the controller."""
+
+    namespace: str | None = None  # None: every namespace
+    resync_seconds: float = 300.0
+    retry_seconds: float = 5.0
+
+
+def collection_path(namespace: str | None) -> str:
+    """REST path of the InferenceService collection (one namespace or all)."""
+    base = f"/apis/{GROUP}/{VERSION}"
+    return f"{base}/namespaces/{namespace}/{PLURAL}" if namespace else f"{base}/{PLURAL}"
+
+
+def object_path(obj: dict[str, Any]) -> str:
+    """REST path of one InferenceService."""
+    meta = obj["metadata"]
+    return f"{collection_path(meta.get('namespace', 'default'))}/{meta['name']}"
+
+
+def ready_condition(ok: bool, reason: str, message: str, generation: int | None) -> dict[str, Any]:
+    """The `Reconciled` condition written to status."""
+    return {"type": "Reconciled", "status": "True" if ok else "False", "reason": reason,
+            "message": message, "observedGeneration": generation}
+
+
+class Controller:
+    """Keeps every InferenceService's router Deployment and Service as rendered."""
+
+    def __init__(self, client: KubeClient, options: ControllerOptions) -> None:
+        self.client = client
+        self.options = options
+
+    async def reconcile(self, obj: dict[str, Any]) -> None:
+        """Render and apply one InferenceService, then record the outcome in its status."""
+        meta = obj["metadata"]
+        where = f"{meta.get('namespace', 'default')}/{meta['name']}"
+        generation = meta.get("generation")
+        try:
+            objects = render(obj)
+        except InvalidSpec as exc:
+            log.warning("InferenceService %s: invalid spec: %s", where, exc)
+            await self._status(obj, {"conditions": [ready_condition(False, "InvalidSpec", str(exc),
+                                                                     generation)]})
+            return
+        try:
+            for desired in objects:
+                await self.client.apply(desired, FIELD_MANAGER)
+        except KubeError as exc:
+            log.warning("InferenceService %s: apply failed: %s", where, exc)
+            await self._status(obj, {"conditions": [ready_condition(False, "ApplyFailed", str(exc),
+                                                                     generation)]})
+            raise
+        name = router_name(meta["name"])
+        log.info("InferenceService %s: applied Deployment and Service %s", where, name)
+        await self._status(obj, {
+            "observedGeneration": generation,
+            "routerService": f"{name}.{meta.get('namespace', 'default')}.svc",
+            "conditions": [ready_condition(True, "Applied",
+                                           f"Deployment and Service {name} applied", generation)],
+        })
+
+    async def _status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
+        try:
+            await self.client.patch_status(object_path(obj), status)
+        except KubeError as exc:
+            log.warning("status update of %s failed: %s", obj["metadata"]["name"], exc)
+
+    async def _reconcile_logged(self, obj: dict[str, Any]) -> None:
+        try:
+            await self.reconcile(obj)
+        except KubeError:
+            pass  # logged in reconcile; the next resync retries
+
+    async def run_once(self) -> None:
+        """One list (reconciling everything), then watch until the watch ends or fails."""
+        path = collection_path(self.options.namespace)
+        listing = await self.client.list(path)
+        for item in listing.get("items", []):
+            await self._reconcile_logged(item)
+        version = str(listing.get("metadata", {}).get("resourceVersion", ""))
+        async for event in self.client.watch(path, version, int(self.options.resync_seconds)):
+            kind, obj = event.get("type"), event.get("object", {})
+            if kind in ("ADDED", "MODIFIED"):
+                await self._reconcile_logged(obj)
+            elif kind == "ERROR":
+                # typically 410 Gone: our resourceVersion is too old; list again
+                log.info("watch ended: %s", obj.get("message", obj))
+                return
+            # DELETED: owner references let the garbage collector remove what we rendered.
+
+    async def run(self) -> None:
+        """Run forever: list+watch, re-listing when a watch ends (resync) or fails (retry)."""
+        while True:
+            try:
+                await self.run_once()
+            except KubeError as exc:
+                log.warning("API error: %s; retrying in %.0f s", exc, self.options.retry_seconds)
+                await asyncio.sleep(self.options.retry_seconds)

@@ -1,0 +1,53 @@
+"""Starting `poolgate operator`: credentials, then the controller until signalled."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from poolgate.operator.controller import Controller, ControllerOptions
+from poolgate.operator.kube import (
+    KubeClient,
+    KubeCredentials,
+    KubeError,
+    in_cluster_credentials,
+    kubeconfig_credentials,
+)
+
+log = logging.getLogger("poolgate.operator")
+
+
+async def _serve(credentials: KubeCredentials, options: ControllerOptions) -> None:
+    async with aiohttp.ClientSession() as session:
+        controller = Controller(KubeClient(credentials, session), options)
+        task = asyncio.create_task(controller.run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            log.info("operator stopping")
+
+
+def run(kubeconfig: Path | None, namespace: str | None, all_namespaces: bool,
+        resync_seconds: float, log_level: str) -> int:
+    """Run the controller; returns the exit code (2 when credentials cannot be loaded)."""
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        credentials = (kubeconfig_credentials(kubeconfig) if kubeconfig is not None
+                       else in_cluster_credentials())
+    except KubeError as exc:
+        print(f"poolgate operator: {exc}", file=sys.stderr)
+        return 2
+    scope = None if all_namespaces else (namespace or credentials.namespace)
+    log.info("watching InferenceServices in %s at %s",
+             "all namespaces" if scope is None else f"namespace {scope}", credentials.server)
+    asyncio.run(_serve(credentials, ControllerOptions(scope, resync_seconds)))
+    return 0

@@ -1,0 +1,305 @@
+"""The router's HTTP surface: /healthz, /readyz, /infer, /metrics on one aiohttp app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from poolgate.router.backend import Backend
+from poolgate.router.config import RouterConfig
+from poolgate.router.errors import (
+    InvalidRequest,
+    Overloaded,
+    RouterError,
+    Unavailable,
+    error_response,
+)
+from poolgate.router.global_limit import GlobalLimit, GlobalLimitReached
+from poolgate.router.metrics import RouterMetrics
+from poolgate.state.interfaces import KVUnavailable, LeaseStore
+from poolgate.traffic.concurrency import (
+    ConcurrencyLimiter,
+    ConcurrencyPolicy,
+    ConcurrencyRejected,
+    Overflow,
+    QueueTimeout,
+)
+
+log = logging.getLogger("poolgate.router")
+
+# Seconds a client told 429 should wait before retrying.
+RETRY_AFTER_S = 1
+
+
+@dataclass(frozen=True, slots=True)
+class InferRequest:
+    """A validated /infer body."""
+
+    prompt: str
+    max_tokens: int | None
+
+
+def parse_infer_body(raw: bytes) -> InferRequest:
+    """Validate an /infer body; raises `InvalidRequest` with a message a user can act on."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}", reason="invalid_json") from None
+    if not isinstance(doc, dict):
+        raise InvalidRequest("request body must be a JSON object such as {\"prompt\": \"...\"}",
+                             reason="invalid_body")
+    if "prompt" not in doc:
+        raise InvalidRequest("field 'prompt' is required", param="prompt", reason="invalid_body")
+    prompt = doc["prompt"]
+    if not isinstance(prompt, str):
+        raise InvalidRequest(f"field 'prompt' must be a string, got {type(prompt).__name__}",
+                             param="prompt", reason="invalid_body")
+    max_tokens = doc.get("max_tokens")
+    if max_tokens is not None and (
+            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        raise InvalidRequest("field 'max_tokens' must be a positive integer", param="max_tokens",
+                             reason="invalid_body")
+    return InferRequest(prompt, max_tokens)
+
+
+class Router:
+    """The state behind the handlers: limits, the optional backend and global limit, metrics."""
+
+    def __init__(self, config: RouterConfig, metrics: RouterMetrics,
+                 global_limit: GlobalLimit | None, backend: Backend | None) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.limiter = ConcurrencyLimiter(
+            ConcurrencyPolicy(config.max_concurrency, config.overflow, config.max_queue))
+        self.global_limit = global_limit
+        self.backend = backend
+        self.processing = 0
+        self.peak = 0
+        self.queued = 0
+        self.draining = False
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, reason) for /readyz."""
+        if self.draining:
+            return False, "shutting down"
+        if self.backend is not None and not self.backend.healthy:
+            return False, self.backend.reason
+        return True, "ready"
+
+    async def infer(self, req: InferRequest) -> dict[str, Any]:
+        """Admit (local slot, then global lease), process, and build the seed-003 response."""
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
+        wait = self.config.overflow is Overflow.QUEUE
+        timeout_s = self.config.queue_timeout_ms / 1000
+        deadline = arrived + timeout_s if wait else None
+        self._queued(+1)
+        try:
+            await self.limiter.acquire(timeout_s)
+        except ConcurrencyRejected as exc:
+            raise self._reject(Overloaded, exc.reason,
+                               f"router at MAX_CONCURRENCY={self.config.max_concurrency}"
+                               + (f" with MAX_QUEUE={self.config.max_queue} waiting"
+                                  if exc.reason == "queue_full" else "")) from None
+        except QueueTimeout:
+            raise self._reject(Unavailable, "queue_timeout",
+                               f"no slot within QUEUE_TIMEOUT_MS={self.config.queue_timeout_ms}"
+                               ) from None
+        finally:
+            self._queued(-1)
+        try:
+            lease_id = await self._global_lease(deadline)
+            try:
+                self.metrics.queue_wait.observe(loop.time() - arrived)
+                return await self._process(req)
+            finally:
+                if lease_id is not None and self.global_limit is not None:
+                    await self.global_limit.release(lease_id)
+        finally:
+            self.limiter.release()
+            self.metrics.duration.observe(loop.time() - arrived)
+
+    async def _global_lease(self, deadline: float | None) -> str | None:
+        if self.global_limit is None:
+            return None
+        self._queued(+1)
+        try:
+            return await self.global_limit.acquire(deadline)
+        except GlobalLimitReached as exc:
+            if deadline is None:
+                raise self._reject(Overloaded, "global_limit", str(exc)) from None
+            raise self._reject(Unavailable, "queue_timeout",
+                               f"{exc} for QUEUE_TIMEOUT_MS={self.config.queue_timeout_ms}"
+                               ) from None
+        except KVUnavailable as exc:
+            raise self._reject(Unavailable, "kv_unavailable",
+                               f"KV store unreachable and KV_FAILURE_MODE=closed: {exc}") from None
+        finally:
+            self._queued(-1)
+
+    async def _process(self, req: InferRequest) -> dict[str, Any]:
+        self.processing += 1
+        self.peak = max(self.peak, self.processing)
+        self.metrics.in_flight.set(self.processing)
+        self.metrics.in_flight_peak.set(self.peak)
+        try:
+            started = time.perf_counter()
+            extra: dict[str, Any] = {}
+            if self.backend is None:
+                await asyncio.sleep(self.config.simulated_latency_ms / 1000)
+            else:
+                completion = await self.backend.complete(req.prompt, req.max_tokens)
+                extra = {"completion": completion.text, "finishReason": completion.finish_reason,
+                         "usage": completion.usage}
+            processing_ms = round((time.perf_counter() - started) * 1000)
+        finally:
+            self.processing -= 1
+            self.metrics.in_flight.set(self.processing)
+        return {
+            "modelRef": self.config.model_ref,
+            "prompt": req.prompt,
+            "routerPod": self.config.router_pod,
+            "kvEndpoints": [str(ep) for ep in self.config.kv_endpoints],
+            "processingMs": processing_ms,
+            **extra,
+        }
+
+    def _queued(self, delta: int) -> None:
+        self.queued += delta
+        self.metrics.queued.set(self.queued)
+
+    def _reject(self, kind: type[RouterError], reason: str, message: str) -> RouterError:
+        self.metrics.rejected.labels(reason).inc()
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if kind is Overloaded else None
+        return kind(message, reason=reason, headers=headers)
+
+
+ROUTER = web.AppKey("router", Router)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render every error in the OpenAI shape; never send a traceback."""
+    try:
+        return await handler(request)
+    except asyncio.CancelledError:
+        raise
+    except RouterError as exc:
+        return exc.to_response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason, headers=_allow_header(exc))
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(500, "internal error in the router (see its log)")
+
+
+def _allow_header(exc: web.HTTPException) -> dict[str, str] | None:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else None
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process serves HTTP."""
+    return web.json_response({"status": "ok"}, dumps=_dumps)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: configuration valid and, when forwarding, the backend healthy."""
+    router = request.app[ROUTER]
+    ready, reason = router.readiness()
+    body: dict[str, Any] = {"status": "ready" if ready else "not ready", "reason": reason,
+                            "modelRef": router.config.model_ref}
+    if router.global_limit is not None:
+        body["kv"] = "reachable" if router.global_limit.reachable else "unreachable"
+    return web.json_response(body, status=200 if ready else 503, dumps=_dumps)
+
+
+async def infer(request: web.Request) -> web.Response:
+    """POST /infer {"prompt": ...} -> {modelRef, prompt, routerPod, kvEndpoints, processingMs}."""
+    router = request.app[ROUTER]
+    try:
+        req = parse_infer_body(await request.read())
+        body = await router.infer(req)
+    except RouterError as exc:
+        router.metrics.requests.labels(str(exc.status)).inc()
+        raise
+    router.metrics.requests.labels("200").inc()
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition of the router's own registry."""
+    payload = generate_latest(request.app[ROUTER].metrics.registry)
+    return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+async def _backend_health_loop(backend: Backend, interval_s: float, metrics: RouterMetrics) -> None:
+    while True:
+        await backend.check()
+        metrics.backend_healthy.set(1 if backend.healthy else 0)
+        await asyncio.sleep(interval_s)
+
+
+def build_app(config: RouterConfig, store_factory: Callable[[], LeaseStore] | None = None) -> web.Application:
+    """The aiohttp application; background tasks start and stop with it.
+
+    `store_factory` builds the lease store when GLOBAL_MAX_CONCURRENCY is set.
+    """
+    app = web.Application(middlewares=[errors_middleware])
+    metrics_ = RouterMetrics()
+    router = Router(config, metrics_, None, None)
+    app[ROUTER] = router
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        tasks: list[asyncio.Task[None]] = []
+        session: aiohttp.ClientSession | None = None
+        if config.global_max_concurrency is not None and store_factory is not None:
+            router.global_limit = GlobalLimit(
+                store_factory(), config.kv_key, config.global_max_concurrency, config.kv_lease_ms,
+                config.kv_failure_mode, metrics_, config.router_pod or "router")
+            tasks.append(asyncio.create_task(router.global_limit.renew_forever()))
+        if config.backend_url is not None:
+            session = aiohttp.ClientSession()
+            router.backend = Backend(config.backend_url, config.model_ref,
+                                     config.backend_timeout_ms / 1000, session)
+            tasks.append(asyncio.create_task(_backend_health_loop(
+                router.backend, config.backend_health_interval_ms / 1000, metrics_)))
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if router.global_limit is not None:
+            await router.global_limit.aclose()
+        if session is not None:
+            await session.close()
+
+    async def start_draining(app: web.Application) -> None:
+        router.draining = True
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(start_draining)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_post("/infer", infer)
+    app.router.add_get("/metrics", metrics)
+    return app

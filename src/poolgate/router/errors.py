@@ -1,0 +1,68 @@
+"""Errors the router answers itself, rendered in the OpenAI error shape vLLM uses."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import orjson
+from aiohttp import web
+
+REASON_HEADER = "x-poolgate-reason"
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None,
+                   param: str | None = None) -> web.Response:
+    """`{"error": {"message", "type", "param", "code"}}`, with vLLM's type (the status phrase)."""
+    body = {"error": {"message": message, "type": HTTPStatus(status).phrase, "param": param,
+                      "code": status}}
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
+                        headers=headers)
+
+
+class RouterError(Exception):
+    """An error answered before any response byte went out; subclasses set `status`."""
+
+    status: int = 500
+
+    def __init__(self, message: str, *, reason: str | None = None, param: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.param = param
+        self.headers = dict(headers or {})
+        if reason is not None:
+            self.headers[REASON_HEADER] = reason
+
+    def to_response(self) -> web.Response:
+        return error_response(self.status, self.message, self.headers, self.param)
+
+
+class InvalidRequest(RouterError):
+    """The client sent something /infer cannot take."""
+
+    status = 400
+
+
+class Overloaded(RouterError):
+    """Refused at once because every slot is taken; the client may retry after `Retry-After`."""
+
+    status = 429
+
+
+class Unavailable(RouterError):
+    """The router cannot serve now (queue wait expired, KV store down in closed mode, backend)."""
+
+    status = 503
+
+
+class BadGateway(RouterError):
+    """The backend failed or answered something the router cannot use."""
+
+    status = 502
+
+
+class BackendTimeout(RouterError):
+    """The backend did not answer within BACKEND_TIMEOUT_MS."""
+
+    status = 504

@@ -1,0 +1,158 @@
+"""`poolgate operator` against a fake Kubernetes API server written here.
+
+No cluster is available in tests, so the API server is a small aiohttp app in this test (not a
+poolgate component): it serves the InferenceService list and watch, and records the server-side
+apply and status patches the real operator process sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from aiohttp import web
+
+from poolgate.operator.render import render
+from tests.support.processes import ProcessGroup, free_port, poolgate_command
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "test-token-123"
+ISVC_PATH = "/apis/poolgate.dev/v1alpha1/namespaces/ml/inferenceservices"
+
+
+def isvc(name: str, generation: int, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "poolgate.dev/v1alpha1", "kind": "InferenceService",
+        "metadata": {"name": name, "namespace": "ml", "uid": f"uid-{name}",
+                     "generation": generation, "resourceVersion": str(generation)},
+        "spec": {"modelRef": "llama-3-8b", **spec},
+    }
+
+
+@dataclass
+class FakeApi:
+    """Just enough of the Kubernetes API for the operator, recording every write."""
+
+    items: list[dict[str, Any]]
+    events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    applies: list[tuple[str, dict[str, str], str, dict[str, Any]]] = field(default_factory=list)
+    statuses: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    unauthorised: int = 0
+
+    def app(self) -> web.Application:
+        @web.middleware
+        async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
+            if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+                self.unauthorised += 1
+                return web.json_response({"kind": "Status", "message": "Unauthorized"}, status=401)
+            resp: web.StreamResponse = await handler(request)
+            return resp
+
+        app = web.Application(middlewares=[auth])
+        app.router.add_get(ISVC_PATH, self.list_or_watch)
+        app.router.add_patch(ISVC_PATH + "/{name}/status", self.status)
+        app.router.add_patch("/apis/apps/v1/namespaces/ml/deployments/{name}", self.apply)
+        app.router.add_patch("/api/v1/namespaces/ml/services/{name}", self.apply)
+        return app
+
+    async def list_or_watch(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") != "true":
+            return web.json_response({"kind": "InferenceServiceList", "items": self.items,
+                                      "metadata": {"resourceVersion": "10"}})
+        assert request.query["resourceVersion"] == "10"
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        while True:
+            event = await self.events.get()
+            await resp.write(orjson.dumps(event) + b"\n")
+
+    async def apply(self, request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        self.applies.append((request.path, dict(request.query),
+                             request.headers.get("Content-Type", ""), body))
+        return web.json_response(body)
+
+    async def status(self, request: web.Request) -> web.Response:
+        assert request.headers["Content-Type"] == "application/merge-patch+json"
+        self.statuses.append((request.match_info["name"], orjson.loads(await request.read())))
+        return web.json_response({})
+
+
+@pytest.fixture
+async def fake_api() -> AsyncIterator[tuple[FakeApi, int]]:
+    api = FakeApi(items=[isvc("llama", 3, kvEndpoints=["redis-0.kv:6379"], replicas=2)])
+    runner = web.AppRunner(api.app(), shutdown_timeout=0.1)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield api, port
+    finally:
+        await runner.cleanup()
+
+
+async def eventually(check: Any, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_operator_applies_renders_and_reports_status(
+        procs: ProcessGroup, tmp_path: Path, fake_api: tuple[FakeApi, int]) -> None:
+    api, port = fake_api
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "op", "namespace": "ml"}}],
+        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "users": [{"name": "op", "user": {"token": TOKEN}}],
+    }))
+    operator = procs.start(poolgate_command("operator", "--kubeconfig", str(kubeconfig)))
+
+    # 1. the listed InferenceService: Deployment + Service applied exactly as rendered
+    await eventually(lambda: len(api.applies) >= 2 and len(api.statuses) >= 1)
+    expected = render(api.items[0])
+    (dep_path, params, ctype, dep), (svc_path, _, _, svc) = api.applies[:2]
+    assert dep_path == "/apis/apps/v1/namespaces/ml/deployments/llama-router"
+    assert svc_path == "/api/v1/namespaces/ml/services/llama-router"
+    assert params == {"fieldManager": "poolgate-operator", "force": "true"}
+    assert ctype == "application/apply-patch+yaml"
+    assert [dep, svc] == expected
+    name, status = api.statuses[0]
+    assert name == "llama"
+    assert status["status"]["observedGeneration"] == 3
+    assert status["status"]["routerService"] == "llama-router.ml.svc"
+    assert status["status"]["conditions"][0]["status"] == "True"
+
+    # 2. a change arrives through the watch and is applied
+    changed = copy.deepcopy(api.items[0])
+    changed["metadata"]["generation"] = 4
+    changed["spec"]["maxConcurrency"] = 3
+    await api.events.put({"type": "MODIFIED", "object": changed})
+    await eventually(lambda: len(api.applies) >= 4)
+    env = {e["name"]: e.get("value") for e in
+           api.applies[2][3]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MAX_CONCURRENCY"] == "3"
+
+    # 3. an invalid one is reported in its status and nothing is applied for it
+    await api.events.put({"type": "ADDED", "object": isvc("broken", 1, kvEndpoints=["nope"])})
+    await eventually(lambda: any(n == "broken" for n, _ in api.statuses))
+    condition = next(s for n, s in api.statuses if n == "broken")["status"]["conditions"][0]
+    assert (condition["status"], condition["reason"]) == ("False", "InvalidSpec")
+    assert "spec.kvEndpoints" in condition["message"]
+    assert not any("broken" in path for path, _, _, _ in api.applies)
+    assert api.unauthorised == 0
+
+    operator.stop()
+    assert operator.proc.returncode == 0
+    assert "Traceback" not in operator.output()
