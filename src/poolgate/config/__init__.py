@@ -1,1 +1,1 @@
-"""poolgate.config."""
+"""Resolving Kubernetes-style resources into one immutable runtime snapshot (`load_snapshot`)."""

@@ -1,0 +1,61 @@
+"""Which (group, kind, version) poolgate reads, and which kinds it knowingly skips."""
+
+from __future__ import annotations
+
+from poolgate.api import envoy, gateway, inference, local
+from poolgate.api._base import Resource
+
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+ENVOY_GROUP = "gateway.envoyproxy.io"
+
+# (group, kind) -> {version: schema}
+SCHEMAS: dict[tuple[str, str], dict[str, type[Resource]]] = {
+    (GATEWAY_GROUP, "GatewayClass"): {"v1": gateway.GatewayClass, "v1beta1": gateway.GatewayClass},
+    (GATEWAY_GROUP, "Gateway"): {"v1": gateway.Gateway, "v1beta1": gateway.Gateway},
+    (GATEWAY_GROUP, "HTTPRoute"): {"v1": gateway.HTTPRoute, "v1beta1": gateway.HTTPRoute},
+    (GATEWAY_GROUP, "ReferenceGrant"): {
+        "v1": gateway.ReferenceGrant, "v1beta1": gateway.ReferenceGrant,
+        "v1alpha2": gateway.ReferenceGrant,
+    },
+    (inference.GROUP_X, "InferencePool"): {"v1alpha2": inference.InferencePoolV1Alpha2},
+    (inference.GROUP_V1, "InferencePool"): {"v1": inference.InferencePoolV1},
+    (inference.GROUP_X, "InferenceModel"): {"v1alpha2": inference.InferenceModel},
+    (inference.GROUP_X, "InferenceObjective"): {"v1alpha2": inference.InferenceObjective},
+    (ENVOY_GROUP, "BackendTrafficPolicy"): {"v1alpha1": envoy.BackendTrafficPolicy},
+    (ENVOY_GROUP, "ClientTrafficPolicy"): {"v1alpha1": envoy.ClientTrafficPolicy},
+    (ENVOY_GROUP, "EnvoyProxy"): {"v1alpha1": envoy.EnvoyProxy},
+    (local.GROUP, "LocalEndpoints"): {"v1alpha1": local.LocalEndpoints},
+}
+
+# Groups whose other kinds change traffic in a real cluster: skipping one earns a warning,
+# since the user probably expects it to take effect.
+WARN_WHEN_SKIPPED_GROUPS = frozenset(
+    {GATEWAY_GROUP, ENVOY_GROUP, inference.GROUP_X, inference.GROUP_V1}
+)
+
+# Our own group: an unknown kind there is a typo, not a foreign resource.
+OWN_GROUP = local.GROUP
+
+
+def split_api_version(api_version: str) -> tuple[str, str]:
+    """`group/version` as (group, version); the core group (`v1`) is the empty string."""
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
+def schema_for(api_version: str, kind: str) -> type[Resource] | str | None:
+    """The schema for a document, None when poolgate skips the kind, or an error message."""
+    group, version = split_api_version(api_version)
+    versions = SCHEMAS.get((group, kind))
+    if versions is None:
+        if group == OWN_GROUP:
+            known = sorted(k for g, k in SCHEMAS if g == OWN_GROUP)
+            return f"unknown kind {kind!r} in {OWN_GROUP} (known: {', '.join(known)})"
+        return None
+    schema = versions.get(version)
+    if schema is None:
+        return (
+            f"unsupported apiVersion {api_version!r} for {kind} "
+            f"(supported: {', '.join(f'{group}/{v}' for v in versions)})"
+        )
+    return schema

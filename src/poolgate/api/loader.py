@@ -1,0 +1,207 @@
+"""Read multi-document YAML files and directories into typed resources, with positioned problems."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from poolgate.api._base import Resource
+from poolgate.api.kinds import WARN_WHEN_SKIPPED_GROUPS, schema_for, split_api_version
+from poolgate.api.problems import Problem, Source
+
+try:
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+_MAX_ERRORS_PER_DOCUMENT = 20
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedResource:
+    """A validated resource and where it was read from."""
+
+    resource: Resource
+    source: Source
+
+
+@dataclass(slots=True)
+class LoadedManifests:
+    """Everything read from a set of paths: resources in file order, problems, skipped kinds."""
+
+    resources: list[LoadedResource] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def manifest_files(paths: Sequence[Path]) -> tuple[list[Path], list[Problem]]:
+    """The YAML files named by `paths`: files as given, directories searched recursively, sorted."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix in MANIFEST_SUFFIXES
+            )
+            if not found:
+                problems.append(Problem("warning", str(path), 0, None, None, None,
+                                        "directory has no *.yaml or *.yml files"))
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Problem("error", str(path), 0, None, None, None,
+                                    "no such file or directory"))
+    return files, problems
+
+
+def load_manifests(paths: Sequence[Path]) -> LoadedManifests:
+    """Load every document under `paths`; documents with problems are left out of `resources`."""
+    out = LoadedManifests()
+    files, problems = manifest_files(paths)
+    out.problems.extend(problems)
+    for file in files:
+        _load_file(file, out)
+    return out
+
+
+def _documents(text: str) -> Iterator[yaml.Node | None]:
+    """YAML nodes of each document; None for an empty document. Raises yaml.YAMLError."""
+    loader = _Loader(text)
+    try:
+        while loader.check_node():
+            yield loader.get_node()
+    finally:
+        loader.dispose()
+
+
+def _construct(node: yaml.Node) -> Any:
+    loader = _Loader("")
+    try:
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _load_file(file: Path, out: LoadedManifests) -> None:
+    name = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        out.problems.append(Problem("error", name, 0, None, None, None, f"cannot read: {e}"))
+        return
+    index = 0
+    try:
+        for node in _documents(text):
+            index += 1
+            if node is None:
+                continue
+            _load_document(node, Source(name, index, node.start_mark.line + 1), out)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        reason = getattr(e, "problem", None) or str(e)
+        out.problems.append(
+            Problem("error", name, index + 1, line, None, None, f"invalid YAML: {reason}")
+        )
+
+
+def _load_document(node: yaml.Node, source: Source, out: LoadedManifests) -> None:
+    try:
+        data = _construct(node)
+    except yaml.YAMLError as e:
+        out.problems.append(Problem.at("error", source, None, None, f"invalid YAML: {e}"))
+        return
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        out.problems.append(Problem.at(
+            "error", source, None, None,
+            f"a document must be a mapping with apiVersion and kind, not a {type(data).__name__}",
+        ))
+        return
+    api_version, kind = data.get("apiVersion"), data.get("kind")
+    metadata = data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    name = name if isinstance(name, str) else None
+    if not isinstance(api_version, str) or not api_version or not isinstance(kind, str) or not kind:
+        missing = [f for f, v in (("apiVersion", api_version), ("kind", kind))
+                   if not isinstance(v, str) or not v]
+        out.problems.append(Problem.at(
+            "error", source, kind if isinstance(kind, str) else None, name,
+            f"{' and '.join(missing)} missing or not a string",
+        ))
+        return
+    schema = schema_for(api_version, kind)
+    if isinstance(schema, str):
+        out.problems.append(Problem.at("error", source, kind, name, schema))
+        return
+    if schema is None:
+        out.skipped[kind] += 1
+        group, _ = split_api_version(api_version)
+        if group in WARN_WHEN_SKIPPED_GROUPS:
+            out.problems.append(Problem.at(
+                "warning", source, kind, name,
+                f"poolgate does not act on {api_version} {kind}; it is ignored",
+            ))
+        else:
+            log.debug("%s (doc %d): skipping %s/%s", source.file, source.doc_index, kind, name)
+        return
+    try:
+        resource = schema.model_validate(data)
+    except ValidationError as e:
+        for err in e.errors()[:_MAX_ERRORS_PER_DOCUMENT]:
+            path, line = _locate(node, err["loc"], err["type"] == "missing")
+            out.problems.append(Problem.at(
+                "error", source, kind, name, f"{path or '(document)'}: {_plain(err)}", line=line,
+            ))
+        return
+    out.resources.append(LoadedResource(resource, source))
+
+
+def _locate(node: yaml.Node, loc: tuple[int | str, ...], missing: bool) -> tuple[str, int]:
+    """The field path (with YAML keys) and line for a pydantic error location."""
+    path = ""
+    current = node
+    for i, part in enumerate(loc):
+        if isinstance(current, yaml.MappingNode) and isinstance(part, str):
+            for key, value in current.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == part:
+                    current = value
+                    path += f".{part}" if path else part
+                    break
+            else:
+                if missing and i == len(loc) - 1:
+                    path += f".{part}" if path else part
+        elif (isinstance(current, yaml.SequenceNode) and isinstance(part, int)
+              and 0 <= part < len(current.value)):
+            current = current.value[part]
+            path += f"[{part}]"
+        # Anything else is a pydantic union/validator tag, not a YAML key: skip it.
+    return path, current.start_mark.line + 1
+
+
+def _plain(err: Any) -> str:
+    """Pydantic's reason in plain words, with the offending value for type errors."""
+    kind: str = err["type"]
+    msg: str = err["msg"]
+    if kind == "missing":
+        return "required field is missing"
+    if msg.startswith("Value error, "):
+        return msg[len("Value error, "):]
+    if msg.startswith("Assertion failed, "):
+        return msg[len("Assertion failed, "):]
+    value = err.get("input")
+    if isinstance(value, str | int | float | bool) or value is None:
+        return f"{msg[0].lower()}{msg[1:]} (got {value!r})"
+    return f"{msg[0].lower()}{msg[1:]} (got a {type(value).__name__})"

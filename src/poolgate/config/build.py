@@ -1,0 +1,287 @@
+"""Resolve loaded resources into one immutable Snapshot: `load_snapshot(paths)`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from poolgate.api import envoy, gateway, inference, local
+from poolgate.api.kinds import ENVOY_GROUP, GATEWAY_GROUP
+from poolgate.api.loader import LoadedResource, load_manifests
+from poolgate.api.problems import Problem
+from poolgate.config._report import Report
+from poolgate.config.inference_models import resolve_inference_models, resolve_objectives
+from poolgate.config.policies import traffic_policy
+from poolgate.config.policy import TrafficPolicy
+from poolgate.config.routes import (
+    GatewayListeners,
+    PlacedRoute,
+    attach_route,
+    build_tables,
+    compile_rule,
+)
+from poolgate.config.snapshot import Endpoint, Listener, Pool, Route, Snapshot
+from poolgate.discovery.local import LocalEndpointSource
+
+SERVED_PROTOCOLS = frozenset({"HTTP"})
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """The snapshot (None when any error was found), every problem, and what was read."""
+
+    snapshot: Snapshot | None
+    problems: tuple[Problem, ...]
+    loaded: Mapping[str, int] = field(default_factory=dict)  # kind -> count
+    skipped: Mapping[str, int] = field(default_factory=dict)  # kind -> count
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        """Problems of severity error."""
+        return tuple(p for p in self.problems if p.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[Problem, ...]:
+        """Problems of severity warning."""
+        return tuple(p for p in self.problems if p.severity == "warning")
+
+
+def load_snapshot(
+    paths: Sequence[Path], port_overrides: Mapping[int, int] | None = None
+) -> LoadResult:
+    """Load manifests from files/directories and resolve them into a Snapshot.
+
+    `port_overrides` maps a listener port in the manifests to the port actually served
+    (`poolgate serve --port`). Route matching and parentRef ports use the manifest ports.
+    """
+    manifests = load_manifests(paths)
+    report = Report()
+    resources = _without_duplicates(manifests.resources, report)
+    snapshot = _Builder(resources, report, dict(port_overrides or {})).build()
+    problems = tuple(manifests.problems) + tuple(report.problems)
+    has_error = any(p.severity == "error" for p in problems)
+    loaded = Counter(r.resource.kind for r in manifests.resources)
+    return LoadResult(
+        None if has_error else snapshot, problems, dict(sorted(loaded.items())),
+        dict(sorted(manifests.skipped.items())),
+    )
+
+
+def _without_duplicates(resources: Sequence[LoadedResource], report: Report) -> list[LoadedResource]:
+    first: dict[tuple[str, str], LoadedResource] = {}
+    out = []
+    for r in resources:
+        key = (r.resource.kind, r.resource.key)
+        if key in first:
+            prior = first[key].source
+            where = f"{prior.file}:{prior.line}" if prior.line else prior.file
+            report.error(r, f"duplicate {r.resource.kind} {r.resource.key} "
+                            f"(first defined at {where}, doc {prior.doc_index})")
+            continue
+        first[key] = r
+        out.append(r)
+    return out
+
+
+class _Builder:
+    """One snapshot build: resolves references in dependency order."""
+
+    def __init__(self, resources: list[LoadedResource], report: Report,
+                 port_overrides: dict[int, int]) -> None:
+        self.report = report
+        self.port_overrides = port_overrides
+        self.by_kind: dict[str, list[LoadedResource]] = {}
+        for r in resources:
+            self.by_kind.setdefault(r.resource.kind, []).append(r)
+        self.order = {id(r): i for i, r in enumerate(resources)}
+
+    def of(self, kind: str) -> list[LoadedResource]:
+        """Loaded resources of one kind, in load order."""
+        return self.by_kind.get(kind, [])
+
+    def build(self) -> Snapshot:
+        """The snapshot; problems go to the report (the caller drops it on any error)."""
+        source = LocalEndpointSource(
+            r.resource for r in self.of("LocalEndpoints")
+            if isinstance(r.resource, local.LocalEndpoints)
+        )
+        pools = self.pools(source)
+        gateways = self.gateways()
+        listeners = tuple(lst for g in gateways.values() for _, lst in g.listeners)
+        policies = self.backend_policies(gateways)
+        grants = [r.resource for r in self.of("ReferenceGrant")
+                  if isinstance(r.resource, gateway.ReferenceGrant)]
+        placed: list[PlacedRoute] = []
+        for loaded in self.of("HTTPRoute"):
+            route = loaded.resource
+            assert isinstance(route, gateway.HTTPRoute)
+            attachments = attach_route(loaded, gateways, self.report)
+            # Most specific wins: rule (sectionName), route, then the first attached Gateway's.
+            gw_policy = next((policies[("Gateway", a.gateway_key, "")] for a in attachments
+                              if ("Gateway", a.gateway_key, "") in policies), None)
+            route_policy = policies.get(("HTTPRoute", route.key, ""))
+            rules = []
+            for i, rule in enumerate(route.spec.rules):
+                rule_policy = policies.get(("HTTPRoute", route.key, rule.name)) if rule.name else None
+                policy = rule_policy or route_policy or gw_policy
+                rules.append(compile_rule(loaded, i, rule, pools, source, grants, policy,
+                                          self.report))
+            if not attachments:
+                continue
+            hostnames = tuple(dict.fromkeys(
+                h for a in attachments for h in (a.hostnames or ())))
+            ports = tuple(sorted({a.listener.port for a in attachments}))
+            compiled = Route(route.namespace, route.name, hostnames, tuple(rules), ports)
+            order = (route.metadata.creation_timestamp or "", self.order[id(loaded)])
+            placed.append(PlacedRoute(compiled, order, tuple(attachments)))
+        models = resolve_inference_models(self.of("InferenceModel"), pools, self.report)
+        objectives = resolve_objectives(self.of("InferenceObjective"), pools, self.report)
+        if not listeners and (self.by_kind):
+            first = next(iter(self.by_kind.values()))[0]
+            self.report.warning(first, "no Gateway with an HTTP listener: nothing will be served")
+        return Snapshot(
+            listeners=listeners,
+            envoy_headers=self.envoy_headers(gateways),
+            pools=MappingProxyType(pools),
+            routes=tuple(p.route for p in placed),
+            inference_models=MappingProxyType(models),
+            objectives=MappingProxyType(objectives),
+            tables=MappingProxyType(build_tables(placed)),
+        )
+
+    def pools(self, source: LocalEndpointSource) -> dict[str, Pool]:
+        """InferencePools of both versions, keyed ns/name, with their endpoints found."""
+        pools: dict[str, Pool] = {}
+        for loaded in self.of("InferencePool"):
+            res = loaded.resource
+            if isinstance(res, inference.InferencePoolV1Alpha2):
+                ports = [res.spec.target_port_number]
+                selector = res.spec.selector
+                ext = res.spec.extension_ref
+                failure_mode = ext.failure_mode if ext else "FailClose"
+                picker = ext.name if ext else None
+            elif isinstance(res, inference.InferencePoolV1):
+                ports = [p.number for p in res.spec.target_ports]
+                selector = res.spec.selector.match_labels
+                epp = res.spec.endpoint_picker_ref
+                failure_mode = epp.failure_mode if epp else "FailClose"
+                picker = epp.name if epp else None
+            else:
+                continue
+            seen: dict[str, Endpoint] = {}
+            for port in ports:
+                for ep in source.endpoints_for(res.namespace, selector, port):
+                    seen.setdefault(ep.address, ep)
+            if not seen:
+                labels = ",".join(f"{k}={v}" for k, v in selector.items())
+                self.report.warning(loaded, f"no LocalEndpoints in namespace {res.namespace} "
+                                            f"match selector {labels}; the pool will answer 503")
+            pools[res.key] = Pool(
+                res.namespace, res.name, ports[0], MappingProxyType(dict(selector)),
+                tuple(seen.values()), failure_mode, picker,
+            )
+        return pools
+
+    def gateways(self) -> dict[str, GatewayListeners]:
+        """Gateways keyed ns/name with the listeners poolgate serves (ports overridden)."""
+        proxies = {r.resource.key for r in self.of("EnvoyProxy")}
+        out: dict[str, GatewayListeners] = {}
+        for loaded in self.of("Gateway"):
+            gw = loaded.resource
+            assert isinstance(gw, gateway.Gateway)
+            infra = gw.spec.infrastructure
+            ref = infra.parameters_ref if infra else None
+            if ref is not None:
+                target = f"{ref.namespace or gw.namespace}/{ref.name}"
+                if ref.group != ENVOY_GROUP or ref.kind != "EnvoyProxy":
+                    self.report.warning(loaded, f"spec.infrastructure.parametersRef kind "
+                                                f"{ref.kind} is not supported and is ignored")
+                elif target not in proxies:
+                    self.report.warning(loaded, f"spec.infrastructure.parametersRef: EnvoyProxy "
+                                                f"{target} not found")
+            names: set[str] = set()
+            listeners = []
+            for spec in gw.spec.listeners:
+                if spec.name in names:
+                    self.report.error(loaded, f"listener name {spec.name} is used twice")
+                    continue
+                names.add(spec.name)
+                if spec.protocol not in SERVED_PROTOCOLS:
+                    self.report.warning(loaded, f"listener {spec.name}: protocol {spec.protocol} "
+                                                "is not supported (HTTP only); it is not served")
+                    continue
+                port = self.port_overrides.get(spec.port, spec.port)
+                hostname = spec.hostname.lower() if spec.hostname else None
+                listeners.append((spec, Listener(spec.name, port, spec.protocol, hostname,
+                                                  gw.key)))
+            out[gw.key] = GatewayListeners(loaded, gw, tuple(listeners))
+        return out
+
+    def _targets(self, loaded: LoadedResource, spec: envoy.PolicySpec, gateways: Mapping[str, object],
+                 routes: Mapping[str, gateway.HTTPRoute]) -> list[tuple[str, str, str | None]]:
+        """(kind, key, sectionName) of each resolvable target; unresolved ones are warned about."""
+        ns = loaded.resource.namespace
+        out = []
+        if not spec.targets:
+            self.report.error(loaded, "spec.targetRef or spec.targetRefs is required")
+        for t in spec.targets:
+            key = f"{ns}/{t.name}"
+            if t.group != GATEWAY_GROUP or t.kind not in ("Gateway", "HTTPRoute"):
+                self.report.warning(loaded, f"target {t.kind} {t.name}: only Gateway and "
+                                            "HTTPRoute targets are supported; ignored")
+            elif t.kind == "Gateway" and key not in gateways:
+                self.report.warning(loaded, f"target Gateway {key} not found; the policy does "
+                                            "not apply to it")
+            elif t.kind == "HTTPRoute" and key not in routes:
+                self.report.warning(loaded, f"target HTTPRoute {key} not found; the policy does "
+                                            "not apply to it")
+            elif t.kind == "Gateway" and t.section_name is not None:
+                self.report.warning(loaded, f"target Gateway {key} sectionName {t.section_name}: "
+                                            "listener-level policies are not supported; ignored")
+            else:
+                out.append((t.kind, key, t.section_name))
+        return out
+
+    def backend_policies(
+        self, gateways: Mapping[str, GatewayListeners]
+    ) -> dict[tuple[str, str, str], TrafficPolicy]:
+        """Policies by (target kind, target ns/name, rule sectionName or "")."""
+        routes = {r.resource.key: r.resource for r in self.of("HTTPRoute")
+                  if isinstance(r.resource, gateway.HTTPRoute)}
+        out: dict[tuple[str, str, str], TrafficPolicy] = {}
+        for loaded in self.of("BackendTrafficPolicy"):
+            res = loaded.resource
+            assert isinstance(res, envoy.BackendTrafficPolicy)
+            policy = traffic_policy(loaded, self.report)
+            for kind, key, section in self._targets(loaded, res.spec, gateways, routes):
+                if section is not None and not any(
+                    rule.name == section for rule in routes[key].spec.rules
+                ):
+                    self.report.warning(loaded, f"target HTTPRoute {key} has no rule named "
+                                                f"{section}; the policy does not apply")
+                    continue
+                slot = (kind, key, section or "")
+                prior = out.get(slot)
+                if prior is not None:
+                    self.report.warning(loaded, f"{kind} {key} already has BackendTrafficPolicy "
+                                                f"{prior.namespace}/{prior.name}; the older "
+                                                "policy wins and this one is ignored for it")
+                    continue
+                out[slot] = policy
+        return out
+
+    def envoy_headers(self, gateways: Mapping[str, GatewayListeners]) -> bool:
+        """Whether a ClientTrafficPolicy on a Gateway turns on `x-envoy-*` headers."""
+        enabled = False
+        for loaded in self.of("ClientTrafficPolicy"):
+            res = loaded.resource
+            assert isinstance(res, envoy.ClientTrafficPolicy)
+            targets = self._targets(loaded, res.spec, gateways, {})
+            if res.spec.headers and res.spec.headers.enable_envoy_headers and any(
+                kind == "Gateway" for kind, _, _ in targets
+            ):
+                enabled = True
+        return enabled

@@ -1,0 +1,80 @@
+"""`poolgate validate` as a user runs it: real process, real files, exit codes and messages."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import ProcessGroup, poolgate_command
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "seed-000-circuit-breaker"
+SEED_002 = REPO / "tests" / "unit" / "config" / "fixtures" / "seed-002"
+
+
+def run_validate(procs: ProcessGroup, *args: str) -> tuple[int, str]:
+    proc = procs.start(poolgate_command("validate", *args), cwd=REPO)
+    code = proc.proc.wait(timeout=60)
+    return code, proc.output()
+
+
+def test_seed_000_example_is_valid(procs: ProcessGroup) -> None:
+    code, out = run_validate(procs, "-f", str(EXAMPLE))
+    assert code == 0, out
+    assert "0 error(s), 0 warning(s): valid" in out
+    assert "1 InferencePool" in out and "1 BackendTrafficPolicy" in out and "1 LocalEndpoints" in out
+    assert "2 Deployment" in out  # the seed's Deployments are skipped, not rejected
+
+
+def test_files_can_be_given_one_by_one(procs: ProcessGroup) -> None:
+    files = [a for f in sorted(EXAMPLE.glob("*.yaml")) for a in ("-f", str(f))]
+    code, out = run_validate(procs, *files)
+    assert code == 0, out
+
+
+def test_warnings_pass_unless_strict(procs: ProcessGroup) -> None:
+    code, out = run_validate(procs, "-f", str(SEED_002))
+    assert code == 0, out
+    assert "warning: " in out and "GCPInferencePoolImport" in out
+    code, out = run_validate(procs, "--strict", "-f", str(SEED_002))
+    assert code == 1, out
+    assert "(--strict: warnings are fatal)" in out
+
+
+def test_broken_manifests_fail_with_file_and_document_position(
+    procs: ProcessGroup, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(textwrap.dedent("""
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: Gateway
+        metadata: {name: gw}
+        spec:
+          gatewayClassName: c
+          listeners: [{name: http, port: 80, protocol: HTTP}]
+        ---
+        apiVersion: gateway.envoyproxy.io/v1alpha1
+        kind: BackendTrafficPolicy
+        metadata:
+          name: cb
+        spec:
+          targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: gw}]
+          timeout:
+            http:
+              requestTimeout: 10 seconds
+    """).lstrip())
+    code, out = run_validate(procs, "-f", str(broken))
+    assert code == 1, out
+    assert (f"error: {broken}:16 (doc 2, BackendTrafficPolicy/cb): "
+            "spec.timeout.http.requestTimeout: invalid duration '10 seconds'") in out
+    assert "1 error(s)" in out and ": invalid" in out
+
+
+def test_missing_file_is_an_error(procs: ProcessGroup, tmp_path: Path) -> None:
+    code, out = run_validate(procs, "-f", str(tmp_path / "nope.yaml"))
+    assert code == 1
+    assert "nope.yaml: no such file or directory" in out
