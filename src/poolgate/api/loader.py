@@ -45,13 +45,18 @@ class LoadedManifests:
 
 
 def manifest_files(paths: Sequence[Path]) -> tuple[list[Path], list[Problem]]:
-    """The YAML files named by `paths`: files as given, directories searched recursively, sorted."""
+    """The YAML files named by `paths`: files as given, directories searched recursively (hidden
+    files and folders skipped), sorted."""
     files: list[Path] = []
     problems: list[Problem] = []
     for path in paths:
         if path.is_dir():
+            # Hidden entries are skipped: a Kubernetes ConfigMap volume holds every file twice more
+            # under `..data/` and `..<timestamp>/`, which would load each resource three times.
             found = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix in MANIFEST_SUFFIXES
+                p for p in path.rglob("*")
+                if p.is_file() and p.suffix in MANIFEST_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
             if not found:
                 problems.append(Problem("warning", str(path), 0, None, None, None,

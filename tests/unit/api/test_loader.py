@@ -88,6 +88,16 @@ def test_directories_are_searched_recursively_in_sorted_order(tmp_path: Path) ->
     assert [r.resource.name for r in out.resources] == ["pool-a", "pool-b"]
 
 
+def test_a_configmap_volume_loads_each_resource_once(tmp_path: Path) -> None:
+    # kubelet mounts a ConfigMap as `..<timestamp>/file`, `..data -> ..<timestamp>`, `file -> ..data/file`.
+    write(tmp_path, "..2026_11_24_10_00_00.123/pool.yaml", POOL_V1ALPHA2)
+    (tmp_path / "..data").symlink_to(tmp_path / "..2026_11_24_10_00_00.123")
+    (tmp_path / "pool.yaml").symlink_to(tmp_path / "..data" / "pool.yaml")
+    out = load_manifests([tmp_path])
+    assert out.problems == []
+    assert [r.resource.name for r in out.resources] == ["pool-a"]
+
+
 def test_kinds_poolgate_does_not_act_on_are_skipped_and_counted(tmp_path: Path) -> None:
     f = write(tmp_path, "x.yaml", """
         apiVersion: apps/v1

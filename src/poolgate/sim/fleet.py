@@ -1,0 +1,135 @@
+"""A fleet of replicas in one event loop: start/stop in-process, or run as `poolgate sim`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from aiohttp import web
+
+from poolgate.sim.options import SimOptions
+from poolgate.sim.replica import Replica
+from poolgate.sim.server import build_app
+
+
+@dataclass
+class SimFleet:
+    """Running replicas; `urls[i]` serves replica i."""
+
+    replicas: list[Replica]
+    runners: list[web.AppRunner]
+    host: str
+    ports: list[int]
+
+    @property
+    def urls(self) -> list[str]:
+        """Base URLs, one per replica."""
+        return [f"http://{self.host}:{p}" for p in self.ports]
+
+    @property
+    def addresses(self) -> list[str]:
+        """`host:port` of each replica (as LocalEndpoints lists them)."""
+        return [f"{self.host}:{p}" for p in self.ports]
+
+    async def close(self) -> None:
+        """Stop listening and stop every engine."""
+        for runner in self.runners:
+            await runner.cleanup()
+        for replica in self.replicas:
+            await replica.close()
+
+
+async def start_fleet(options: SimOptions, host: str, base_port: int, replicas: int) -> SimFleet:
+    """Start `replicas` replicas on base_port..base_port+replicas-1 in the running loop.
+
+    With base_port 0 every replica gets its own ephemeral port (see `SimFleet.ports`).
+    """
+    if replicas < 1:
+        raise ValueError(f"--replicas must be at least 1, got {replicas}")
+    fleet = SimFleet([], [], host, [])
+    loop = asyncio.get_running_loop()
+    try:
+        for i in range(replicas):
+            replica = Replica(options, i)
+            fleet.replicas.append(replica)
+            runner = web.AppRunner(build_app(replica), handler_cancellation=True,
+                                   access_log=None)
+            await runner.setup()
+            fleet.runners.append(runner)
+            site = web.TCPSite(runner, host, base_port + i if base_port else 0)
+            await site.start()
+            fleet.ports.append(int(runner.addresses[0][1]))
+            replica.start()
+            if not replica.ready:
+                loop.call_later(options.startup_delay / options.time_scale, replica.mark_ready)
+    except BaseException:
+        await fleet.close()
+        raise
+    return fleet
+
+
+def endpoints_document(name: str, labels: Mapping[str, str], addresses: list[str]) -> str:
+    """A LocalEndpoints YAML document declaring `addresses` under `labels`."""
+    return yaml.safe_dump({
+        "apiVersion": "poolgate.dev/v1alpha1",
+        "kind": "LocalEndpoints",
+        "metadata": {"name": name},
+        "spec": {"labels": dict(labels), "addresses": addresses},
+    }, sort_keys=False)
+
+
+def write_endpoints_file(path: Path, name: str | None, labels: Mapping[str, str],
+                         addresses: list[str]) -> None:
+    """Write the fleet's LocalEndpoints atomically (a watcher never sees half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(endpoints_document(name or path.stem, labels, addresses))
+    tmp.replace(path)
+
+
+async def serve_fleet(options: SimOptions, host: str, base_port: int, replicas: int,
+                      endpoints_file: Path | None = None, endpoints_name: str | None = None,
+                      endpoints_labels: Mapping[str, str] | None = None) -> None:
+    """Run a fleet until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    fleet = await start_fleet(options, host, base_port, replicas)
+    try:
+        if endpoints_file is not None:
+            write_endpoints_file(endpoints_file, endpoints_name, endpoints_labels or {},
+                                 fleet.addresses)
+        for i, url in enumerate(fleet.urls):
+            print(f"poolgate sim: replica {i} serving {options.model_names[0]!r} on {url} "
+                  f"(profile {options.profile}, time scale {options.time_scale:g})", flush=True)
+        await stop.wait()
+    finally:
+        await fleet.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+
+
+def run_sim(options: SimOptions, host: str, base_port: int, replicas: int,
+            endpoints_file: Path | None = None, endpoints_name: str | None = None,
+            endpoints_labels: Mapping[str, str] | None = None) -> int:
+    """Run `poolgate sim` on uvloop; returns the exit code."""
+    main = serve_fleet(options, host, base_port, replicas, endpoints_file, endpoints_name,
+                       endpoints_labels)
+    try:
+        if sys.platform != "win32":
+            import uvloop
+
+            uvloop.run(main)
+        else:
+            asyncio.run(main)
+    except OSError as e:
+        print(f"poolgate sim: {e}", file=sys.stderr)
+        return 1
+    return 0
