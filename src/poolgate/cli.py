@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from poolgate import __version__
@@ -31,6 +34,205 @@ def _root(
 
 
 # Each package registers its own command below (one line each, keep sorted by command name).
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Option(
+        "-f", "--file", help="A manifest file or directory (repeatable)."
+    )],
+    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
+) -> None:
+    """Load and resolve manifests; print problems with file and document position."""
+    from poolgate.config.build import load_snapshot
+    from poolgate.config.validate_report import render_validation
+
+    text, code = render_validation(load_snapshot(files), strict)
+    typer.echo(text)
+    raise typer.Exit(code)
+
+
+@app.command(
+    "bench",
+    add_help_option=False,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def bench(ctx: typer.Context) -> None:
+    """Load-test OpenAI-compatible endpoints and report TTFT, TPOT, ITL, E2E (see --help)."""
+    from poolgate.bench.command import main as bench_main
+
+    bench_main(list(ctx.args))
+
+
+@app.command("operator")
+def operator(
+    kubeconfig: str | None = typer.Option(None, "--kubeconfig", help="Kubeconfig file (current context); default: the in-cluster service account."),
+    namespace: str | None = typer.Option(None, "--namespace", "-n", help="Namespace to watch; default: the service account's (or context's) namespace."),
+    all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A", help="Watch InferenceServices in every namespace."),
+    resync_seconds: float = typer.Option(300.0, "--resync-seconds", min=1, help="Re-list and re-apply everything this often."),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+) -> None:
+    """Run the InferenceService controller: renders and applies each router Deployment and Service."""
+    from pathlib import Path
+
+    from poolgate.operator.main import run
+
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise typer.BadParameter(f"{log_level!r} is not debug, info, warning or error",
+                                 param_hint="--log-level")
+
+    raise typer.Exit(run(Path(kubeconfig) if kubeconfig else None, namespace, all_namespaces,
+                         resync_seconds, log_level))
+
+
+@app.command("router")
+def router() -> None:
+    """Run the InferenceService router (seed 003), configured from the environment.
+
+    Required: MODEL_REF. Main knobs: MAX_CONCURRENCY (10), KV_ENDPOINTS, OVERFLOW (queue|reject),
+    MAX_QUEUE, QUEUE_TIMEOUT_MS, PORT (8080), SIMULATED_LATENCY_MS, BACKEND_URL,
+    GLOBAL_MAX_CONCURRENCY, KV_FAILURE_MODE (open|closed), KV_LEASE_MS. See docs/router.md.
+    """
+    from poolgate.router.main import run
+
+    raise typer.Exit(run())
+
+
+def _parse_port_map(values: list[str]) -> dict[int, int]:
+    mapping: dict[int, int] = {}
+    for item in values:
+        declared, sep, bound = item.partition("=")
+        if not sep or not declared.isdigit() or not bound.isdigit():
+            raise typer.BadParameter(f"expected DECLARED=BOUND (e.g. 80=8080), got {item!r}")
+        mapping[int(declared)] = int(bound)
+    return mapping
+
+
+@app.command("serve")
+def serve(
+    files: list[Path] = typer.Option(..., "-f", "--file", help="Manifest file or directory (repeatable)."),
+    port: int | None = typer.Option(None, "--port", help="Bind the Gateway's HTTP listener on this port instead of the declared one."),
+    port_map: list[str] = typer.Option([], "--port-map", help="DECLARED=BOUND for Gateways with several listener ports (repeatable)."),
+    host: str = typer.Option("0.0.0.0", "--host", help="Address the listeners bind."),
+    admin_port: int = typer.Option(9901, "--admin-port", help="Admin listener port (/metrics /healthz /readyz /status)."),
+    admin_host: str = typer.Option("127.0.0.1", "--admin-host", help="Admin listener address."),
+    access_log: str = typer.Option("-", "--access-log", help="'-' for stdout, 'off', or a file path."),
+    max_body_bytes: int = typer.Option(16 << 20, "--max-body-bytes", min=1, help="Largest request body accepted (413 above)."),
+    connect_timeout: float = typer.Option(10.0, "--connect-timeout", min=0.001, help="Seconds to open an upstream connection."),
+    watch: bool = typer.Option(True, "--watch/--no-watch", help="Reload the manifests when they change."),
+    drain_seconds: float = typer.Option(30.0, "--drain-seconds", min=0, help="On stop, wait this long for requests in flight."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed random choices (weights, tie-breaks) for reproducible runs."),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+) -> None:
+    """Run the gateway from Gateway API / Inference Extension manifests."""
+    from poolgate.observability.logs import configure_logging
+    from poolgate.proxy.gateway import GatewayOptions
+    from poolgate.proxy.run import run_serve
+    from poolgate.proxy.server import ServeOptions
+
+    try:
+        configure_logging(log_level)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--log-level") from None
+    for f in files:
+        if not f.exists():
+            raise typer.BadParameter(f"{f} does not exist", param_hint="-f")
+    options = ServeOptions(
+        paths=list(files), host=host, port=port, port_map=_parse_port_map(port_map),
+        admin_host=admin_host, admin_port=admin_port, access_log=access_log, watch=watch,
+        drain_seconds=drain_seconds,
+        gateway=GatewayOptions(max_body_bytes=max_body_bytes, connect_timeout=connect_timeout,
+                               seed=seed),
+    )
+    raise typer.Exit(run_serve(options))
+
+
+def _spread_values(extra: list[str], served: list[str], loras: list[str],
+                   labels: list[str]) -> None:
+    """Attribute values given vLLM-style after one flag (`--lora-modules a=x b=y`) to that flag."""
+    if not extra:
+        return
+    with_eq = [v for v in extra if "=" in v]
+    without = [v for v in extra if "=" not in v]
+    if without:
+        if not served:
+            raise typer.BadParameter(f"unexpected argument(s) {without}")
+        served += without
+    if with_eq:
+        if loras and labels:
+            raise typer.BadParameter("repeat --lora-modules / --endpoints-label before each value "
+                                     "when both are given")
+        if not loras and not labels:
+            raise typer.BadParameter(f"unexpected argument(s) {with_eq}")
+        (loras if loras else labels).extend(with_eq)
+
+
+@app.command("sim", context_settings={"allow_extra_args": True})
+def sim(
+    ctx: typer.Context,
+    replicas: Annotated[int, typer.Option("--replicas", min=1, help="Number of simulated servers.")] = 1,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="First port; replica i listens on PORT+i.")] = 8000,
+    host: Annotated[str, typer.Option("--host", help="Address the replicas bind.")] = "127.0.0.1",
+    model: Annotated[str, typer.Option("--model", help="Model path (the `root` in /v1/models).")] = "/model/llama2",
+    served_model_name: Annotated[list[str] | None, typer.Option("--served-model-name", help="Name(s) clients use; the first is reported (repeatable).")] = None,
+    lora_modules: Annotated[list[str] | None, typer.Option("--lora-modules", help="NAME=PATH of a LoRA adapter loaded at start (repeatable).")] = None,
+    max_loras: Annotated[int, typer.Option("--max-loras", min=1, help="LoRA adapter slots in the batch.")] = 1,
+    max_num_seqs: Annotated[int | None, typer.Option("--max-num-seqs", min=1, help="Running-batch slots (default: profile).")] = None,
+    max_model_len: Annotated[int | None, typer.Option("--max-model-len", min=1, help="Context length (default: profile).")] = None,
+    kv_cache_blocks: Annotated[int | None, typer.Option("--kv-cache-blocks", min=1, help="KV-cache blocks (default: profile).")] = None,
+    block_size: Annotated[int, typer.Option("--block-size", min=1, help="Tokens per KV-cache block.")] = 16,
+    max_waiting: Annotated[int | None, typer.Option("--max-waiting", min=0, help="Waiting-queue limit; beyond it 429 (default: unbounded).")] = None,
+    profile: Annotated[str, typer.Option("--profile", help="h100-llama3-8b, a10-llama2-7b, fast or zero.")] = "h100-llama3-8b",
+    time_scale: Annotated[float, typer.Option("--time-scale", help="Divide every simulated duration by this (10 = 10x faster).")] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice.")] = 0,
+    stream_interval: Annotated[int, typer.Option("--stream-interval", min=1, help="Tokens per streamed chunk.")] = 1,
+    startup_delay: Annotated[float, typer.Option("--startup-delay", min=0, help="Simulated seconds /health answers 503 after start.")] = 0.0,
+    fault_error_rate: Annotated[float, typer.Option("--fault-error-rate", min=0, max=1, help="Fraction of generation requests answered with --fault-error-status.")] = 0.0,
+    fault_error_status: Annotated[int, typer.Option("--fault-error-status", min=400, max=599, help="Status of injected errors.")] = 503,
+    fault_latency: Annotated[float, typer.Option("--fault-latency", min=0, help="Simulated seconds added before each generation request.")] = 0.0,
+    fault_hang_rate: Annotated[float, typer.Option("--fault-hang-rate", min=0, max=1, help="Fraction of generation requests accepted and never answered.")] = 0.0,
+    fault_crash_after_tokens: Annotated[int | None, typer.Option("--fault-crash-after-tokens", min=0, help="Cut every generation's connection after N tokens.")] = None,
+    endpoints_file: Annotated[Path | None, typer.Option("--endpoints-file", help="Write a LocalEndpoints YAML for this fleet.")] = None,
+    endpoints_name: Annotated[str | None, typer.Option("--endpoints-name", help="metadata.name of the LocalEndpoints (default: file stem).")] = None,
+    endpoints_label: Annotated[list[str] | None, typer.Option("--endpoints-label", help="K=V label of the LocalEndpoints (repeatable).")] = None,
+) -> None:
+    """Run simulated vLLM model servers (one per port, in one process)."""
+    from poolgate.sim.faults import FaultSettings
+    from poolgate.sim.fleet import run_sim
+    from poolgate.sim.options import SimOptions, parse_lora_module
+
+    served_model_name = list(served_model_name or ())
+    lora_modules = list(lora_modules or ())
+    endpoints_label = list(endpoints_label or ())
+    _spread_values(list(ctx.args), served_model_name, lora_modules, endpoints_label)
+    try:
+        loras = tuple(parse_lora_module(v) for v in lora_modules or ())
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--lora-modules") from None
+    labels: dict[str, str] = {}
+    for item in endpoints_label or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected K=V, got {item!r}", param_hint="--endpoints-label")
+        labels[key] = value
+    if port and port + replicas - 1 > 65535:
+        raise typer.BadParameter(f"ports {port}..{port + replicas - 1} exceed 65535", param_hint="--port")
+    try:
+        options = SimOptions(
+            model=model, served_model_names=tuple(served_model_name or ()), lora_modules=loras,
+            max_loras=max_loras, max_num_seqs=max_num_seqs, max_model_len=max_model_len,
+            kv_cache_blocks=kv_cache_blocks, block_size=block_size, max_waiting=max_waiting,
+            profile=profile, time_scale=time_scale, seed=seed, stream_interval=stream_interval,
+            startup_delay=startup_delay,
+            faults=FaultSettings(
+                error_rate=fault_error_rate, error_status=fault_error_status,
+                added_latency=fault_latency, hang_rate=fault_hang_rate,
+                crash_after_tokens=fault_crash_after_tokens,
+            ),
+        )
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    raise typer.Exit(run_sim(options, host, port, replicas, endpoints_file, endpoints_name, labels))
 
 
 def main() -> None:

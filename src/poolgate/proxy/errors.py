@@ -1,0 +1,69 @@
+"""Errors the gateway's proxy answers itself, and turning any gateway error into a response."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import orjson
+from aiohttp import web
+
+from poolgate.traffic.errors import LocalReply, PoolgateError
+
+
+class NoRoute(PoolgateError):
+    """No HTTPRoute rule matches the request (Envoy: `NR`)."""
+
+    status = 404
+    type = "NotFoundError"
+    flag = "NR"
+    default_message = "No route matches the request."
+
+
+class BadRequest(PoolgateError):
+    """The client sent a body the gateway cannot route on."""
+
+    status = 400
+    type = "BadRequestError"
+    param: str | None
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+    def reply(self, *, envoy_headers: bool = False) -> LocalReply:
+        body = orjson.dumps({"error": {
+            "message": self.message, "type": self.type, "param": self.param, "code": self.status,
+        }})
+        return LocalReply(self.status, "application/json", body, tuple(self.headers.items()))
+
+
+class BodyTooLarge(PoolgateError):
+    """The request body is over `--max-body-bytes`."""
+
+    status = 413
+    type = "BadRequestError"
+
+
+class InvalidBackend(PoolgateError):
+    """The route's backendRef could not be resolved (Gateway API: 500)."""
+
+    status = 500
+    type = "InternalServerError"
+
+
+class InternalError(PoolgateError):
+    """Anything unexpected: a short message for the client, the traceback for our log."""
+
+    status = 500
+    type = "InternalServerError"
+    default_message: ClassVar[str] = "Internal gateway error; see the gateway log."
+
+
+def to_response(error: PoolgateError, *, envoy_headers: bool = False) -> web.Response:
+    """The aiohttp response for a gateway error."""
+    reply = error.reply(envoy_headers=envoy_headers)
+    resp = web.Response(status=reply.status, body=reply.body)
+    resp.headers["Content-Type"] = reply.content_type
+    for name, value in reply.headers:
+        resp.headers[name] = value
+    return resp

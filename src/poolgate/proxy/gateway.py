@@ -1,0 +1,369 @@
+"""The request path of the gateway: route, admit, pick an endpoint, proxy, account."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from poolgate.config.policy import TrafficPolicy
+from poolgate.config.snapshot import (
+    Backend,
+    Endpoint,
+    RouteDecision,
+    Snapshot,
+    apply_request_filters,
+    choose_backend,
+)
+from poolgate.observability.access_log import AccessLog
+from poolgate.observability.metrics import GatewayMetrics
+from poolgate.proxy.errors import BodyTooLarge, InternalError, InvalidBackend, NoRoute, to_response
+from poolgate.proxy.headers import upstream_request_headers
+from poolgate.proxy.inference import OBJECTIVE_HEADER, InferenceRequest, route_inference
+from poolgate.proxy.upstream import RelayOutcome, UpstreamFailure, open_upstream, relay_response
+from poolgate.traffic.circuit_breaker import (
+    Admitted,
+    BreakerSet,
+    CircuitBreaker,
+    Overflow,
+    Ticket,
+)
+from poolgate.traffic.errors import (
+    CircuitOverflow,
+    NoHealthyEndpoint,
+    PoolgateError,
+    RateLimited,
+    UpstreamConnectError,
+    UpstreamReset,
+    UpstreamTimeout,
+)
+from poolgate.traffic.pending import wait_for_admission
+from poolgate.traffic.rate_limit import LocalRateLimiter
+from poolgate.traffic.retry import AttemptOutcome, RetryPolicy
+from poolgate.traffic.timeouts import resolve_timeouts
+
+log = logging.getLogger("poolgate.gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayOptions:
+    """Process-wide settings of the data plane (from the command line)."""
+
+    max_body_bytes: int = 16 << 20
+    connect_timeout: float = 10.0
+    seed: int | None = None
+
+
+@dataclass(slots=True)
+class _PolicyState:
+    """Per-process objects derived from one TrafficPolicy (rebuilt when the policy changes)."""
+
+    policy: TrafficPolicy
+    retry: RetryPolicy | None
+    rate_limiter: LocalRateLimiter | None
+
+
+class Gateway:
+    """Per-process gateway state that outlives requests: the current snapshot (swapped atomically
+    on reload), circuit breakers, per-endpoint in-flight counts, the upstream client."""
+
+    def __init__(self, snapshot: Snapshot, options: GatewayOptions, metrics: GatewayMetrics,
+                 access_log: AccessLog) -> None:
+        self.snapshot = snapshot
+        self.options = options
+        self.metrics = metrics
+        self.access_log = access_log
+        self.breakers = BreakerSet()
+        self.in_flight: dict[str, int] = {}
+        self.rnd = random.Random(options.seed)
+        self.session: aiohttp.ClientSession | None = None
+        self.active_requests = 0
+        self._policies: dict[tuple[str, str], _PolicyState] = {}
+
+    def swap(self, snapshot: Snapshot) -> None:
+        """Install a new configuration; requests already running finish on the one they started
+        with. Breakers of backendRefs that no longer exist are dropped."""
+        self.snapshot = snapshot
+        self.breakers.retain(b.key for r in snapshot.routes for rule in r.rules for b in rule.backends)
+        self._policies.clear()
+
+    def _policy_state(self, policy: TrafficPolicy) -> _PolicyState:
+        key = (policy.namespace, policy.name)
+        state = self._policies.get(key)
+        if state is None or state.policy is not policy:
+            state = _PolicyState(
+                policy,
+                RetryPolicy(policy.retry) if policy.retry is not None else None,
+                LocalRateLimiter(policy.rate_limits) if policy.rate_limits else None,
+            )
+            self._policies[key] = state
+        return state
+
+    # -- the request path -------------------------------------------------------------------------
+
+    async def handle(self, request: web.BaseRequest, listener_port: int) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        snap = self.snapshot
+        rec: dict[str, Any] = {
+            "method": request.method, "path": request.raw_path, "route": "-", "model": "-",
+            "endpoint": "-", "status": 0, "flag": "-", "attempts": 0,
+        }
+        self.active_requests += 1
+        route_name = "-"
+        ttfb: list[float] = []
+        resp: web.StreamResponse | None = None
+        try:
+            decision = snap.route(listener_port, request.host, request.method, request.path,
+                                  request.headers, request.query)
+            if decision is None:
+                raise NoRoute(f"No route matches {request.method} {request.host}{request.path}.")
+            route_name = decision.route.key
+            rec["route"] = route_name
+            in_flight = self.metrics.route_series(route_name)[2]
+            in_flight.inc()
+            try:
+                resp = await self._serve_route(request, snap, decision, rec, started, ttfb)
+            finally:
+                in_flight.dec()
+            return resp
+        except PoolgateError as e:
+            if rec["flag"] == "-":
+                rec["flag"] = e.flag
+            if e.status >= 500 or e.flag != "-":
+                rec["error"] = e.message
+            resp = to_response(e, envoy_headers=snap.envoy_headers)
+            return resp
+        except asyncio.CancelledError:
+            rec["flag"] = "DC"  # downstream (client) connection terminated
+            raise
+        except Exception as e:
+            # Never a traceback to the client; keep one in our log.
+            log.exception("unexpected error serving %s %s", request.method, request.raw_path)
+            rec["error"] = f"{type(e).__name__}: {e}"[:500]
+            resp = to_response(InternalError())
+            return resp
+        finally:
+            self.active_requests -= 1
+            elapsed = loop.time() - started
+            if rec["status"] == 0 and resp is not None:
+                rec["status"] = resp.status
+            rec["duration_ms"] = round(elapsed * 1000, 3)
+            self.metrics.count_request(route_name, rec["model"], rec["status"])
+            if route_name != "-":
+                duration, ttfb_hist, _ = self.metrics.route_series(route_name)
+                duration.observe(elapsed)
+                if ttfb:
+                    rec["ttfb_ms"] = round(ttfb[0] * 1000, 3)
+                    ttfb_hist.observe(ttfb[0])
+            self.access_log.write(rec)
+
+    async def _serve_route(self, request: web.BaseRequest, snap: Snapshot,
+                           decision: RouteDecision, rec: dict[str, Any], started: float,
+                           ttfb: list[float]) -> web.StreamResponse:
+        rule = decision.rule
+        backend = choose_backend(rule, self.rnd)
+        if backend.error is not None:
+            raise InvalidBackend(f"The route's backend {backend.kind}/{backend.name} is invalid: "
+                                 f"{backend.error}")
+        body = await read_body(request, self.options.max_body_bytes)
+        path, headers = apply_request_filters(
+            rule, decision, request.raw_path,
+            upstream_request_headers(request.headers.items(), request.headers))
+
+        inference: InferenceRequest | None = None
+        if backend.pool is not None:
+            inference = route_inference(body, request.headers.get("Content-Type", ""),
+                                        request.method, snap, backend.pool.key, self.rnd)
+            body = inference.body
+            if inference.model is not None:
+                rec["model"] = inference.model
+                if inference.target_model != inference.model:
+                    rec["target_model"] = inference.target_model
+            objective = request.headers.get(OBJECTIVE_HEADER)
+            if objective:
+                rec["objective"] = objective
+            candidates = backend.pool.endpoints
+            if not candidates:
+                raise NoHealthyEndpoint()
+        else:
+            assert backend.host is not None and backend.port is not None
+            candidates = (Endpoint(backend.host, backend.port),)
+
+        policy = rule.policy
+        state = self._policy_state(policy) if policy is not None else None
+        if state is not None and state.rate_limiter is not None:
+            now = asyncio.get_running_loop().time()
+            if not state.rate_limiter.try_take(now):
+                self.metrics.shed.labels(backend.key, "rate_limited").inc()
+                raise RateLimited(headers=state.rate_limiter.ratelimit_headers(now))
+        timeouts = resolve_timeouts(
+            rule.effective_request_timeout,
+            policy.request_timeout if policy is not None else None,
+            connect=self.options.connect_timeout,
+        )
+        breaker = self.breakers.get(backend.key, policy.circuit_breaker if policy else None)
+        deadline = None if timeouts.total is None else started + timeouts.total
+        try:
+            async with asyncio.timeout_at(deadline):
+                ticket = await breaker.acquire()
+        except CircuitOverflow as e:
+            self.metrics.overflows.labels(backend.key, e.reason).inc()
+            raise
+        except TimeoutError:
+            # Waited as pending until the route timeout: Envoy answers 504 as well.
+            raise UpstreamTimeout() from None
+        tickets = [ticket]
+        try:
+            return await self._forward(request, snap, backend, breaker, tickets, candidates, path,
+                                       headers, body, state.retry if state else None, deadline,
+                                       rec, started, ttfb)
+        finally:
+            tickets[-1].release()
+
+    async def _forward(self, request: web.BaseRequest, snap: Snapshot, backend: Backend,
+                       breaker: CircuitBreaker, tickets: list[Ticket],
+                       candidates: tuple[Endpoint, ...], path: str,
+                       headers: list[tuple[str, str]], body: bytes, retry: RetryPolicy | None,
+                       deadline: float | None, rec: dict[str, Any], started: float,
+                       ttfb: list[float]) -> web.StreamResponse:
+        """Send to an endpoint, retrying before the first response byte as the policy allows.
+
+        `tickets[-1]` is the breaker slot of the current attempt; a retry gives it back and takes a
+        retry slot (Envoy's `maxParallelRetries`); a retry that overflows answers the last failure.
+        """
+        session = self.session
+        assert session is not None, "gateway not started"
+        loop = asyncio.get_running_loop()
+        tried: list[str] = []
+        attempt = 0
+        while True:
+            endpoint = self._pick(candidates, tried)
+            address = endpoint.address
+            tried.append(address)
+            rec["endpoint"] = address
+            rec["attempts"] = attempt + 1
+            in_flight = self.in_flight
+            in_flight[address] = in_flight.get(address, 0) + 1
+            upstream: aiohttp.ClientResponse | None = None
+            outcome: RelayOutcome | None = None
+            try:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        upstream = await open_upstream(session, request.method,
+                                                       f"http://{address}{path}", headers, body)
+                except TimeoutError:
+                    self.metrics.upstream_errors.labels(backend.key, "timeout").inc()
+                    raise UpstreamTimeout() from None
+                except UpstreamFailure as f:
+                    self.metrics.upstream_errors.labels(backend.key, f.reason).inc()
+                    rec["error"] = str(f)
+                    if (retry is not None
+                            and retry.should_retry(attempt, AttemptOutcome(failure=f.reason))
+                            and await self._retry_slot(breaker, tickets, backend)):
+                        await self._backoff(retry, attempt, deadline, loop)
+                        attempt += 1
+                        continue
+                    if f.reason == "connection failure":
+                        raise UpstreamConnectError(retried=attempt > 0) from None
+                    raise UpstreamReset(retried=attempt > 0) from None
+                ttfb[:] = [loop.time() - started]
+                if (retry is not None
+                        and retry.should_retry(attempt, AttemptOutcome(status=upstream.status))):
+                    self.metrics.upstream_errors.labels(
+                        backend.key, f"status_{upstream.status}").inc()
+                    # When the breaker refuses the retry, this response goes to the client as is.
+                    if await self._retry_slot(breaker, tickets, backend):
+                        upstream.close()
+                        upstream = None
+                        await self._backoff(retry, attempt, deadline, loop)
+                        attempt += 1
+                        continue
+                extra = ([("x-envoy-upstream-service-time", str(int(ttfb[0] * 1000)))]
+                         if snap.envoy_headers else None)
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        resp, outcome = await relay_response(request, upstream, extra)
+                except TimeoutError:
+                    # The route timeout fired mid-body: the status line is already out, so end
+                    # the stream; the client sees the connection close.
+                    rec["flag"] = "UT"
+                    rec["status"] = upstream.status
+                    if request.transport is not None:
+                        request.transport.close()
+                    raise UpstreamTimeout() from None
+                except UpstreamFailure as f:
+                    raise UpstreamReset(str(f)) from None
+                rec["status"] = outcome.status
+                rec["bytes"] = outcome.bytes_sent
+                if not outcome.completed:
+                    rec["flag"] = "UPE"  # the upstream reset mid-body
+                    if request.transport is not None:
+                        request.transport.close()
+                return resp
+            finally:
+                in_flight[address] -= 1
+                if upstream is not None:
+                    if outcome is not None and outcome.completed:
+                        upstream.release()
+                    else:
+                        # Unfinished body (client gone, timeout, error): close the connection so
+                        # the model server sees the disconnect and frees the request's slot.
+                        upstream.close()
+
+    async def _retry_slot(self, breaker: CircuitBreaker, tickets: list[Ticket],
+                          backend: Backend) -> bool:
+        """Trade the failed attempt's breaker slot for a retry slot; False when the breaker
+        refuses the retry (`maxParallelRetries`), in which case the attempt's slot is kept."""
+        decision = breaker.try_acquire(retry=True)
+        if isinstance(decision, Overflow):
+            self.metrics.overflows.labels(backend.key, decision.reason).inc()
+            return False
+        tickets[-1].release()
+        if isinstance(decision, Admitted):
+            tickets.append(decision.ticket)
+        else:
+            tickets.append(await wait_for_admission(decision.waiter))
+        self.metrics.retries.labels(backend.key).inc()
+        return True
+
+    async def _backoff(self, retry: RetryPolicy, attempt: int, deadline: float | None,
+                       loop: asyncio.AbstractEventLoop) -> None:
+        delay = retry.backoff(attempt, self.rnd)
+        if deadline is not None:
+            delay = min(delay, max(0.0, deadline - loop.time()))
+        await asyncio.sleep(delay)
+
+    def _pick(self, candidates: tuple[Endpoint, ...], tried: list[str]) -> Endpoint:
+        """The endpoint with the fewest requests in flight through this gateway, preferring one
+        not tried yet for this request; ties broken at random."""
+        if len(candidates) == 1:
+            return candidates[0]
+        fresh = [c for c in candidates if c.address not in tried] or list(candidates)
+        in_flight = self.in_flight
+        best = min(in_flight.get(c.address, 0) for c in fresh)
+        pool = [c for c in fresh if in_flight.get(c.address, 0) == best]
+        return pool[0] if len(pool) == 1 else self.rnd.choice(pool)
+
+
+async def read_body(request: web.BaseRequest, limit: int) -> bytes:
+    """The whole request body, refusing more than `limit` bytes (declared or chunked)."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise BodyTooLarge(f"The request body is larger than the gateway's limit of {limit} bytes.")
+    if declared == 0 or (declared is None and not request.body_exists):
+        return b""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(
+                f"The request body is larger than the gateway's limit of {limit} bytes.")
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -1,0 +1,82 @@
+"""Running the gateway as a process: event loop, signals, start-up errors."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from poolgate.proxy.server import ConfigError, GatewayServer, ServeOptions, load
+
+log = logging.getLogger("poolgate.server")
+
+
+def install_event_loop_policy() -> None:
+    """Use uvloop where it is available (Linux, macOS): a faster event loop for the proxy."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def bind_error_message(e: OSError, what: str) -> str:
+    """A start-up bind failure in words a user can act on."""
+    if e.errno == errno.EACCES:
+        return f"cannot listen on {what}: permission denied (ports below 1024 need root; use --port)"
+    if e.errno == errno.EADDRINUSE:
+        return f"cannot listen on {what}: the address is already in use"
+    return f"cannot listen on {what}: {e.strerror or e}"
+
+
+async def wait_for_stop_signal() -> None:
+    """Return on SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def serve_until_stopped(options: ServeOptions,
+                              on_started: Callable[[GatewayServer], Awaitable[None]] | None = None) -> int:
+    """Start the gateway, run until a stop signal, then drain and stop; returns an exit code."""
+    try:
+        snapshot = await asyncio.to_thread(load, options.paths)
+    except ConfigError as e:
+        print("poolgate: the configuration has errors:", file=sys.stderr)
+        for line in e.problems:
+            print(f"  {line}", file=sys.stderr)
+        return 2
+    server = GatewayServer(options, snapshot)
+    try:
+        await server.start()
+    except ConfigError as e:
+        for line in e.problems:
+            print(f"poolgate: {line}", file=sys.stderr)
+        await server.stop()
+        return 2
+    except OSError as e:
+        print(f"poolgate: {bind_error_message(e, 'a listener port')}", file=sys.stderr)
+        await server.stop()
+        return 1
+    for declared, bound in sorted(server.bound_ports.items()):
+        log.info("gateway listener %d bound on %s:%d", declared, options.host, bound)
+    log.info("admin on http://%s:%d (/metrics /healthz /readyz /status)", options.admin_host,
+             options.admin_port)
+    try:
+        if on_started is not None:
+            await on_started(server)
+        await wait_for_stop_signal()
+    finally:
+        log.info("stopping: draining requests in flight")
+        await server.stop()
+    return 0
+
+
+def run_serve(options: ServeOptions) -> int:
+    install_event_loop_policy()
+    return asyncio.run(serve_until_stopped(options))

@@ -1,0 +1,252 @@
+"""The gateway process: listeners from the Gateway resources, the admin listener, hot reload."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from poolgate.config.snapshot import Snapshot, load_snapshot
+from poolgate.observability.access_log import AccessLog
+from poolgate.observability.metrics import GatewayMetrics
+from poolgate.proxy.gateway import Gateway, GatewayOptions
+from poolgate.proxy.upstream import new_session
+
+log = logging.getLogger("poolgate.server")
+
+
+class ConfigError(Exception):
+    """The manifests could not be loaded; `problems` are printable lines."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+@dataclass
+class ServeOptions:
+    """Command-line settings of `poolgate serve`."""
+
+    paths: list[Path]
+    host: str = "0.0.0.0"
+    port: int | None = None  # replaces the Gateway's HTTP listener port
+    port_map: dict[int, int] = field(default_factory=dict)  # declared port -> bound port
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9901
+    access_log: str = "-"
+    watch: bool = True
+    drain_seconds: float = 30.0
+    gateway: GatewayOptions = field(default_factory=GatewayOptions)
+
+
+def load(paths: Sequence[Path]) -> Snapshot:
+    """Load and resolve the manifests; raise `ConfigError` listing every error."""
+    result = load_snapshot(paths)
+    for p in result.problems:
+        if p.severity == "warning":
+            log.warning("%s", p)
+    errors = [str(p) for p in result.problems if p.severity == "error"]
+    if errors or result.snapshot is None:
+        raise ConfigError(errors or ["the configuration could not be resolved"])
+    return result.snapshot
+
+
+class GatewayServer:
+    """Owns the listeners, the admin endpoints and the reload loop around one `Gateway`."""
+
+    def __init__(self, options: ServeOptions, snapshot: Snapshot) -> None:
+        self.options = options
+        self.metrics = GatewayMetrics()
+        self.gateway = Gateway(snapshot, options.gateway, self.metrics,
+                               AccessLog.open(options.access_log))
+        self._listeners: dict[int, tuple[web.ServerRunner, web.TCPSite, int]] = {}
+        self._admin: web.AppRunner | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.on_reload: list[Callable[[Snapshot], None]] = []
+        self._record_pools(snapshot)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.gateway.session = new_session(self.options.gateway.connect_timeout)
+        await self._sync_listeners(self.gateway.snapshot)
+        await self._start_admin()
+        if self.options.watch:
+            self._watch_task = asyncio.create_task(self._watch(), name="config-watch")
+
+    async def stop(self) -> None:
+        """Stop accepting, let running requests finish (up to the drain time), then close."""
+        self._stopping = True
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+        for _, site, _ in self._listeners.values():
+            await site.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.drain_seconds
+        while self.gateway.active_requests > 0 and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for runner, _, _ in self._listeners.values():
+            await runner.cleanup()
+        self._listeners.clear()
+        if self._admin is not None:
+            await self._admin.cleanup()
+        if self.gateway.session is not None:
+            await self.gateway.session.close()
+
+    @property
+    def bound_ports(self) -> dict[int, int]:
+        """Declared listener port -> the port actually bound."""
+        return {declared: bound for declared, (_, _, bound) in self._listeners.items()}
+
+    def _bind_port(self, declared: int) -> int:
+        if declared in self.options.port_map:
+            return self.options.port_map[declared]
+        if self.options.port is not None:
+            return self.options.port
+        return declared
+
+    async def _sync_listeners(self, snapshot: Snapshot) -> None:
+        wanted = sorted({lst.port for lst in snapshot.listeners})
+        if self.options.port is not None and len(wanted) > 1 and not self.options.port_map:
+            raise ConfigError([
+                f"--port replaces a single listener port, but the Gateways declare ports "
+                f"{', '.join(map(str, wanted))}; use --port-map DECLARED=BOUND for each."
+            ])
+        for declared in list(self._listeners):
+            if declared not in wanted:
+                runner, site, _ = self._listeners.pop(declared)
+                await site.stop()
+                await runner.cleanup()
+                log.info("listener on declared port %d removed", declared)
+        for declared in wanted:
+            if declared in self._listeners:
+                continue
+            bound = self._bind_port(declared)
+            handler = self._handler_for(declared)
+            server = web.Server(handler, handler_cancellation=True, access_log=None)
+            runner = web.ServerRunner(server, handle_signals=False, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, self.options.host, bound, reuse_address=True)
+            await site.start()
+            self._listeners[declared] = (runner, site, bound)
+            log.info("listening on %s:%d (Gateway listener port %d)", self.options.host, bound,
+                     declared)
+
+    def _handler_for(self, declared: int) -> Callable[[web.BaseRequest], Any]:
+        handle = self.gateway.handle
+
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            return await handle(request, declared)
+
+        return handler
+
+    # -- reload ----------------------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Load the manifests again; swap atomically on success, keep the old config on failure."""
+        try:
+            snapshot = await asyncio.to_thread(load, self.options.paths)
+            await self._sync_listeners(snapshot)
+        except ConfigError as e:
+            self.metrics.reloads.labels("rejected").inc()
+            log.error("configuration reload rejected; still serving the previous one:\n%s", e)
+            return False
+        except OSError as e:
+            self.metrics.reloads.labels("rejected").inc()
+            log.error("configuration reload failed (%s); still serving the previous one", e)
+            return False
+        self.gateway.swap(snapshot)
+        self._record_pools(snapshot)
+        for callback in self.on_reload:
+            callback(snapshot)
+        self.metrics.reloads.labels("applied").inc()
+        log.info("configuration reloaded")
+        return True
+
+    async def _watch(self) -> None:
+        from watchfiles import awatch
+
+        roots = [str(p) for p in self.options.paths]
+        async for _ in awatch(*roots, debounce=200, step=50, recursive=True,
+                              force_polling=None):
+            if self._stopping:
+                return
+            await self.reload()
+
+    def _record_pools(self, snapshot: Snapshot) -> None:
+        for key, pool in snapshot.pools.items():
+            self.metrics.endpoints_ready.labels(key).set(len(pool.endpoints))
+
+    # -- admin -----------------------------------------------------------------------------------
+
+    async def _start_admin(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/status", self._status)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, self.options.admin_host, self.options.admin_port).start()
+        self._admin = runner
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        body, ctype = self.metrics.exposition()
+        resp = web.Response(body=body)
+        resp.headers["Content-Type"] = ctype
+        return resp
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        reason = self.not_ready_reason()
+        if reason is None:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text=f"not ready: {reason}\n")
+
+    def not_ready_reason(self) -> str | None:
+        """Why the gateway cannot serve yet, or None when at least one route has a backend."""
+        if self._stopping:
+            return "draining"
+        snap = self.gateway.snapshot
+        if not self._listeners:
+            return "no listener"
+        for pool in snap.pools.values():
+            if pool.endpoints:
+                return None
+        if snap.has_address_backends():
+            return None
+        return "no InferencePool has an endpoint"
+
+    async def _status(self, _: web.Request) -> web.Response:
+        snap = self.gateway.snapshot
+        status = {
+            "listeners": [
+                {"name": lst.name, "port": lst.port,
+                 "bound_port": self._listeners[lst.port][2] if lst.port in self._listeners else None}
+                for lst in snap.listeners
+            ],
+            "pools": {
+                key: {
+                    "endpoints": [
+                        {"address": ep.address, "in_flight": self.gateway.in_flight.get(ep.address, 0)}
+                        for ep in pool.endpoints
+                    ],
+                }
+                for key, pool in snap.pools.items()
+            },
+            "active_requests": self.gateway.active_requests,
+        }
+        return web.Response(body=orjson.dumps(status, option=orjson.OPT_INDENT_2),
+                            content_type="application/json")
