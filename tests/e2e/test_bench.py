@@ -13,7 +13,6 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from tests.support.processes import ProcessGroup, free_port, poolgate_command
 
 from poolgate.bench import (
     BenchConfig,
@@ -24,6 +23,7 @@ from poolgate.bench import (
     read_json,
     run_comparison,
 )
+from tests.support.processes import ProcessGroup, free_port, poolgate_command
 
 pytestmark = pytest.mark.e2e
 

@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.support.processes import ProcessGroup, free_port_range, poolgate_command, wait_http
 
 from poolgate.bench import read_json
+from tests.support.processes import ProcessGroup, free_port_range, poolgate_command, wait_http
 
 pytestmark = pytest.mark.e2e
 
