@@ -108,6 +108,32 @@ def _parse_port_map(values: list[str]) -> dict[int, int]:
     return mapping
 
 
+@app.command("demo")
+def demo(
+    port: int = typer.Option(8080, "--port", help="Gateway port."),
+    admin_port: int = typer.Option(9901, "--admin-port", help="Admin port (/metrics /status)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address the gateway binds."),
+    replicas: int = typer.Option(4, "--replicas", min=1, help="Simulated vLLM replicas."),
+    profile: str = typer.Option("a10-llama2-7b", "--profile", help="Simulator hardware profile (see `poolgate sim --help`)."),
+    time_scale: float = typer.Option(1.0, "--time-scale", min=0.0001, help="Simulated durations are divided by this."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the simulator and the gateway."),
+    access_log: str = typer.Option("-", "--access-log", help="'-' for stdout, 'off', or a file path."),
+) -> None:
+    """Start a simulated vLLM fleet and the gateway in front of it (what `make run` runs)."""
+    from poolgate.demo.run import DemoOptions, run_demo
+    from poolgate.observability.logs import configure_logging
+    from poolgate.sim.profiles import PROFILES
+
+    if profile not in PROFILES:
+        raise typer.BadParameter(f"unknown profile {profile!r}; choose one of {', '.join(sorted(PROFILES))}",
+                                 param_hint="--profile")
+    configure_logging("warning")
+    raise typer.Exit(run_demo(DemoOptions(
+        port=port, admin_port=admin_port, host=host, replicas=replicas, profile=profile,
+        time_scale=time_scale, seed=seed, access_log=access_log,
+    )))
+
+
 @app.command("serve")
 def serve(
     files: list[Path] = typer.Option(..., "-f", "--file", help="Manifest file or directory (repeatable)."),

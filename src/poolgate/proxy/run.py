@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-from poolgate.proxy.server import ConfigError, GatewayServer, ServeOptions, load
+from poolgate.proxy.server import ConfigError, GatewayServer, ListenError, ServeOptions, load
 
 log = logging.getLogger("poolgate.server")
 
@@ -21,15 +20,6 @@ def install_event_loop_policy() -> None:
     except ImportError:  # pragma: no cover - Windows
         return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-def bind_error_message(e: OSError, what: str) -> str:
-    """A start-up bind failure in words a user can act on."""
-    if e.errno == errno.EACCES:
-        return f"cannot listen on {what}: permission denied (ports below 1024 need root; use --port)"
-    if e.errno == errno.EADDRINUSE:
-        return f"cannot listen on {what}: the address is already in use"
-    return f"cannot listen on {what}: {e.strerror or e}"
 
 
 async def wait_for_stop_signal() -> None:
@@ -59,8 +49,8 @@ async def serve_until_stopped(options: ServeOptions,
             print(f"poolgate: {line}", file=sys.stderr)
         await server.stop()
         return 2
-    except OSError as e:
-        print(f"poolgate: {bind_error_message(e, 'a listener port')}", file=sys.stderr)
+    except ListenError as e:
+        print(f"poolgate: {e}", file=sys.stderr)
         await server.stop()
         return 1
     for declared, bound in sorted(server.bound_ports.items()):

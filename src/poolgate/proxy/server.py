@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,20 @@ from poolgate.proxy.gateway import Gateway, GatewayOptions
 from poolgate.proxy.upstream import new_session
 
 log = logging.getLogger("poolgate.server")
+
+
+class ListenError(Exception):
+    """A listener could not bind; the message says which address and why, in plain words."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        what = f"{host}:{port}"
+        if error.errno == errno.EACCES:
+            text = f"cannot listen on {what}: permission denied (ports below 1024 need root; use --port)"
+        elif error.errno == errno.EADDRINUSE:
+            text = f"cannot listen on {what}: the address is already in use"
+        else:
+            text = f"cannot listen on {what}: {error.strerror or error}"
+        super().__init__(text)
 
 
 class ConfigError(Exception):
@@ -137,7 +152,11 @@ class GatewayServer:
             runner = web.ServerRunner(server, handle_signals=False, access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, self.options.host, bound, reuse_address=True)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as e:
+                await runner.cleanup()
+                raise ListenError(self.options.host, bound, e) from None
             self._listeners[declared] = (runner, site, bound)
             log.info("listening on %s:%d (Gateway listener port %d)", self.options.host, bound,
                      declared)
@@ -197,8 +216,11 @@ class GatewayServer:
         app.router.add_get("/status", self._status)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, self.options.admin_host, self.options.admin_port).start()
         self._admin = runner
+        try:
+            await web.TCPSite(runner, self.options.admin_host, self.options.admin_port).start()
+        except OSError as e:
+            raise ListenError(self.options.admin_host, self.options.admin_port, e) from None
 
     async def _metrics(self, _: web.Request) -> web.Response:
         body, ctype = self.metrics.exposition()

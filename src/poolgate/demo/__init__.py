@@ -1,0 +1,1 @@
+"""`poolgate demo`: a simulated vLLM fleet and the gateway in front of it, in one process."""
