@@ -16,13 +16,21 @@ from poolgate.config.snapshot import (
     Backend,
     Endpoint,
     RouteDecision,
+    RouteRule,
     Snapshot,
     apply_request_filters,
     choose_backend,
 )
 from poolgate.observability.access_log import AccessLog
 from poolgate.observability.metrics import GatewayMetrics
-from poolgate.proxy.errors import BodyTooLarge, InternalError, InvalidBackend, NoRoute, to_response
+from poolgate.proxy.errors import (
+    BadRequest,
+    BodyTooLarge,
+    InternalError,
+    InvalidBackend,
+    NoRoute,
+    to_response,
+)
 from poolgate.proxy.headers import upstream_request_headers
 from poolgate.proxy.inference import OBJECTIVE_HEADER, InferenceRequest, route_inference
 from poolgate.proxy.upstream import RelayOutcome, UpstreamFailure, open_upstream, relay_response
@@ -45,7 +53,7 @@ from poolgate.traffic.errors import (
 from poolgate.traffic.pending import wait_for_admission
 from poolgate.traffic.rate_limit import LocalRateLimiter
 from poolgate.traffic.retry import AttemptOutcome, RetryPolicy
-from poolgate.traffic.timeouts import resolve_timeouts
+from poolgate.traffic.timeouts import Timeouts, resolve_timeouts
 
 log = logging.getLogger("poolgate.gateway")
 
@@ -84,6 +92,9 @@ class Gateway:
         self.session: aiohttp.ClientSession | None = None
         self.active_requests = 0
         self._policies: dict[tuple[str, str], _PolicyState] = {}
+        # Per-rule results derived from the immutable snapshot, dropped on reload; keyed by
+        # identity (hashing a frozen rule would hash all its fields on every request).
+        self._timeouts: dict[int, tuple[RouteRule, Timeouts]] = {}
 
     def swap(self, snapshot: Snapshot) -> None:
         """Install a new configuration; requests already running finish on the one they started
@@ -91,6 +102,7 @@ class Gateway:
         self.snapshot = snapshot
         self.breakers.retain(b.key for r in snapshot.routes for rule in r.rules for b in rule.backends)
         self._policies.clear()
+        self._timeouts.clear()
 
     def _policy_state(self, policy: TrafficPolicy) -> _PolicyState:
         key = (policy.namespace, policy.name)
@@ -202,11 +214,16 @@ class Gateway:
             if not state.rate_limiter.try_take(now):
                 self.metrics.shed.labels(backend.key, "rate_limited").inc()
                 raise RateLimited(headers=state.rate_limiter.ratelimit_headers(now))
-        timeouts = resolve_timeouts(
-            rule.effective_request_timeout,
-            policy.request_timeout if policy is not None else None,
-            connect=self.options.connect_timeout,
-        )
+        cached = self._timeouts.get(id(rule))
+        if cached is not None and cached[0] is rule:
+            timeouts = cached[1]
+        else:
+            timeouts = resolve_timeouts(
+                rule.effective_request_timeout,
+                policy.request_timeout if policy is not None else None,
+                connect=self.options.connect_timeout,
+            )
+            self._timeouts[id(rule)] = (rule, timeouts)
         breaker = self.breakers.get(backend.key, policy.circuit_breaker if policy else None)
         deadline = None if timeouts.total is None else started + timeouts.total
         try:
@@ -358,6 +375,11 @@ async def read_body(request: web.BaseRequest, limit: int) -> bytes:
         raise BodyTooLarge(f"The request body is larger than the gateway's limit of {limit} bytes.")
     if declared == 0 or (declared is None and not request.body_exists):
         return b""
+    if declared is not None:
+        try:
+            return await request.content.readexactly(declared)
+        except asyncio.IncompleteReadError:
+            raise BadRequest("The request body ended before its Content-Length.") from None
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_any():

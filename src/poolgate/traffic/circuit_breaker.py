@@ -316,14 +316,20 @@ class BreakerSet:
 
     def __init__(self) -> None:
         self._breakers: dict[str, CircuitBreaker] = {}
+        # key -> the spec object last seen for it: specs come from an immutable snapshot, so the
+        # same object means the same limits and the per-request call skips re-validating them.
+        self._specs: dict[str, object | None] = {}
 
     def get(self, key: str, spec: object | None = None) -> CircuitBreaker:
         """The breaker for `key` with limits from `spec` (None: Envoy's defaults)."""
-        limits = BreakerLimits.from_spec(spec)
         breaker = self._breakers.get(key)
+        if breaker is not None and key in self._specs and self._specs[key] is spec:
+            return breaker
+        limits = BreakerLimits.from_spec(spec)
         if breaker is None or breaker.limits != limits:
             breaker = CircuitBreaker(limits)
             self._breakers[key] = breaker
+        self._specs[key] = spec
         return breaker
 
     def retain(self, keys: Iterable[str]) -> None:
@@ -331,6 +337,7 @@ class BreakerSet:
         keep = set(keys)
         for key in [k for k in self._breakers if k not in keep]:
             del self._breakers[key]
+            self._specs.pop(key, None)
 
     def items(self) -> Iterator[tuple[str, CircuitBreaker]]:
         """(key, breaker) pairs, for metrics."""
