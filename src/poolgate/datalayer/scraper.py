@@ -1,0 +1,195 @@
+"""Scraping every model server's `/metrics` on a fixed interval into an `EndpointStore`.
+
+Each endpoint has its own asyncio task: scrape, sleep for the rest of the interval, repeat. There
+is no round barrier, so a slow or dead endpoint only delays its own next scrape (bounded by
+`timeout`); the others keep their cadence. Starts are spread over the first interval so that many
+endpoints do not fire in lockstep. All tasks share one aiohttp session (one connection pool,
+keep-alive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+
+import aiohttp
+
+from poolgate.datalayer.metric_names import MetricNames
+from poolgate.datalayer.metrics_parser import MetricsParseError, detect_server, parse_signals
+from poolgate.datalayer.signals import Signals
+from poolgate.datalayer.store import DEFAULT_STALENESS, EndpointStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL = 0.05
+DEFAULT_MAX_PAGE_BYTES = 8 * 1024 * 1024
+
+
+class ScrapeError(Exception):
+    """One scrape failed; the message says why (timeout, connection, status, size, parse)."""
+
+
+class MetricsScraper:
+    """Keeps an `EndpointStore`'s signals fresh by scraping each endpoint every `interval` seconds.
+
+    `timeout` bounds one scrape (connect + full body); it defaults to half the staleness bound,
+    at most 1 s, so a hung server is noticed before its last good signals would go stale anyway.
+    `staleness` is the age past which readers should treat signals as unknown; the scraper only
+    reports it (`EndpointStore.fresh_signals` applies it). Call `start()` inside a running event
+    loop and `await close()` when done; `set_endpoints()` may be called at any time.
+    """
+
+    def __init__(self, store: EndpointStore, interval: float = DEFAULT_INTERVAL,
+                 timeout: float | None = None, staleness: float = DEFAULT_STALENESS, *,
+                 path: str = "/metrics", scheme: str = "http",
+                 max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES, seed: int | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if interval <= 0:
+            raise ValueError(f"scrape interval must be > 0 seconds, got {interval}")
+        if staleness <= 0:
+            raise ValueError(f"staleness must be > 0 seconds, got {staleness}")
+        self.store = store
+        self.interval = interval
+        self.staleness = staleness
+        self.timeout = timeout if timeout is not None else min(1.0, staleness / 2)
+        if self.timeout <= 0:
+            raise ValueError(f"scrape timeout must be > 0 seconds, got {self.timeout}")
+        self._path = path if path.startswith("/") else "/" + path
+        self._scheme = scheme
+        self._max_page_bytes = max_page_bytes
+        self._rng = random.Random(seed)
+        self._clock = clock
+        self._addresses: list[str] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._kinds: dict[str, MetricNames] = {}
+        self._failing: set[str] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The addresses being scraped, in the order given to `set_endpoints`."""
+        return list(self._addresses)
+
+    @property
+    def running(self) -> bool:
+        """True between `start()` and `close()`."""
+        return self._session is not None and not self._closed
+
+    def set_endpoints(self, addresses: Iterable[str]) -> None:
+        """Scrape exactly `addresses` from now on (duplicates ignored); cheap when unchanged."""
+        wanted = list(dict.fromkeys(addresses))
+        self._addresses = wanted
+        if not self.running:
+            return
+        keep = set(wanted)
+        for address in [a for a in self._tasks if a not in keep]:
+            self._tasks.pop(address).cancel()
+            self._kinds.pop(address, None)
+            self._failing.discard(address)
+        for address in wanted:
+            if address not in self._tasks:
+                self._spawn(address, first_delay=self._rng.uniform(0, self.interval))
+
+    def start(self) -> None:
+        """Open the HTTP session and start one scrape task per endpoint (needs a running loop)."""
+        if self._closed:
+            raise RuntimeError("MetricsScraper was closed; create a new one")
+        if self._session is not None:
+            return
+        asyncio.get_running_loop()
+        # No connector limit: concurrency is already one request per endpoint at a time.
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=None),
+            headers={"Accept": "text/plain"},
+        )
+        self.set_endpoints(self._addresses)
+
+    async def close(self) -> None:
+        """Stop every scrape task and close the session (idempotent)."""
+        self._closed = True
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._session is not None:
+            await self._session.close()
+
+    async def scrape_once(self, address: str) -> Signals:
+        """Scrape `address` once and record the outcome in the store; raises `ScrapeError`."""
+        try:
+            signals = await self._fetch(address)
+        except ScrapeError as exc:
+            self.store.record_failure(address, str(exc), self._clock())
+            if address not in self._failing:
+                self._failing.add(address)
+                log.warning("metrics scrape of %s failing: %s", address, exc)
+            raise
+        self.store.update(address, signals)
+        if address in self._failing:
+            self._failing.discard(address)
+            log.info("metrics scrape of %s recovered", address)
+        return signals
+
+    def _spawn(self, address: str, first_delay: float) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._run(address, first_delay), name=f"poolgate-scrape:{address}")
+        self._tasks[address] = task
+
+    async def _run(self, address: str, first_delay: float) -> None:
+        await asyncio.sleep(first_delay)
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            with contextlib.suppress(ScrapeError):
+                await self.scrape_once(address)
+            await asyncio.sleep(max(0.0, self.interval - (loop.time() - started)))
+
+    async def _fetch(self, address: str) -> Signals:
+        session = self._session
+        if session is None:
+            raise RuntimeError("MetricsScraper.start() was not called")
+        url = f"{self._scheme}://{address}{self._path}"
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with session.get(url) as resp:
+                    if resp.status != 200:
+                        raise ScrapeError(f"GET {url}: HTTP {resp.status}")
+                    length = resp.content_length
+                    if length is not None and length > self._max_page_bytes:
+                        raise ScrapeError(f"GET {url}: page of {length} bytes is too large")
+                    body = await resp.content.read(self._max_page_bytes + 1)
+                    while not resp.content.at_eof() and len(body) <= self._max_page_bytes:
+                        body += await resp.content.read(self._max_page_bytes + 1 - len(body))
+                    if len(body) > self._max_page_bytes:
+                        raise ScrapeError(f"GET {url}: page larger than {self._max_page_bytes} bytes")
+        except TimeoutError as exc:
+            raise ScrapeError(f"GET {url}: no complete answer within {self.timeout:g}s") from exc
+        except aiohttp.ClientError as exc:
+            raise ScrapeError(f"GET {url}: {exc.__class__.__name__}: {exc}") from exc
+        scraped_at = self._clock()
+        return self._parse(address, body.decode("utf-8", errors="replace"), scraped_at)
+
+    def _parse(self, address: str, text: str, scraped_at: float) -> Signals:
+        kind = self._kinds.get(address)
+        try:
+            if kind is not None:
+                try:
+                    return parse_signals(text, scraped_at, kind)
+                except MetricsParseError:
+                    # The server behind the address may have been replaced by another kind.
+                    del self._kinds[address]
+            kind = detect_server(text)
+            signals = parse_signals(text, scraped_at, kind)
+        except MetricsParseError as exc:
+            raise ScrapeError(f"{address}: {exc}") from exc
+        self._kinds[address] = kind
+        return signals

@@ -1,0 +1,111 @@
+"""Per-endpoint live state: the latest scraped `Signals` and the gateway's own in-flight count.
+
+One `EndpointStore` per gateway process. The scraper writes signals; the proxy calls `begin` /
+`end` around every upstream request; the scheduler reads both. Everything is sync and O(1), and
+runs on the event loop thread only, so no locks are needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from poolgate.datalayer.signals import Signals
+
+DEFAULT_STALENESS = 2.0
+
+
+@dataclass(slots=True)
+class EndpointState:
+    """The live record of one endpoint (mutable; owned and changed only by `EndpointStore`)."""
+
+    address: str
+    signals: Signals | None = None
+    in_flight: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    scrapes_ok: int = 0
+    scrapes_failed: int = 0
+
+
+class EndpointStore:
+    """Live state of every endpoint, keyed by address `host:port`."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, EndpointState] = {}
+        self._view = MappingProxyType(self._states)
+
+    def _state(self, address: str) -> EndpointState:
+        state = self._states.get(address)
+        if state is None:
+            state = self._states[address] = EndpointState(address)
+        return state
+
+    @property
+    def states(self) -> Mapping[str, EndpointState]:
+        """Read-only view of every record by address (for hot-path readers; do not mutate)."""
+        return self._view
+
+    def get(self, address: str) -> EndpointState | None:
+        """The live record of `address`, or None when the store has never heard of it."""
+        return self._states.get(address)
+
+    def __iter__(self) -> Iterator[EndpointState]:
+        return iter(list(self._states.values()))
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def begin(self, address: str) -> None:
+        """Count one request the gateway has sent to `address` and not yet finished."""
+        self._state(address).in_flight += 1
+
+    def end(self, address: str) -> None:
+        """Count one of `address`'s gateway requests as finished (never goes below zero)."""
+        state = self._states.get(address)
+        if state is not None and state.in_flight > 0:
+            state.in_flight -= 1
+
+    def in_flight(self, address: str) -> int:
+        """Requests the gateway has in flight to `address`."""
+        state = self._states.get(address)
+        return state.in_flight if state is not None else 0
+
+    def update(self, address: str, signals: Signals) -> None:
+        """Record a successful scrape of `address`."""
+        state = self._state(address)
+        state.signals = signals
+        state.scrapes_ok += 1
+
+    def record_failure(self, address: str, reason: str, now: float) -> None:
+        """Record a failed scrape; the previous signals are kept and go stale on their own."""
+        state = self._state(address)
+        state.last_error = reason
+        state.last_error_at = now
+        state.scrapes_failed += 1
+
+    def signals(self, address: str) -> Signals | None:
+        """The latest signals of `address`, however old, or None when never scraped."""
+        state = self._states.get(address)
+        return state.signals if state is not None else None
+
+    def fresh_signals(self, address: str, now: float,
+                      staleness: float = DEFAULT_STALENESS) -> Signals | None:
+        """The latest signals of `address` if scraped at most `staleness` seconds before `now`.
+
+        Older metrics count as unknown (None): a server that stopped answering its `/metrics` must
+        not keep looking idle.
+        """
+        state = self._states.get(address)
+        if state is None or state.signals is None:
+            return None
+        signals = state.signals
+        return signals if now - signals.scraped_at <= staleness else None
+
+    def retain(self, addresses: Iterable[str]) -> None:
+        """Forget endpoints not in `addresses`, except those with requests still in flight."""
+        keep = set(addresses)
+        for address in list(self._states):
+            if address not in keep and self._states[address].in_flight == 0:
+                del self._states[address]

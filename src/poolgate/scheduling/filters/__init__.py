@@ -1,0 +1,1 @@
+"""Filters: plugins that narrow the candidate endpoints."""

@@ -1,0 +1,179 @@
+"""The scheduling contracts: request, endpoint view, per-pick state and the plugin Protocols.
+
+Only Protocols and plain dataclasses live here. Plugins import this module; it imports no
+plugin; the runner (`scheduler.py`) works through these types alone.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from poolgate.datalayer.signals import Signals
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TypedName:
+    """A plugin's registered kind (`type`, e.g. "queue-scorer") and its instance `name`."""
+
+    type: str
+    name: str
+
+    def __str__(self) -> str:
+        return self.type if self.name == self.type else f"{self.type}/{self.name}"
+
+
+class Category(enum.Enum):
+    """What a scorer pulls towards: the same place (affinity), spreading, or balancing load."""
+
+    AFFINITY = "affinity"
+    DISTRIBUTION = "distribution"
+    BALANCE = "balance"
+
+
+@dataclass(slots=True)
+class LLMRequest:
+    """What the scheduler knows about one request.
+
+    `model` is the target model after the InferenceModel rewrite; `lora` is the adapter name
+    when that target is a LoRA adapter, else None. `prompt_text` is the completions prompt and
+    `messages` the chat messages (either may be None). `criticality` (Critical / Standard /
+    Sheddable) and `priority` come from the InferenceModel / InferenceObjective. `memo` is
+    per-request scratch that plugins may fill and reuse between `pick` and `on_picked` (for
+    example the prefix block hashes); it is never compared.
+    """
+
+    model: str
+    lora: str | None = None
+    prompt_text: str | None = None
+    messages: list[Any] | None = None
+    criticality: str | None = None
+    priority: int = 0
+    request_id: str = ""
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(slots=True)
+class Endpoint:
+    """One candidate endpoint as plugins see it during a pick.
+
+    `signals` is None when the endpoint's metrics are unknown or older than the staleness bound;
+    `in_flight` counts the gateway's own requests to it that have not finished yet.
+    """
+
+    address: str
+    signals: Signals | None
+    in_flight: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StateKey(Generic[T]):
+    """A typed key into `CycleState`: the value type travels with the key."""
+
+    name: str
+
+
+@dataclass(slots=True)
+class CycleState:
+    """Scratch data of one pick, shared between its plugins; a new one is made per pick."""
+
+    now: float
+    _data: dict[str, Any] = field(default_factory=dict)
+
+    def read(self, key: StateKey[T]) -> T | None:
+        """The value stored under `key` in this pick, or None."""
+        value: T | None = self._data.get(key.name)
+        return value
+
+    def write(self, key: StateKey[T], value: T) -> None:
+        """Store `value` under `key` for the rest of this pick."""
+        self._data[key.name] = value
+
+
+@dataclass(frozen=True, slots=True)
+class PickResult:
+    """The chosen endpoint, every candidate's weighted total score, and the profile used."""
+
+    address: str
+    scores: dict[str, float]
+    profile: str
+
+
+@runtime_checkable
+class Plugin(Protocol):
+    """Anything the scheduler runs; identified by its `typed_name`."""
+
+    typed_name: TypedName
+
+
+@runtime_checkable
+class Filter(Plugin, Protocol):
+    """Narrows the candidates."""
+
+    def filter(self, req: LLMRequest, endpoints: Sequence[Endpoint],
+               cycle: CycleState) -> Sequence[Endpoint]:
+        """A subset of `endpoints`, in their order; may be empty (the runner then gives up)."""
+        ...
+
+
+@runtime_checkable
+class Scorer(Plugin, Protocol):
+    """Rates candidates; knows nothing about its weight (`WeightedScorer` carries that)."""
+
+    category: Category
+
+    def score(self, req: LLMRequest, endpoints: Sequence[Endpoint],
+              cycle: CycleState) -> dict[str, float]:
+        """A score in [0, 1] per address (higher is better); a missing address scores 0.
+
+        The runner clamps out-of-range values into [0, 1].
+        """
+        ...
+
+
+@runtime_checkable
+class Picker(Plugin, Protocol):
+    """Chooses one endpoint from the scored candidates."""
+
+    def pick(self, scores: dict[str, float], endpoints: Sequence[Endpoint],
+             cycle: CycleState) -> str:
+        """The address of one of `endpoints` (never empty); `scores` holds weighted totals."""
+        ...
+
+
+@runtime_checkable
+class PickObserver(Plugin, Protocol):
+    """A plugin that learns from the outcome of a pick (e.g. the prefix index)."""
+
+    def on_picked(self, req: LLMRequest, address: str) -> None:
+        """Record that `req` was sent to `address`."""
+        ...
+
+
+@runtime_checkable
+class RetainsEndpoints(Plugin, Protocol):
+    """A plugin with per-endpoint memory that must forget endpoints leaving the pool."""
+
+    def retain(self, addresses: Sequence[str]) -> None:
+        """Forget every endpoint not in `addresses`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BuildContext:
+    """What a plugin factory may use besides its parameters: the scheduler's seeded RNG."""
+
+    rng: random.Random
+
+
+@dataclass(frozen=True, slots=True)
+class WeightedScorer:
+    """A scorer and the weight its scores are multiplied by in the total."""
+
+    scorer: Scorer
+    weight: float

@@ -1,0 +1,1 @@
+"""Pickers: plugins that choose one endpoint from the scored candidates."""

@@ -1,0 +1,101 @@
+"""The runner: filters, then weighted scorers, then the picker, over live endpoint state.
+
+It works only through the Protocols in `interfaces`; `builder.build_scheduler` assembles it
+from a `SchedulerConfig`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from poolgate.datalayer.store import EndpointStore
+from poolgate.scheduling.errors import NoEndpointAvailable
+from poolgate.scheduling.interfaces import (
+    CycleState,
+    Endpoint,
+    Filter,
+    LLMRequest,
+    Picker,
+    PickObserver,
+    PickResult,
+    RetainsEndpoints,
+    WeightedScorer,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerProfile:
+    """One ordered pipeline: filters, weighted scorers, one picker."""
+
+    name: str
+    filters: tuple[Filter, ...]
+    scorers: tuple[WeightedScorer, ...]
+    picker: Picker
+    observers: tuple[PickObserver, ...] = ()
+    retainers: tuple[RetainsEndpoints, ...] = ()
+
+
+class Scheduler:
+    """Picks an endpoint for each request from the pool's addresses and their live state."""
+
+    def __init__(self, profile: SchedulerProfile, store: EndpointStore,
+                 staleness: float = 2.0) -> None:
+        self.profile = profile
+        self.store = store
+        self.staleness = staleness
+
+    def endpoints(self, addresses: Sequence[str], now: float) -> list[Endpoint]:
+        """The plugin view of `addresses` at `now`: fresh signals or None, gateway in-flight."""
+        get = self.store.states.get
+        stale_before = now - self.staleness
+        out: list[Endpoint] = []
+        for address in addresses:
+            state = get(address)
+            if state is None:
+                out.append(Endpoint(address, None, 0))
+                continue
+            signals = state.signals
+            if signals is not None and signals.scraped_at < stale_before:
+                signals = None
+            out.append(Endpoint(address, signals, state.in_flight))
+        return out
+
+    def pick(self, request: LLMRequest, endpoints: Sequence[str], now: float) -> PickResult:
+        """Choose one of `endpoints` (addresses) for `request` at monotonic time `now`.
+
+        Raises `NoEndpointAvailable` when `endpoints` is empty or a filter leaves nothing.
+        Pure with respect to the store: it reads live state and changes nothing; call
+        `on_picked` once the request is committed to the chosen endpoint.
+        """
+        if not endpoints:
+            raise NoEndpointAvailable("no endpoint in the pool to send the request to")
+        profile = self.profile
+        cycle = CycleState(now)
+        candidates: Sequence[Endpoint] = self.endpoints(endpoints, now)
+        for f in profile.filters:
+            candidates = f.filter(request, candidates, cycle)
+            if not candidates:
+                raise NoEndpointAvailable(
+                    f"no endpoint available: filter {f.typed_name} removed every candidate")
+        totals = dict.fromkeys([e.address for e in candidates], 0.0)
+        for weighted in profile.scorers:
+            weight = weighted.weight
+            for address, score in weighted.scorer.score(request, candidates, cycle).items():
+                # The runner, not each scorer, enforces the [0, 1] contract.
+                if not 0.0 <= score <= 1.0:
+                    score = 1.0 if score > 1.0 else 0.0  # below 0, or NaN
+                if address in totals:
+                    totals[address] += weight * score
+        address = profile.picker.pick(totals, candidates, cycle)
+        return PickResult(address, totals, profile.name)
+
+    def on_picked(self, request: LLMRequest, address: str) -> None:
+        """Tell learning plugins (the prefix index) that `request` went to `address`."""
+        for observer in self.profile.observers:
+            observer.on_picked(request, address)
+
+    def retain(self, addresses: Sequence[str]) -> None:
+        """Drop per-endpoint plugin memory of endpoints that left the pool (on config reload)."""
+        for plugin in self.profile.retainers:
+            plugin.retain(addresses)

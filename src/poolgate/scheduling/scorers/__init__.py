@@ -1,0 +1,1 @@
+"""Scorers: plugins that rate each candidate endpoint in [0, 1]."""

@@ -1,0 +1,131 @@
+"""`prefix-cache-scorer`: prefer the endpoint that most likely still caches the request's prefix,
+optionally only while that endpoint is not a hotspot.
+
+What it does: splits the request's prefix text (chat: role + content of each message in order;
+completions: the prompt) into `blockSize`-character blocks, at most `maxBlocks`, and chains their
+hashes seeded with the target model. `score = leading blocks the endpoint holds / total blocks`
+(0 when the prompt is shorter than one block). The index is fed with the chosen endpoint after
+each pick (`on_picked`), bounded by `maxBlocksPerEndpoint` and `maxBlocksTotal` with
+least-recently-used eviction.
+
+Load bound (our default profile; off when `loadBoundAbs` is unset): with
+`load = waiting + in_flight` (waiting 0 when unknown) and `min_load` the lowest load among the
+candidates, an endpoint whose `load > min_load + max(loadBoundAbs, loadBoundRel × min_load)`
+gets prefix score 0, so the load scorers decide instead of affinity piling onto a hot endpoint.
+Category: affinity. Intent: reuse the model server's prefix cache (shorter prefill, lower TTFT)
+without the hotspot failure mode of pure affinity.
+Inputs: the request's messages / prompt and target model; `Signals.waiting`; `Endpoint.in_flight`.
+Configuration: `blockSize` (64), `maxBlocks` (128; GIE's `maxPrefixBlocksToMatch` is accepted), `maxBlocksPerEndpoint` (16384; also `lruCapacityPerServer`),
+`maxBlocksTotal` (131072), `loadBoundAbs` (unset), `loadBoundRel` (0.5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import AliasChoices, Field
+
+from poolgate.scheduling._params import PluginParams
+from poolgate.scheduling.interfaces import (
+    BuildContext,
+    Category,
+    CycleState,
+    Endpoint,
+    LLMRequest,
+    Scorer,
+    TypedName,
+)
+from poolgate.scheduling.prefix.hashing import block_hashes, prefix_text
+from poolgate.scheduling.prefix.index import (
+    DEFAULT_MAX_BLOCKS_PER_ENDPOINT,
+    DEFAULT_MAX_BLOCKS_TOTAL,
+    PrefixIndex,
+)
+
+TYPE = "prefix-cache-scorer"
+
+
+class Params(PluginParams):
+    """Parameters of `prefix-cache-scorer`."""
+
+    block_size: int = Field(64, ge=1, description="characters per hashed block")
+    # The GIE prefix plugin's names are accepted too, so its configurations load unchanged.
+    max_blocks: int = Field(
+        128, ge=1, description="blocks hashed per request at most",
+        validation_alias=AliasChoices("maxBlocks", "max_blocks", "maxPrefixBlocksToMatch"))
+    max_blocks_per_endpoint: int = Field(
+        DEFAULT_MAX_BLOCKS_PER_ENDPOINT, ge=1,
+        validation_alias=AliasChoices(
+            "maxBlocksPerEndpoint", "max_blocks_per_endpoint", "lruCapacityPerServer"))
+    max_blocks_total: int = Field(DEFAULT_MAX_BLOCKS_TOTAL, ge=1)
+    load_bound_abs: float | None = Field(None, ge=0.0)
+    load_bound_rel: float = Field(0.5, ge=0.0)
+
+
+def endpoint_load(e: Endpoint) -> int:
+    """The load the hotspot bound compares: server-side waiting queue plus gateway in-flight."""
+    return (e.signals.waiting if e.signals is not None else 0) + e.in_flight
+
+
+class PrefixCacheScorer:
+    """Leading-block prefix match against an LRU index of what each endpoint served."""
+
+    category = Category.AFFINITY
+
+    def __init__(self, name: str = TYPE, params: Params | None = None) -> None:
+        p = params or Params()
+        self.typed_name = TypedName(TYPE, name)
+        self.block_size = p.block_size
+        self.max_blocks = p.max_blocks
+        self.load_bound_abs = p.load_bound_abs
+        self.load_bound_rel = p.load_bound_rel
+        self.index = PrefixIndex(p.max_blocks_per_endpoint, p.max_blocks_total)
+        self._memo_key = f"prefix-hashes:{p.block_size}:{p.max_blocks}"
+
+    def hashes(self, req: LLMRequest) -> list[int]:
+        """The request's chained block hashes (computed once per request, then memoised)."""
+        cached: list[int] | None = req.memo.get(self._memo_key)
+        if cached is None:
+            cached = block_hashes(req.model, prefix_text(req), self.block_size, self.max_blocks)
+            req.memo[self._memo_key] = cached
+        return cached
+
+    def score(self, req: LLMRequest, endpoints: Sequence[Endpoint],
+              cycle: CycleState) -> dict[str, float]:
+        hashes = self.hashes(req)
+        if not hashes:
+            return {}
+        matches = self.index.match_lengths(hashes, {e.address for e in endpoints})
+        if not matches:
+            return {}
+        if self.load_bound_abs is not None:
+            matches = self._within_load_bound(matches, endpoints, self.load_bound_abs)
+        total = len(hashes)
+        return {a: n / total for a, n in matches.items()}
+
+    def _within_load_bound(self, matches: dict[str, int], endpoints: Sequence[Endpoint],
+                           bound_abs: float) -> dict[str, int]:
+        """`matches` without the endpoints loaded beyond the hotspot bound."""
+        loads = {e.address: endpoint_load(e) for e in endpoints if e.address in matches}
+        # min_load >= 0, so a load within the absolute bound is always allowed: the common,
+        # lightly loaded case needs no pass over every candidate.
+        if max(loads.values()) <= bound_abs:
+            return matches
+        min_load = min(endpoint_load(e) for e in endpoints)
+        limit = min_load + max(bound_abs, self.load_bound_rel * min_load)
+        return {a: n for a, n in matches.items() if loads[a] <= limit}
+
+    def on_picked(self, req: LLMRequest, address: str) -> None:
+        """Record that `address` now holds the request's blocks."""
+        hashes = self.hashes(req)
+        if hashes:
+            self.index.add(address, hashes)
+
+    def retain(self, addresses: Sequence[str]) -> None:
+        """Forget endpoints that left the pool."""
+        self.index.retain(addresses)
+
+
+def create(name: str, params: Params, ctx: BuildContext) -> Scorer:
+    """Factory for the registry."""
+    return PrefixCacheScorer(name, params)

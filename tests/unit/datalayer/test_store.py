@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+
+from poolgate.datalayer.signals import Signals
+from poolgate.datalayer.store import EndpointStore
+
+
+def _signals(at: float, waiting: int = 1) -> Signals:
+    return Signals(waiting=waiting, running=0, kv_usage=0.1, scraped_at=at)
+
+
+def test_begin_end_counts_in_flight_and_never_goes_negative() -> None:
+    store = EndpointStore()
+    store.begin("a:1")
+    store.begin("a:1")
+    store.end("a:1")
+    assert store.in_flight("a:1") == 1
+    store.end("a:1")
+    store.end("a:1")
+    store.end("never:1")
+    assert store.in_flight("a:1") == 0
+    assert store.in_flight("never:1") == 0
+
+
+@pytest.mark.parametrize(("age", "fresh"), [
+    pytest.param(0.0, True, id="just-scraped"),
+    pytest.param(2.0, True, id="at-the-bound"),
+    pytest.param(2.01, False, id="stale"),
+])
+def test_fresh_signals_respects_staleness(age: float, fresh: bool) -> None:
+    store = EndpointStore()
+    store.update("a:1", _signals(10.0))
+    got = store.fresh_signals("a:1", 10.0 + age, staleness=2.0)
+    assert (got is not None) is fresh
+    assert store.signals("a:1") is not None  # kept, however old
+
+
+def test_unknown_endpoint_has_no_signals() -> None:
+    store = EndpointStore()
+    assert store.fresh_signals("a:1", 0.0) is None
+    store.begin("a:1")
+    assert store.fresh_signals("a:1", 0.0) is None
+
+
+def test_failure_keeps_previous_signals_and_records_reason() -> None:
+    store = EndpointStore()
+    store.update("a:1", _signals(1.0, waiting=3))
+    store.record_failure("a:1", "timeout", 2.0)
+    state = store.get("a:1")
+    assert state is not None
+    assert (state.last_error, state.last_error_at, state.scrapes_ok, state.scrapes_failed) == \
+        ("timeout", 2.0, 1, 1)
+    assert store.fresh_signals("a:1", 2.0) == _signals(1.0, waiting=3)
+
+
+def test_retain_keeps_endpoints_with_requests_in_flight() -> None:
+    store = EndpointStore()
+    for a in ("a:1", "b:1", "c:1"):
+        store.update(a, _signals(0.0))
+    store.begin("c:1")
+    store.retain(["a:1"])
+    assert sorted(s.address for s in store) == ["a:1", "c:1"]
+    assert len(store) == 2
+    assert set(store.states) == {"a:1", "c:1"}
