@@ -148,6 +148,11 @@ def serve(
     watch: bool = typer.Option(True, "--watch/--no-watch", help="Reload the manifests when they change."),
     drain_seconds: float = typer.Option(30.0, "--drain-seconds", min=0, help="On stop, wait this long for requests in flight."),
     seed: int | None = typer.Option(None, "--seed", help="Seed random choices (weights, tie-breaks) for reproducible runs."),
+    scheduler_profile: str = typer.Option("default", "--scheduler-profile", help="Endpoint-picker profile for pools without the poolgate.dev/scheduler-profile annotation (see docs/scheduling.md)."),
+    scrape_interval: float = typer.Option(0.05, "--scrape-interval", min=0.005, help="Seconds between scrapes of each endpoint's /metrics."),
+    metrics_staleness: float = typer.Option(2.0, "--metrics-staleness", min=0.01, help="Metrics older than this many seconds count as unknown."),
+    saturation_queue: int = typer.Option(5, "--saturation-queue", min=0, help="A pool is saturated when no endpoint has fewer waiting requests than this (and KV use under --saturation-kv)."),
+    saturation_kv: float = typer.Option(0.8, "--saturation-kv", min=0.0, max=1.0, help="KV-cache utilisation threshold of the saturation check."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
 ) -> None:
     """Run the gateway from Gateway API / Inference Extension manifests."""
@@ -163,12 +168,20 @@ def serve(
     for f in files:
         if not f.exists():
             raise typer.BadParameter(f"{f} does not exist", param_hint="-f")
+    from poolgate.scheduling.profiles import BUILTIN_PROFILES
+
+    if scheduler_profile not in BUILTIN_PROFILES:
+        raise typer.BadParameter(
+            f"unknown profile {scheduler_profile!r}; choose one of {', '.join(sorted(BUILTIN_PROFILES))}",
+            param_hint="--scheduler-profile")
     options = ServeOptions(
         paths=list(files), host=host, port=port, port_map=_parse_port_map(port_map),
         admin_host=admin_host, admin_port=admin_port, access_log=access_log, watch=watch,
-        drain_seconds=drain_seconds,
+        drain_seconds=drain_seconds, scrape_interval=scrape_interval,
         gateway=GatewayOptions(max_body_bytes=max_body_bytes, connect_timeout=connect_timeout,
-                               seed=seed),
+                               seed=seed, scheduler_profile=scheduler_profile,
+                               saturation_queue=saturation_queue, saturation_kv=saturation_kv,
+                               staleness=metrics_staleness),
     )
     raise typer.Exit(run_serve(options))
 

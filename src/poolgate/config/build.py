@@ -25,6 +25,11 @@ from poolgate.config.routes import (
 )
 from poolgate.config.snapshot import Endpoint, Listener, Pool, Route, Snapshot
 from poolgate.discovery.local import LocalEndpointSource
+from poolgate.scheduling.profiles import BUILTIN_PROFILES
+
+# Which endpoint-picker profile serves an InferencePool (else `poolgate serve --scheduler-profile`).
+SCHEDULER_PROFILE_ANNOTATION = "poolgate.dev/scheduler-profile"
+PROFILE_NAMES = frozenset(BUILTIN_PROFILES)
 
 SERVED_PROTOCOLS = frozenset({"HTTP"})
 
@@ -179,9 +184,15 @@ class _Builder:
                 labels = ",".join(f"{k}={v}" for k, v in selector.items())
                 self.report.warning(loaded, f"no LocalEndpoints in namespace {res.namespace} "
                                             f"match selector {labels}; the pool will answer 503")
+            annotations = dict(res.metadata.annotations)
+            profile = annotations.get(SCHEDULER_PROFILE_ANNOTATION)
+            if profile is not None and profile not in PROFILE_NAMES:
+                self.report.error(loaded, f"metadata.annotations[{SCHEDULER_PROFILE_ANNOTATION}]: "
+                                          f"unknown scheduler profile {profile!r}; choose one of "
+                                          f"{', '.join(sorted(PROFILE_NAMES))}")
             pools[res.key] = Pool(
                 res.namespace, res.name, ports[0], MappingProxyType(dict(selector)),
-                tuple(seen.values()), failure_mode, picker,
+                tuple(seen.values()), failure_mode, picker, MappingProxyType(annotations),
             )
         return pools
 

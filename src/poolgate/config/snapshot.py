@@ -112,6 +112,12 @@ class Pool:
     endpoints: tuple[Endpoint, ...]
     failure_mode: FailureMode = "FailClose"
     picker_ref: str | None = None
+    annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    addresses: tuple[str, ...] = ()  # the endpoints' `host:port`, in order (filled when built)
+
+    def __post_init__(self) -> None:
+        if not self.addresses and self.endpoints:
+            object.__setattr__(self, "addresses", tuple(ep.address for ep in self.endpoints))
 
     def __hash__(self) -> int:
         return hash(self.key)

@@ -11,16 +11,19 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from poolgate.config.build import SCHEDULER_PROFILE_ANNOTATION
 from poolgate.config.policy import TrafficPolicy
 from poolgate.config.snapshot import (
     Backend,
     Endpoint,
+    Pool,
     RouteDecision,
     RouteRule,
     Snapshot,
     apply_request_filters,
     choose_backend,
 )
+from poolgate.datalayer import EndpointStore
 from poolgate.observability.access_log import AccessLog
 from poolgate.observability.metrics import GatewayMetrics
 from poolgate.proxy.errors import (
@@ -34,6 +37,16 @@ from poolgate.proxy.errors import (
 from poolgate.proxy.headers import upstream_request_headers
 from poolgate.proxy.inference import OBJECTIVE_HEADER, InferenceRequest, route_inference
 from poolgate.proxy.upstream import RelayOutcome, UpstreamFailure, open_upstream, relay_response
+from poolgate.scheduling import (
+    RequestShed,
+    SaturationDetector,
+    Scheduler,
+    build_scheduler,
+    request_from_body,
+    should_shed,
+)
+from poolgate.scheduling.interfaces import LLMRequest
+from poolgate.scheduling.profiles import DEFAULT_PROFILE
 from poolgate.traffic.circuit_breaker import (
     Admitted,
     BreakerSet,
@@ -65,6 +78,10 @@ class GatewayOptions:
     max_body_bytes: int = 16 << 20
     connect_timeout: float = 10.0
     seed: int | None = None
+    scheduler_profile: str = DEFAULT_PROFILE  # pools without the profile annotation use this
+    saturation_queue: int = 5
+    saturation_kv: float = 0.8
+    staleness: float = 2.0
 
 
 @dataclass(slots=True)
@@ -87,7 +104,14 @@ class Gateway:
         self.metrics = metrics
         self.access_log = access_log
         self.breakers = BreakerSet()
-        self.in_flight: dict[str, int] = {}
+        self.store = EndpointStore()
+        self.saturation = SaturationDetector(options.saturation_queue, options.saturation_kv,
+                                             options.staleness)
+        self._schedulers: dict[str, tuple[str, Scheduler]] = {}
+        # LoRA adapter names seen in the pool's model-server metrics: a target model is routed
+        # as an adapter (LoRA affinity) once any replica has reported it.
+        self._adapters: dict[str, set[str]] = {}
+        self._adapters_seen_at: dict[str, float] = {}
         self.rnd = random.Random(options.seed)
         self.session: aiohttp.ClientSession | None = None
         self.active_requests = 0
@@ -103,6 +127,51 @@ class Gateway:
         self.breakers.retain(b.key for r in snapshot.routes for rule in r.rules for b in rule.backends)
         self._policies.clear()
         self._timeouts.clear()
+        # Schedulers (and their prefix indexes) survive a reload when the pool keeps its profile.
+        for key in list(self._schedulers):
+            pool = snapshot.pools.get(key)
+            if pool is None or self._profile_of(pool) != self._schedulers[key][0]:
+                del self._schedulers[key]
+            else:
+                self._schedulers[key][1].retain(pool.addresses)
+        self.store.retain(self.pool_addresses())
+
+    def pool_addresses(self) -> list[str]:
+        """Every InferencePool endpoint of the current snapshot (what the scraper watches)."""
+        seen: dict[str, None] = {}
+        for pool in self.snapshot.pools.values():
+            for address in pool.addresses:
+                seen[address] = None
+        return list(seen)
+
+    def scheduler_profile_of(self, pool: Pool) -> str:
+        """The endpoint-picker profile serving `pool`."""
+        return self._profile_of(pool)
+
+    def _profile_of(self, pool: Pool) -> str:
+        return pool.annotations.get(SCHEDULER_PROFILE_ANNOTATION, self.options.scheduler_profile)
+
+    def scheduler(self, pool: Pool) -> Scheduler:
+        """The pool's endpoint picker, built on first use."""
+        entry = self._schedulers.get(pool.key)
+        if entry is None:
+            profile = self._profile_of(pool)
+            entry = (profile, build_scheduler(profile, self.store, seed=self.options.seed))
+            self._schedulers[pool.key] = entry
+        return entry[1]
+
+    def _pool_adapters(self, pool: Pool, now: float) -> set[str]:
+        """LoRA adapters the pool's replicas reported (refreshed at most once a second)."""
+        adapters = self._adapters.setdefault(pool.key, set())
+        if now - self._adapters_seen_at.get(pool.key, -1.0) >= 1.0:
+            self._adapters_seen_at[pool.key] = now
+            staleness = self.options.staleness
+            for address in pool.addresses:
+                signals = self.store.fresh_signals(address, now, staleness)
+                if signals is not None:
+                    adapters.update(signals.lora_running)
+                    adapters.update(signals.lora_waiting)
+        return adapters
 
     def _policy_state(self, policy: TrafficPolicy) -> _PolicyState:
         key = (policy.namespace, policy.name)
@@ -197,15 +266,33 @@ class Gateway:
                 rec["model"] = inference.model
                 if inference.target_model != inference.model:
                     rec["target_model"] = inference.target_model
-            objective = request.headers.get(OBJECTIVE_HEADER)
-            if objective:
-                rec["objective"] = objective
-            candidates = backend.pool.endpoints
+            pool = backend.pool
+            candidates = pool.addresses
             if not candidates:
                 raise NoHealthyEndpoint()
+            priority: int | None = None
+            objective_name = request.headers.get(OBJECTIVE_HEADER)
+            if objective_name:
+                rec["objective"] = objective_name
+                objective = snap.objective(objective_name)
+                if objective is not None:
+                    priority = objective.priority
+            now = asyncio.get_running_loop().time()
+            if (should_shed(inference.criticality, priority, True)
+                    and self.saturation.is_saturated(candidates, self.store, now)):
+                self.metrics.shed.labels(pool.key, "saturated").inc()
+                raise RequestShed()
+            target = inference.target_model or ""
+            pick = _PoolPick(
+                self.scheduler(pool),
+                request_from_body(inference.payload or {}, target_model=target,
+                                  adapters=self._pool_adapters(pool, now),
+                                  criticality=inference.criticality, priority=priority),
+            )
         else:
             assert backend.host is not None and backend.port is not None
-            candidates = (Endpoint(backend.host, backend.port),)
+            candidates = (Endpoint(backend.host, backend.port).address,)
+            pick = None
 
         policy = rule.policy
         state = self._policy_state(policy) if policy is not None else None
@@ -237,15 +324,15 @@ class Gateway:
             raise UpstreamTimeout() from None
         tickets = [ticket]
         try:
-            return await self._forward(request, snap, backend, breaker, tickets, candidates, path,
-                                       headers, body, state.retry if state else None, deadline,
-                                       rec, started, ttfb)
+            return await self._forward(request, snap, backend, breaker, tickets, candidates, pick,
+                                       path, headers, body, state.retry if state else None,
+                                       deadline, rec, started, ttfb)
         finally:
             tickets[-1].release()
 
     async def _forward(self, request: web.BaseRequest, snap: Snapshot, backend: Backend,
                        breaker: CircuitBreaker, tickets: list[Ticket],
-                       candidates: tuple[Endpoint, ...], path: str,
+                       candidates: tuple[str, ...], pick: _PoolPick | None, path: str,
                        headers: list[tuple[str, str]], body: bytes, retry: RetryPolicy | None,
                        deadline: float | None, rec: dict[str, Any], started: float,
                        ttfb: list[float]) -> web.StreamResponse:
@@ -259,14 +346,13 @@ class Gateway:
         loop = asyncio.get_running_loop()
         tried: list[str] = []
         attempt = 0
+        store = self.store
         while True:
-            endpoint = self._pick(candidates, tried)
-            address = endpoint.address
+            address = self._pick(candidates, tried, pick, loop.time())
             tried.append(address)
             rec["endpoint"] = address
             rec["attempts"] = attempt + 1
-            in_flight = self.in_flight
-            in_flight[address] = in_flight.get(address, 0) + 1
+            store.begin(address)
             upstream: aiohttp.ClientResponse | None = None
             outcome: RelayOutcome | None = None
             try:
@@ -324,7 +410,7 @@ class Gateway:
                         request.transport.close()
                 return resp
             finally:
-                in_flight[address] -= 1
+                store.end(address)
                 if upstream is not None:
                     if outcome is not None and outcome.completed:
                         upstream.release()
@@ -356,16 +442,27 @@ class Gateway:
             delay = min(delay, max(0.0, deadline - loop.time()))
         await asyncio.sleep(delay)
 
-    def _pick(self, candidates: tuple[Endpoint, ...], tried: list[str]) -> Endpoint:
-        """The endpoint with the fewest requests in flight through this gateway, preferring one
-        not tried yet for this request; ties broken at random."""
+    def _pick(self, candidates: tuple[str, ...], tried: list[str], pick: _PoolPick | None,
+              now: float) -> str:
+        """The endpoint for this attempt: the pool's picker over the endpoints not tried yet for
+        this request (all of them when every one was tried)."""
         if len(candidates) == 1:
             return candidates[0]
-        fresh = [c for c in candidates if c.address not in tried] or list(candidates)
-        in_flight = self.in_flight
-        best = min(in_flight.get(c.address, 0) for c in fresh)
-        pool = [c for c in fresh if in_flight.get(c.address, 0) == best]
-        return pool[0] if len(pool) == 1 else self.rnd.choice(pool)
+        if tried:
+            candidates = tuple(c for c in candidates if c not in tried) or candidates
+        if pick is None:
+            return self.rnd.choice(candidates)
+        address = pick.scheduler.pick(pick.request, candidates, now).address
+        pick.scheduler.on_picked(pick.request, address)
+        return address
+
+
+@dataclass(slots=True)
+class _PoolPick:
+    """What the endpoint picker needs for one request to an InferencePool."""
+
+    scheduler: Scheduler
+    request: LLMRequest
 
 
 async def read_body(request: web.BaseRequest, limit: int) -> bytes:

@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from poolgate.config.snapshot import Snapshot, load_snapshot
+from poolgate.datalayer import MetricsScraper
 from poolgate.observability.access_log import AccessLog
 from poolgate.observability.metrics import GatewayMetrics
 from poolgate.proxy.gateway import Gateway, GatewayOptions
@@ -58,6 +59,7 @@ class ServeOptions:
     access_log: str = "-"
     watch: bool = True
     drain_seconds: float = 30.0
+    scrape_interval: float = 0.05
     gateway: GatewayOptions = field(default_factory=GatewayOptions)
 
 
@@ -84,6 +86,9 @@ class GatewayServer:
         self._listeners: dict[int, tuple[web.ServerRunner, web.TCPSite, int]] = {}
         self._admin: web.AppRunner | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        self.scraper = MetricsScraper(self.gateway.store, interval=options.scrape_interval,
+                                      staleness=options.gateway.staleness,
+                                      seed=options.gateway.seed)
         self._stopping = False
         self.on_reload: list[Callable[[Snapshot], None]] = []
         self._record_pools(snapshot)
@@ -92,6 +97,8 @@ class GatewayServer:
 
     async def start(self) -> None:
         self.gateway.session = new_session(self.options.gateway.connect_timeout)
+        self.scraper.set_endpoints(self.gateway.pool_addresses())
+        self.scraper.start()
         await self._sync_listeners(self.gateway.snapshot)
         await self._start_admin()
         if self.options.watch:
@@ -115,6 +122,7 @@ class GatewayServer:
         self._listeners.clear()
         if self._admin is not None:
             await self._admin.cleanup()
+        await self.scraper.close()
         if self.gateway.session is not None:
             await self.gateway.session.close()
 
@@ -185,6 +193,7 @@ class GatewayServer:
             log.error("configuration reload failed (%s); still serving the previous one", e)
             return False
         self.gateway.swap(snapshot)
+        self.scraper.set_endpoints(self.gateway.pool_addresses())
         self._record_pools(snapshot)
         for callback in self.on_reload:
             callback(snapshot)
@@ -251,8 +260,23 @@ class GatewayServer:
             return None
         return "no InferencePool has an endpoint"
 
+    def _endpoint_status(self, address: str, now: float) -> dict[str, Any]:
+        store = self.gateway.store
+        state = store.get(address)
+        signals = store.fresh_signals(address, now, self.options.gateway.staleness)
+        out: dict[str, Any] = {"address": address, "in_flight": store.in_flight(address),
+                               "metrics_fresh": signals is not None}
+        if signals is not None:
+            out.update(waiting=signals.waiting, running=signals.running,
+                       kv_usage=signals.kv_usage, lora_running=sorted(signals.lora_running),
+                       lora_waiting=sorted(signals.lora_waiting), max_lora=signals.max_lora)
+        if state is not None and state.last_error is not None:
+            out["last_scrape_error"] = state.last_error
+        return out
+
     async def _status(self, _: web.Request) -> web.Response:
         snap = self.gateway.snapshot
+        now = asyncio.get_running_loop().time()
         status = {
             "listeners": [
                 {"name": lst.name, "port": lst.port,
@@ -261,10 +285,8 @@ class GatewayServer:
             ],
             "pools": {
                 key: {
-                    "endpoints": [
-                        {"address": ep.address, "in_flight": self.gateway.in_flight.get(ep.address, 0)}
-                        for ep in pool.endpoints
-                    ],
+                    "scheduler_profile": self.gateway.scheduler_profile_of(pool),
+                    "endpoints": [self._endpoint_status(address, now) for address in pool.addresses],
                 }
                 for key, pool in snap.pools.items()
             },
