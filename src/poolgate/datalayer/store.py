@@ -35,6 +35,10 @@ class EndpointStore:
     def __init__(self) -> None:
         self._states: dict[str, EndpointState] = {}
         self._view = MappingProxyType(self._states)
+        # Every LoRA adapter any endpoint has reported running or waiting, per endpoint: vLLM
+        # only names adapters while they have requests, so the gateway remembers them to tell
+        # adapter requests (LoRA affinity) from base-model ones.
+        self._adapters: dict[str, set[str]] = {}
 
     def _state(self, address: str) -> EndpointState:
         state = self._states.get(address)
@@ -77,6 +81,20 @@ class EndpointStore:
         state = self._state(address)
         state.signals = signals
         state.scrapes_ok += 1
+        if signals.lora_running or signals.lora_waiting:
+            known = self._adapters.setdefault(address, set())
+            known.update(signals.lora_running)
+            known.update(signals.lora_waiting)
+
+    def known_adapters(self, addresses: Iterable[str]) -> set[str]:
+        """The LoRA adapters ever reported by any of `addresses`."""
+        out: set[str] = set()
+        adapters = self._adapters
+        for address in addresses:
+            known = adapters.get(address)
+            if known:
+                out |= known
+        return out
 
     def record_failure(self, address: str, reason: str, now: float) -> None:
         """Record a failed scrape; the previous signals are kept and go stale on their own."""
@@ -106,6 +124,8 @@ class EndpointStore:
     def retain(self, addresses: Iterable[str]) -> None:
         """Forget endpoints not in `addresses`, except those with requests still in flight."""
         keep = set(addresses)
+        for address in [a for a in self._adapters if a not in keep]:
+            del self._adapters[address]
         for address in list(self._states):
             if address not in keep and self._states[address].in_flight == 0:
                 del self._states[address]

@@ -108,10 +108,6 @@ class Gateway:
         self.saturation = SaturationDetector(options.saturation_queue, options.saturation_kv,
                                              options.staleness)
         self._schedulers: dict[str, tuple[str, Scheduler]] = {}
-        # LoRA adapter names seen in the pool's model-server metrics: a target model is routed
-        # as an adapter (LoRA affinity) once any replica has reported it.
-        self._adapters: dict[str, set[str]] = {}
-        self._adapters_seen_at: dict[str, float] = {}
         self.rnd = random.Random(options.seed)
         self.session: aiohttp.ClientSession | None = None
         self.active_requests = 0
@@ -159,19 +155,6 @@ class Gateway:
             entry = (profile, build_scheduler(profile, self.store, seed=self.options.seed))
             self._schedulers[pool.key] = entry
         return entry[1]
-
-    def _pool_adapters(self, pool: Pool, now: float) -> set[str]:
-        """LoRA adapters the pool's replicas reported (refreshed at most once a second)."""
-        adapters = self._adapters.setdefault(pool.key, set())
-        if now - self._adapters_seen_at.get(pool.key, -1.0) >= 1.0:
-            self._adapters_seen_at[pool.key] = now
-            staleness = self.options.staleness
-            for address in pool.addresses:
-                signals = self.store.fresh_signals(address, now, staleness)
-                if signals is not None:
-                    adapters.update(signals.lora_running)
-                    adapters.update(signals.lora_waiting)
-        return adapters
 
     def _policy_state(self, policy: TrafficPolicy) -> _PolicyState:
         key = (policy.namespace, policy.name)
@@ -286,7 +269,7 @@ class Gateway:
             pick = _PoolPick(
                 self.scheduler(pool),
                 request_from_body(inference.payload or {}, target_model=target,
-                                  adapters=self._pool_adapters(pool, now),
+                                  adapters=self.store.known_adapters(candidates),
                                   criticality=inference.criticality, priority=priority),
             )
         else:

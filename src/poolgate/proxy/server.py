@@ -253,6 +253,13 @@ class GatewayServer:
         snap = self.gateway.snapshot
         if not self._listeners:
             return "no listener"
+        # Until every pool endpoint has been scraped once (successfully or not) the picker and
+        # the saturation check know nothing, and unknown metrics count as saturated.
+        store = self.gateway.store
+        for address in self.gateway.pool_addresses():
+            state = store.get(address)
+            if state is None or state.scrapes_ok + state.scrapes_failed == 0:
+                return f"waiting for the first metrics scrape of {address}"
         for pool in snap.pools.values():
             if pool.endpoints:
                 return None

@@ -63,3 +63,17 @@ def test_retain_keeps_endpoints_with_requests_in_flight() -> None:
     assert sorted(s.address for s in store) == ["a:1", "c:1"]
     assert len(store) == 2
     assert set(store.states) == {"a:1", "c:1"}
+
+
+def test_known_adapters_remember_what_endpoints_reported_until_they_leave() -> None:
+    store = EndpointStore()
+    store.update("a:1", Signals(waiting=0, running=1, kv_usage=0.1, scraped_at=0.0,
+                                lora_running=frozenset({"sql"}), lora_waiting=frozenset({"tw"})))
+    # The adapter finished: vLLM stops naming it, the store still knows it is an adapter.
+    store.update("a:1", _signals(1.0))
+    store.update("b:1", Signals(waiting=0, running=1, kv_usage=0.1, scraped_at=1.0,
+                                lora_running=frozenset({"x"})))
+    assert store.known_adapters(["a:1"]) == {"sql", "tw"}
+    assert store.known_adapters(["a:1", "b:1", "c:1"]) == {"sql", "tw", "x"}
+    store.retain(["b:1"])
+    assert store.known_adapters(["a:1", "b:1"]) == {"x"}

@@ -1,0 +1,192 @@
+"""The endpoint picker inside the gateway, end to end: saturation shedding and LoRA affinity."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from tests.e2e.gateway_fleet import (
+    Fleet,
+    RunningGateway,
+    start_fleet,
+    start_gateway,
+    write_endpoints,
+)
+from tests.support.processes import ProcessGroup
+
+pytestmark = pytest.mark.e2e
+
+POOL = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: poolgate
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: route, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - backendRefs: [{group: inference.networking.x-k8s.io, kind: InferencePool, name: pool}]
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferencePool
+metadata: {name: pool, namespace: default}
+spec:
+  targetPortNumber: 8000
+  selector: {app: sim}
+  extensionRef: {name: epp}
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {name: critical, namespace: default}
+spec:
+  modelName: critical-model
+  criticality: Critical
+  poolRef: {name: pool}
+  targetModels: [{name: /model/llama2, weight: 1}]
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {name: sheddable, namespace: default}
+spec:
+  modelName: sheddable-model
+  criticality: Sheddable
+  poolRef: {name: pool}
+  targetModels: [{name: /model/llama2, weight: 1}]
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceObjective
+metadata: {name: batch, namespace: default}
+spec:
+  priority: -1
+  poolRef: {name: pool}
+"""
+
+SHED_MESSAGE = "system saturated, sheddable request dropped"
+
+
+def _config(tmp_path: Path, fleet: Fleet) -> Path:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "pool.yaml").write_text(POOL)
+    write_endpoints(config, {"app": "sim"}, fleet.addresses)
+    return config
+
+
+async def _complete(s: aiohttp.ClientSession, gw: RunningGateway, model: str, max_tokens: int,
+                    prompt: str = "hello", headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "ignore_eos": True}
+    async with s.post(f"{gw.url}/v1/completions", json=body, headers=headers) as r:
+        return r.status, orjson.loads(await r.read())
+
+
+async def _wait_status(s: aiohttp.ClientSession, gw: RunningGateway,
+                       ok: Callable[[list[dict[str, Any]]], bool], what: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 10
+    while True:
+        async with s.get(f"{gw.admin}/status") as r:
+            endpoints: list[dict[str, Any]] = (await r.json())["pools"]["default/pool"]["endpoints"]
+        if ok(endpoints):
+            return endpoints
+        assert time.monotonic() < deadline, f"never saw {what}: {endpoints}"
+        await asyncio.sleep(0.05)
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
+
+
+async def test_saturated_pool_sheds_sheddable_and_serves_critical(procs: ProcessGroup,
+                                                                   tmp_path: Path) -> None:
+    fleet = start_fleet(procs, 1, extra=["--max-num-seqs", "1"])
+    gw = start_gateway(procs, _config(tmp_path, fleet), "--saturation-queue", "1")
+    async with aiohttp.ClientSession() as s:
+        # Not saturated yet: a Sheddable request is served.
+        status, _ = await _complete(s, gw, "sheddable-model", 2)
+        assert status == 200
+
+        # One running + two waiting long Critical requests saturate the only replica.
+        hogs = [asyncio.create_task(_complete(s, gw, "critical-model", 1500)) for _ in range(3)]
+        try:
+            await _wait_status(s, gw, lambda eps: eps[0].get("waiting", 0) >= 1, "a waiting queue")
+
+            status, body = await _complete(s, gw, "sheddable-model", 2)
+            assert status == 429
+            assert body["error"]["message"] == SHED_MESSAGE
+
+            # An objective with a negative priority is shed too; the unknown-to-InferenceModel
+            # model passes through with that priority.
+            status, body = await _complete(s, gw, "/model/llama2", 2,
+                                           headers={"x-gateway-inference-objective": "batch"})
+            assert status == 429 and body["error"]["message"] == SHED_MESSAGE
+
+            # Critical is never shed: it queues behind the others and is served.
+            critical = asyncio.create_task(_complete(s, gw, "critical-model", 2))
+            await asyncio.sleep(0.3)
+            assert not critical.done()
+        finally:
+            await _cancel(hogs)  # the client disconnects free the replica
+        status, _ = await critical
+        assert status == 200
+
+        async with s.get(f"{gw.admin}/metrics") as r:
+            text = await r.text()
+        assert 'poolgate_requests_shed_total{pool="default/pool",reason="saturated"} 2.0' in text
+
+
+def _routed(gw: RunningGateway, model: str) -> list[str]:
+    """Endpoints the gateway's access log shows for completed requests of `model`."""
+    out = []
+    for line in gw.proc.output().splitlines():
+        if line.startswith("{"):
+            rec = orjson.loads(line)
+            if rec.get("model") == model and rec.get("status") == 200:
+                out.append(rec["endpoint"])
+    return out
+
+
+async def test_lora_requests_go_where_the_adapter_is_loaded(procs: ProcessGroup,
+                                                            tmp_path: Path) -> None:
+    fleet = start_fleet(procs, 2, loras=["sql-lora=/a/sql", "tweet-summary=/a/tweets"],
+                        extra=["--max-loras", "1"])
+    gw = start_gateway(procs, _config(tmp_path, fleet))
+
+    def running(adapter: str) -> Callable[[list[dict[str, Any]]], bool]:
+        return lambda eps: any(adapter in e.get("lora_running", []) for e in eps)
+
+    async with aiohttp.ClientSession() as s:
+        # A long request per adapter: each adapter is then active on one replica, whose only
+        # LoRA slot it fills.
+        hogs = [asyncio.create_task(_complete(s, gw, "sql-lora", 1500, "long sql"))]
+        try:
+            eps = await _wait_status(s, gw, running("sql-lora"), "sql-lora running")
+            sql_home = next(e["address"] for e in eps if "sql-lora" in e["lora_running"])
+            hogs.append(asyncio.create_task(_complete(s, gw, "tweet-summary", 1500, "long tweet")))
+            eps = await _wait_status(s, gw, running("tweet-summary"), "tweet-summary running")
+            tweet_home = next(e["address"] for e in eps if "tweet-summary" in e["lora_running"])
+            assert sql_home != tweet_home
+
+            for i in range(6):
+                for model in ("sql-lora", "tweet-summary"):
+                    status, body = await _complete(s, gw, model, 2, f"question {i} for {model}")
+                    assert status == 200, body
+        finally:
+            await _cancel(hogs)
+    assert _routed(gw, "sql-lora") == [sql_home] * 6
+    assert _routed(gw, "tweet-summary") == [tweet_home] * 6
