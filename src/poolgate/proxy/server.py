@@ -16,10 +16,11 @@ from aiohttp import web
 
 from poolgate.config.snapshot import Snapshot, load_snapshot
 from poolgate.datalayer import MetricsScraper
+from poolgate.datalayer.health_checker import ActiveHealthChecker, targets_for
 from poolgate.observability.access_log import AccessLog
 from poolgate.observability.metrics import GatewayMetrics
 from poolgate.proxy.gateway import Gateway, GatewayOptions
-from poolgate.proxy.upstream import new_session
+from poolgate.proxy.http1 import UpstreamPool
 
 log = logging.getLogger("poolgate.server")
 
@@ -89,6 +90,8 @@ class GatewayServer:
         self.scraper = MetricsScraper(self.gateway.store, interval=options.scrape_interval,
                                       staleness=options.gateway.staleness,
                                       seed=options.gateway.seed)
+        self.health_checker = ActiveHealthChecker(self.gateway.health, seed=options.gateway.seed)
+        self.health_checker.set_targets(targets_for(snapshot.pools, snapshot.health_checks))
         self._stopping = False
         self.on_reload: list[Callable[[Snapshot], None]] = []
         self._record_pools(snapshot)
@@ -96,9 +99,10 @@ class GatewayServer:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.gateway.session = new_session(self.options.gateway.connect_timeout)
+        self.gateway.session = UpstreamPool(self.options.gateway.connect_timeout)
         self.scraper.set_endpoints(self.gateway.pool_addresses())
         self.scraper.start()
+        self.health_checker.start()
         await self._sync_listeners(self.gateway.snapshot)
         await self._start_admin()
         if self.options.watch:
@@ -123,6 +127,7 @@ class GatewayServer:
         if self._admin is not None:
             await self._admin.cleanup()
         await self.scraper.close()
+        await self.health_checker.close()
         if self.gateway.session is not None:
             await self.gateway.session.close()
 
@@ -194,6 +199,7 @@ class GatewayServer:
             return False
         self.gateway.swap(snapshot)
         self.scraper.set_endpoints(self.gateway.pool_addresses())
+        self.health_checker.set_targets(targets_for(snapshot.pools, snapshot.health_checks))
         self._record_pools(snapshot)
         for callback in self.on_reload:
             callback(snapshot)
@@ -260,12 +266,23 @@ class GatewayServer:
             state = store.get(address)
             if state is None or state.scrapes_ok + state.scrapes_failed == 0:
                 return f"waiting for the first metrics scrape of {address}"
-        for pool in snap.pools.values():
-            if pool.endpoints:
-                return None
+        health = self.gateway.health
+        for address in self.health_checker.targets:
+            if not health.checked(address):
+                return f"waiting for the first health check of {address}"
         if snap.has_address_backends():
             return None
-        return "no InferencePool has an endpoint"
+        if not any(pool.endpoints for pool in snap.pools.values()):
+            return "no InferencePool has an endpoint"
+        # Ready while some route can send somewhere: a pool backend with a healthy endpoint.
+        pools = [b.pool for r in snap.routes for rule in r.rules for b in rule.backends
+                 if b.pool is not None and b.weight > 0]
+        if not pools:
+            return None  # no route sends to a pool: nothing to judge health by
+        for pool in pools:
+            if any(health.is_healthy(a) for a in pool.addresses):
+                return None
+        return "no route has a backend with a healthy endpoint"
 
     def _endpoint_status(self, address: str, now: float) -> dict[str, Any]:
         store = self.gateway.store
@@ -273,12 +290,48 @@ class GatewayServer:
         signals = store.fresh_signals(address, now, self.options.gateway.staleness)
         out: dict[str, Any] = {"address": address, "in_flight": store.in_flight(address),
                                "metrics_fresh": signals is not None}
+        health = self.gateway.health.get(address)
+        if health is not None:
+            out["healthy"] = health.healthy
+            if health.last_error is not None:
+                out["last_health_error"] = health.last_error
         if signals is not None:
             out.update(waiting=signals.waiting, running=signals.running,
                        kv_usage=signals.kv_usage, lora_running=sorted(signals.lora_running),
                        lora_waiting=sorted(signals.lora_waiting), max_lora=signals.max_lora)
         if state is not None and state.last_error is not None:
             out["last_scrape_error"] = state.last_error
+        return out
+
+    def _placement_status(self, snap: Snapshot, key: str) -> dict[str, Any]:
+        """Multi-cluster view of a pool: placement of each endpoint, balancing and checks."""
+        pool = snap.pools[key]
+        out: dict[str, Any] = {}
+        if any(ep.cluster or ep.region for ep in pool.endpoints):
+            out["placement"] = {ep.address: {"cluster": ep.cluster, "region": ep.region}
+                                for ep in pool.endpoints}
+        spec = snap.backend_policies.get(key)
+        if spec is not None:
+            out["balancing"] = {"policy": spec.key, "mode": spec.mode,
+                                "max_utilization": spec.max_utilization
+                                if spec.mode == "CUSTOM_METRICS" else None,
+                                "max_in_flight": spec.max_in_flight, "dry_run": spec.dry_run,
+                                "timeout_sec": spec.timeout}
+        check = snap.health_checks.get(key)
+        if check is not None:
+            out["health_check"] = {"source": check.source, "path": check.path,
+                                   "interval": check.interval}
+        return out
+
+    def _ejected(self, snap: Snapshot, now: float) -> dict[str, list[str]]:
+        """Endpoints ejected by outlier detection now, by backendRef key."""
+        out: dict[str, list[str]] = {}
+        for route in snap.routes:
+            for rule in route.rules:
+                for b in rule.backends:
+                    detector = self.gateway.outlier_detector(b.key)
+                    if detector is not None and b.pool is not None:
+                        out[b.key] = [a for a in b.pool.addresses if detector.is_ejected(a, now)]
         return out
 
     async def _status(self, _: web.Request) -> web.Response:
@@ -294,9 +347,11 @@ class GatewayServer:
                 key: {
                     "scheduler_profile": self.gateway.scheduler_profile_of(pool),
                     "endpoints": [self._endpoint_status(address, now) for address in pool.addresses],
+                    **self._placement_status(snap, key),
                 }
                 for key, pool in snap.pools.items()
             },
+            "ejected": self._ejected(snap, now),
             "active_requests": self.gateway.active_requests,
         }
         return web.Response(body=orjson.dumps(status, option=orjson.OPT_INDENT_2),
