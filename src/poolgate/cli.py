@@ -154,6 +154,8 @@ def serve(
     saturation_queue: int = typer.Option(5, "--saturation-queue", min=0, help="A pool is saturated when no endpoint has fewer waiting requests than this (and KV use under --saturation-kv)."),
     saturation_kv: float = typer.Option(0.8, "--saturation-kv", min=0.0, max=1.0, help="KV-cache utilisation threshold of the saturation check."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    region: str | None = typer.Option(None, "--region", help="The gateway's own region: multi-cluster balancing fills it first (see docs/multicluster.md)."),
+    region_order: str | None = typer.Option(None, "--region-order", help="Regions nearest first, comma-separated (e.g. europe-west3,us-east4)."),
 ) -> None:
     """Run the gateway from Gateway API / Inference Extension manifests."""
     from poolgate.observability.logs import configure_logging
@@ -174,6 +176,9 @@ def serve(
         raise typer.BadParameter(
             f"unknown profile {scheduler_profile!r}; choose one of {', '.join(sorted(BUILTIN_PROFILES))}",
             param_hint="--scheduler-profile")
+    from poolgate.balancing.regions import RegionOrder
+
+    placement = RegionOrder.parse(region, region_order)
     options = ServeOptions(
         paths=list(files), host=host, port=port, port_map=_parse_port_map(port_map),
         admin_host=admin_host, admin_port=admin_port, access_log=access_log, watch=watch,
@@ -181,7 +186,8 @@ def serve(
         gateway=GatewayOptions(max_body_bytes=max_body_bytes, connect_timeout=connect_timeout,
                                seed=seed, scheduler_profile=scheduler_profile,
                                saturation_queue=saturation_queue, saturation_kv=saturation_kv,
-                               staleness=metrics_staleness),
+                               staleness=metrics_staleness, region=placement.home,
+                               region_order=placement.order),
     )
     raise typer.Exit(run_serve(options))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from poolgate.api import envoy, gateway, inference, local
+from poolgate.api import envoy, gateway, gke, inference, local
 from poolgate.api._base import Resource
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
@@ -25,6 +25,9 @@ SCHEMAS: dict[tuple[str, str], dict[str, type[Resource]]] = {
     (ENVOY_GROUP, "ClientTrafficPolicy"): {"v1alpha1": envoy.ClientTrafficPolicy},
     (ENVOY_GROUP, "EnvoyProxy"): {"v1alpha1": envoy.EnvoyProxy},
     (local.GROUP, "LocalEndpoints"): {"v1alpha1": local.LocalEndpoints},
+    (gke.GKE_NETWORKING_GROUP, "GCPBackendPolicy"): {"v1": gke.GCPBackendPolicy},
+    (gke.GKE_NETWORKING_GROUP, "HealthCheckPolicy"): {"v1": gke.HealthCheckPolicy},
+    (gke.GKE_AUTOSCALING_GROUP, "AutoscalingMetric"): {"v1beta1": gke.AutoscalingMetric},
 }
 
 # Groups whose other kinds change traffic in a real cluster: skipping one earns a warning,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -13,9 +13,23 @@ from poolgate.api.kinds import ENVOY_GROUP, GATEWAY_GROUP
 from poolgate.api.loader import LoadedResource, load_manifests
 from poolgate.api.problems import Problem
 from poolgate.config._report import Report
+from poolgate.config.gke import (
+    exported_metrics,
+    resolve_backend_policies,
+    resolve_health_check_policies,
+)
 from poolgate.config.inference_models import resolve_inference_models, resolve_objectives
+from poolgate.config.multicluster import (
+    CLUSTER_ANNOTATION,
+    REGION_ANNOTATION,
+    import_of,
+    is_exported,
+    merge_declarations,
+    place_endpoints,
+    with_imports,
+)
 from poolgate.config.policies import traffic_policy
-from poolgate.config.policy import TrafficPolicy
+from poolgate.config.policy import ActiveHealthCheckSpec, TrafficPolicy
 from poolgate.config.routes import (
     GatewayListeners,
     PlacedRoute,
@@ -32,6 +46,10 @@ SCHEDULER_PROFILE_ANNOTATION = "poolgate.dev/scheduler-profile"
 PROFILE_NAMES = frozenset(BUILTIN_PROFILES)
 
 SERVED_PROTOCOLS = frozenset({"HTTP"})
+
+# Kinds where a second definition of a name replaces the first, as a later `kubectl apply` of the
+# same object would: seed 002 ships three alternative GCPBackendPolicies with one name.
+REPLACED_BY_LATER = frozenset({"GCPBackendPolicy", "HealthCheckPolicy"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +94,23 @@ def load_snapshot(
 
 
 def _without_duplicates(resources: Sequence[LoadedResource], report: Report) -> list[LoadedResource]:
-    first: dict[tuple[str, str], LoadedResource] = {}
-    out = []
+    first: dict[tuple[str, str, str], LoadedResource] = {}
+    out: list[LoadedResource] = []
     for r in resources:
-        key = (r.resource.kind, r.resource.key)
+        # One InferencePool name may be declared once per cluster (poolgate.dev/cluster).
+        cluster = (r.resource.metadata.annotations.get(CLUSTER_ANNOTATION, "")
+                   if r.resource.kind == "InferencePool" else "")
+        key = (r.resource.kind, r.resource.key, cluster)
         if key in first:
             prior = first[key].source
             where = f"{prior.file}:{prior.line}" if prior.line else prior.file
+            if r.resource.kind in REPLACED_BY_LATER:
+                report.warning(r, f"{r.resource.kind} {r.resource.key} is defined again (first at "
+                                  f"{where}, doc {prior.doc_index}); as with kubectl apply, this "
+                                  "later definition replaces it")
+                out[out.index(first[key])] = r
+                first[key] = r
+                continue
             report.error(r, f"duplicate {r.resource.kind} {r.resource.key} "
                             f"(first defined at {where}, doc {prior.doc_index})")
             continue
@@ -113,7 +141,7 @@ class _Builder:
             r.resource for r in self.of("LocalEndpoints")
             if isinstance(r.resource, local.LocalEndpoints)
         )
-        pools = self.pools(source)
+        pools, imports = self.pools(source)
         gateways = self.gateways()
         listeners = tuple(lst for g in gateways.values() for _, lst in g.listeners)
         policies = self.backend_policies(gateways)
@@ -132,8 +160,19 @@ class _Builder:
             for i, rule in enumerate(route.spec.rules):
                 rule_policy = policies.get(("HTTPRoute", route.key, rule.name)) if rule.name else None
                 policy = rule_policy or route_policy or gw_policy
-                rules.append(compile_rule(loaded, i, rule, pools, source, grants, policy,
-                                          self.report))
+                scratch = Report()
+                one = compile_rule(loaded, i, rule, pools, source, grants, policy, scratch)
+                one, replaced = with_imports(rule, one, route.namespace, imports, pools, grants)
+                # The generic resolution warned that import kinds are unsupported: drop that.
+                stale = tuple(f"spec.rules[{i}].backendRefs[{j}]: " for j in replaced)
+                self.report.problems.extend(p for p in scratch.problems
+                                            if not p.message.startswith(stale) or not stale)
+                for j in replaced:
+                    b = one.backends[j]
+                    if b.error is not None:
+                        self.report.warning(loaded, f"spec.rules[{i}].backendRefs[{j}]: "
+                                                    f"{b.error}; requests sent to it get 500")
+                rules.append(one)
             if not attachments:
                 continue
             hostnames = tuple(dict.fromkeys(
@@ -144,6 +183,12 @@ class _Builder:
             placed.append(PlacedRoute(compiled, order, tuple(attachments)))
         models = resolve_inference_models(self.of("InferenceModel"), pools, self.report)
         objectives = resolve_objectives(self.of("InferenceObjective"), pools, self.report)
+        exports = exported_metrics(self.of("AutoscalingMetric"))
+        backend_policies = resolve_backend_policies(self.of("GCPBackendPolicy"), pools, exports,
+                                                    self.report)
+        health_checks = resolve_health_check_policies(self.of("HealthCheckPolicy"), pools,
+                                                      self.report)
+        _add_traffic_policy_checks(health_checks, placed)
         if not listeners and (self.by_kind):
             first = next(iter(self.by_kind.values()))[0]
             self.report.warning(first, "no Gateway with an HTTP listener: nothing will be served")
@@ -155,46 +200,64 @@ class _Builder:
             inference_models=MappingProxyType(models),
             objectives=MappingProxyType(objectives),
             tables=MappingProxyType(build_tables(placed)),
+            imports=MappingProxyType(imports),
+            backend_policies=MappingProxyType(backend_policies),
+            health_checks=MappingProxyType(health_checks),
         )
 
-    def pools(self, source: LocalEndpointSource) -> dict[str, Pool]:
-        """InferencePools of both versions, keyed ns/name, with their endpoints found."""
-        pools: dict[str, Pool] = {}
+    def pools(self, source: LocalEndpointSource) -> tuple[dict[str, Pool], dict[str, Pool]]:
+        """InferencePools of both versions keyed ns/name with their endpoints found, and the
+        imports (the union of each pool's exported declarations) keyed the same way."""
+        declared: dict[str, list[Pool]] = {}
         for loaded in self.of("InferencePool"):
-            res = loaded.resource
-            if isinstance(res, inference.InferencePoolV1Alpha2):
-                ports = [res.spec.target_port_number]
-                selector = res.spec.selector
-                ext = res.spec.extension_ref
-                failure_mode = ext.failure_mode if ext else "FailClose"
-                picker = ext.name if ext else None
-            elif isinstance(res, inference.InferencePoolV1):
-                ports = [p.number for p in res.spec.target_ports]
-                selector = res.spec.selector.match_labels
-                epp = res.spec.endpoint_picker_ref
-                failure_mode = epp.failure_mode if epp else "FailClose"
-                picker = epp.name if epp else None
-            else:
-                continue
-            seen: dict[str, Endpoint] = {}
-            for port in ports:
-                for ep in source.endpoints_for(res.namespace, selector, port):
-                    seen.setdefault(ep.address, ep)
-            if not seen:
-                labels = ",".join(f"{k}={v}" for k, v in selector.items())
-                self.report.warning(loaded, f"no LocalEndpoints in namespace {res.namespace} "
-                                            f"match selector {labels}; the pool will answer 503")
-            annotations = dict(res.metadata.annotations)
-            profile = annotations.get(SCHEDULER_PROFILE_ANNOTATION)
-            if profile is not None and profile not in PROFILE_NAMES:
-                self.report.error(loaded, f"metadata.annotations[{SCHEDULER_PROFILE_ANNOTATION}]: "
-                                          f"unknown scheduler profile {profile!r}; choose one of "
-                                          f"{', '.join(sorted(PROFILE_NAMES))}")
-            pools[res.key] = Pool(
-                res.namespace, res.name, ports[0], MappingProxyType(dict(selector)),
-                tuple(seen.values()), failure_mode, picker, MappingProxyType(annotations),
-            )
-        return pools
+            pool = self.declaration(loaded, source)
+            if pool is not None:
+                declared.setdefault(pool.key, []).append(pool)
+        pools = {key: merge_declarations(decls) for key, decls in declared.items()}
+        imports = {key: found for key, decls in declared.items()
+                   if (found := import_of(decls)) is not None}
+        return pools, imports
+
+    def declaration(self, loaded: LoadedResource, source: LocalEndpointSource) -> Pool | None:
+        """One InferencePool document (one cluster's copy of the pool) with its endpoints."""
+        res = loaded.resource
+        if isinstance(res, inference.InferencePoolV1Alpha2):
+            ports = [res.spec.target_port_number]
+            selector = res.spec.selector
+            ext = res.spec.extension_ref
+            failure_mode = ext.failure_mode if ext else "FailClose"
+            picker = ext.name if ext else None
+        elif isinstance(res, inference.InferencePoolV1):
+            ports = [p.number for p in res.spec.target_ports]
+            selector = res.spec.selector.match_labels
+            epp = res.spec.endpoint_picker_ref
+            failure_mode = epp.failure_mode if epp else "FailClose"
+            picker = epp.name if epp else None
+        else:
+            return None
+        annotations = dict(res.metadata.annotations)
+        cluster = annotations.get(CLUSTER_ANNOTATION) or None
+        region = annotations.get(REGION_ANNOTATION) or None
+        seen: dict[str, Endpoint] = {}
+        for port in ports:
+            found = source.endpoints_for(res.namespace, selector, port)
+            for ep in place_endpoints(found, cluster, region):
+                seen.setdefault(ep.address, ep)
+        if not seen:
+            labels = ",".join(f"{k}={v}" for k, v in selector.items())
+            where = f" in cluster {cluster}" if cluster else ""
+            self.report.warning(loaded, f"no LocalEndpoints in namespace {res.namespace}{where} "
+                                        f"match selector {labels}; the pool will answer 503")
+        profile = annotations.get(SCHEDULER_PROFILE_ANNOTATION)
+        if profile is not None and profile not in PROFILE_NAMES:
+            self.report.error(loaded, f"metadata.annotations[{SCHEDULER_PROFILE_ANNOTATION}]: "
+                                      f"unknown scheduler profile {profile!r}; choose one of "
+                                      f"{', '.join(sorted(PROFILE_NAMES))}")
+        return Pool(
+            res.namespace, res.name, ports[0], MappingProxyType(dict(selector)),
+            tuple(seen.values()), failure_mode, picker, MappingProxyType(annotations),
+            exported=is_exported(annotations),
+        )
 
     def gateways(self) -> dict[str, GatewayListeners]:
         """Gateways keyed ns/name with the listeners poolgate serves (ports overridden)."""
@@ -296,3 +359,19 @@ class _Builder:
             ):
                 enabled = True
         return enabled
+
+
+def _add_traffic_policy_checks(checks: dict[str, ActiveHealthCheckSpec],
+                               placed: Sequence[PlacedRoute]) -> None:
+    """Pools without a HealthCheckPolicy get the `healthCheck.active` of a BackendTrafficPolicy
+    on a route rule that sends to them (the first such rule in route order)."""
+    for p in placed:
+        for rule in p.route.rules:
+            policy = rule.policy
+            hc = policy.health_check if policy is not None else None
+            if hc is None or hc.active is None or hc.active.path is None:
+                continue
+            source = f"BackendTrafficPolicy {policy.namespace}/{policy.name}" if policy else ""
+            for backend in rule.backends:
+                if backend.pool is not None and backend.pool.key not in checks:
+                    checks[backend.pool.key] = replace(hc.active, source=source)

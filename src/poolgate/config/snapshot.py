@@ -16,6 +16,7 @@ from poolgate.config.filters import FilteredRequest, apply_request_filters
 from poolgate.config.matching import RouteMatch, ValueMatch, normalize_host
 from poolgate.config.policy import (
     ActiveHealthCheckSpec,
+    BackendPolicySpec,
     CircuitBreakerSpec,
     HealthCheckSpec,
     PassiveHealthCheckSpec,
@@ -27,6 +28,7 @@ from poolgate.config.policy import (
 __all__ = [
     "ActiveHealthCheckSpec",
     "Backend",
+    "BackendPolicySpec",
     "CircuitBreakerSpec",
     "Endpoint",
     "FilteredRequest",
@@ -114,6 +116,9 @@ class Pool:
     picker_ref: str | None = None
     annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     addresses: tuple[str, ...] = ()  # the endpoints' `host:port`, in order (filled when built)
+    # Exported for multi-cluster import (annotation networking.gke.io/export or
+    # inference.networking.x-k8s.io/export "true" on at least one declaration).
+    exported: bool = False
 
     def __post_init__(self) -> None:
         if not self.addresses and self.endpoints:
@@ -323,6 +328,14 @@ class Snapshot:
     inference_models: Mapping[tuple[str, str], InferenceModelSpec] = field(default_factory=lambda: MappingProxyType({}))
     objectives: Mapping[str, ObjectiveSpec] = field(default_factory=lambda: MappingProxyType({}))
     tables: Mapping[int, RouteTable] = field(default_factory=lambda: MappingProxyType({}))
+    # Multi-cluster: an import (GCPInferencePoolImport / InferencePoolImport) by ns/name, the
+    # union of the exported declarations of that pool; GCPBackendPolicy and the active health
+    # check (HealthCheckPolicy, else a BackendTrafficPolicy's healthCheck.active) per pool key.
+    imports: Mapping[str, Pool] = field(default_factory=lambda: MappingProxyType({}))
+    backend_policies: Mapping[str, BackendPolicySpec] = field(
+        default_factory=lambda: MappingProxyType({}))
+    health_checks: Mapping[str, ActiveHealthCheckSpec] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     def route(
         self,

@@ -110,7 +110,7 @@ def test_kinds_poolgate_does_not_act_on_are_skipped_and_counted(tmp_path: Path) 
         metadata: {name: s}
         ---
         apiVersion: networking.gke.io/v1
-        kind: GCPBackendPolicy
+        kind: FrontendConfig
         metadata: {name: g}
         ---
         ---
@@ -121,7 +121,7 @@ def test_kinds_poolgate_does_not_act_on_are_skipped_and_counted(tmp_path: Path) 
     out = load_manifests([f])
     assert out.problems == []
     assert out.resources == []
-    assert dict(out.skipped) == {"Deployment": 1, "Service": 2, "GCPBackendPolicy": 1}
+    assert dict(out.skipped) == {"Deployment": 1, "Service": 2, "FrontendConfig": 1}
 
 
 def test_unsupported_kind_in_a_gateway_group_is_a_warning(tmp_path: Path) -> None:

@@ -52,9 +52,10 @@ def test_seed_002_manifests_load_without_errors() -> None:
     result = load_snapshot([Path(__file__).parent / "fixtures" / "seed-002"])
     assert result.errors == (), [str(p) for p in result.errors]
     assert result.snapshot is not None
-    assert result.skipped["GCPBackendPolicy"] == 3
-    assert result.skipped["HealthCheckPolicy"] == 1
-    # The route's GCPInferencePoolImport backend is not something poolgate can reach: 500.
+    assert result.loaded["GCPBackendPolicy"] == 3
+    assert result.loaded["HealthCheckPolicy"] == 1
+    assert result.loaded["AutoscalingMetric"] == 1
+    # The pool is installed by Helm in each cluster, so the import resolves to nothing: 500.
     (backend,) = result.snapshot.routes[0].rules[0].backends
     assert backend.error is not None and "GCPInferencePoolImport" in backend.error
 
