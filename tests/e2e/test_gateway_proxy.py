@@ -109,6 +109,18 @@ async def test_openai_sdk_streaming_and_not_through_the_gateway(procs: ProcessGr
         await client.close()
 
 
+async def test_models_list_adds_the_pools_inference_models(procs: ProcessGroup, fleet: Fleet,
+                                                           tmp_path: Path) -> None:
+    gw = start_gateway(procs, _config(tmp_path, fleet))
+    client = openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key="unused", max_retries=0)
+    try:
+        models = [m.id async for m in client.models.list()]
+    finally:
+        await client.close()
+    # The model server's base model and adapter, plus the InferenceModel clients may ask for.
+    assert models == ["/model/llama2", "tweet-summary-1", "tweets"]
+
+
 async def test_sse_bytes_pass_through_unchanged(procs: ProcessGroup, fleet: Fleet,
                                                 tmp_path: Path) -> None:
     gw = start_gateway(procs, _config(tmp_path, fleet))

@@ -379,6 +379,10 @@ class Snapshot:
         """InferenceModel names, sorted and unique (for `/v1/models`)."""
         return tuple(sorted({spec.model_name for spec in self.inference_models.values()}))
 
+    def pool_models(self, pool_key: str) -> tuple[str, ...]:
+        """The model names the InferenceModels of one pool serve, sorted."""
+        return tuple(sorted(name for key, name in self.inference_models if key == pool_key))
+
     def has_address_backends(self) -> bool:
         """Whether any attached route rule sends traffic to a plain host:port backend."""
         return any(

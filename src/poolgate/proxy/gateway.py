@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -41,6 +44,7 @@ from poolgate.proxy.errors import (
 from poolgate.proxy.headers import upstream_request_headers
 from poolgate.proxy.http1 import UpstreamFailure, UpstreamPool, UpstreamResponse
 from poolgate.proxy.inference import OBJECTIVE_HEADER, InferenceRequest, route_inference
+from poolgate.proxy.models import merge_model_list
 from poolgate.proxy.upstream import RelayOutcome, relay_response
 from poolgate.scheduling import (
     RequestShed,
@@ -359,7 +363,13 @@ class Gateway:
             upstream_request_headers(request.headers.items(), request.headers))
 
         inference: InferenceRequest | None = None
+        transform: Callable[[bytes], bytes] | None = None
         if backend.pool is not None:
+            if request.method == "GET" and path.partition("?")[0].endswith("/v1/models"):
+                names = snap.pool_models(backend.pool.key)
+                if names:
+                    created = int(time.time())
+                    transform = partial(merge_model_list, names=names, created=created)
             inference = route_inference(body, request.headers.get("Content-Type", ""),
                                         request.method, snap, backend.pool.key, self.rnd)
             body = inference.body
@@ -432,7 +442,7 @@ class Gateway:
         try:
             return await self._forward(request, snap, backend, breaker, tickets, candidates, pick,
                                        path, headers, body, state.retry if state else None,
-                                       deadline, rec, started, ttfb, timed_by)
+                                       deadline, rec, started, ttfb, timed_by, transform)
         finally:
             tickets[-1].release()
 
@@ -442,7 +452,8 @@ class Gateway:
                        headers: list[tuple[str, str]], body: bytes, retry: RetryPolicy | None,
                        deadline: float | None, rec: dict[str, Any], started: float,
                        ttfb: list[float],
-                       timed_by: BackendPolicySpec | None = None) -> web.StreamResponse:
+                       timed_by: BackendPolicySpec | None = None,
+                       transform: Callable[[bytes], bytes] | None = None) -> web.StreamResponse:
         """Send to an endpoint, retrying before the first response byte as the policy allows.
 
         `tickets[-1]` is the breaker slot of the current attempt; a retry gives it back and takes a
@@ -515,7 +526,7 @@ class Gateway:
                     return resp
                 try:
                     async with asyncio.timeout_at(deadline):
-                        resp, outcome = await relay_response(request, upstream, extra)
+                        resp, outcome = await relay_response(request, upstream, extra, transform)
                 except TimeoutError:
                     # The route timeout fired mid-body: the status line is already out, so end
                     # the stream; the client sees the connection close.

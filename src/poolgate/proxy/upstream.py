@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -25,10 +26,12 @@ class RelayOutcome:
 
 async def relay_response(request: web.BaseRequest, upstream: UpstreamResponse,
                          extra_headers: list[tuple[str, str]] | None = None,
+                         transform: Callable[[bytes], bytes] | None = None,
                          ) -> tuple[web.StreamResponse, RelayOutcome]:
     """Pass the upstream response to the client; SSE and other unbounded bodies are relayed
     chunk by chunk as they arrive, never buffered. The caller owns releasing `upstream`.
 
+    `transform`, when given, rewrites a buffered 200 body (small, with a known length).
     Raises `UpstreamFailure` when a buffered body breaks before anything was sent.
     """
     connection = next((v for k, v in upstream.headers if k.lower() == "connection"), None)
@@ -43,6 +46,8 @@ async def relay_response(request: web.BaseRequest, upstream: UpstreamResponse,
             body = await upstream.read()
         except BodyError as e:
             raise UpstreamFailure("connection termination", str(e)) from e
+        if transform is not None and upstream.status == 200:
+            body = transform(body)
         whole = web.Response(status=upstream.status, reason=upstream.reason, body=body)
         _set_headers(whole, headers)
         return whole, RelayOutcome(upstream.status, len(body), True)
