@@ -13,11 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
-from poolgate.balancing import PoolBalancer, RegionOrder, usable_endpoints
-from poolgate.balancing.errors import BackendTimeout, InFlightCapReached
-from poolgate.balancing.metrics import BalancingMetrics
+from poolgate.balancing import RegionOrder
+from poolgate.balancing.errors import BackendTimeout
 from poolgate.config.build import SCHEDULER_PROFILE_ANNOTATION
-from poolgate.config.policy import BackendPolicySpec, PassiveHealthCheckSpec, TrafficPolicy
+from poolgate.config.policy import BackendPolicySpec, TrafficPolicy
 from poolgate.config.snapshot import (
     Backend,
     Endpoint,
@@ -29,7 +28,6 @@ from poolgate.config.snapshot import (
     choose_backend,
 )
 from poolgate.datalayer import EndpointStore
-from poolgate.datalayer.health import HealthTracker
 from poolgate.observability.access_log import AccessLog
 from poolgate.observability.metrics import GatewayMetrics
 from poolgate.proxy.deadline_relay import error_frame, is_event_stream, relay_sse_until
@@ -45,6 +43,7 @@ from poolgate.proxy.headers import upstream_request_headers
 from poolgate.proxy.http1 import UpstreamFailure, UpstreamPool, UpstreamResponse
 from poolgate.proxy.inference import OBJECTIVE_HEADER, InferenceRequest, route_inference
 from poolgate.proxy.models import merge_model_list
+from poolgate.proxy.steering import BackendSteering, OutlierState, Steering
 from poolgate.proxy.upstream import RelayOutcome, relay_response
 from poolgate.scheduling import (
     RequestShed,
@@ -72,7 +71,6 @@ from poolgate.traffic.errors import (
     UpstreamReset,
     UpstreamTimeout,
 )
-from poolgate.traffic.outlier import OutlierDetector
 from poolgate.traffic.pending import wait_for_admission
 from poolgate.traffic.rate_limit import LocalRateLimiter
 from poolgate.traffic.retry import AttemptOutcome, FailureKind, RetryPolicy
@@ -127,13 +125,9 @@ class Gateway:
         # Per-rule results derived from the immutable snapshot, dropped on reload; keyed by
         # identity (hashing a frozen rule would hash all its fields on every request).
         self._timeouts: dict[int, tuple[RouteRule, Timeouts]] = {}
-        # Multi-cluster balancing and health: active-check state (fed by the server's prober),
-        # one balancer per backendRef, one outlier detector per backendRef with passive checks.
-        self.health = HealthTracker()
-        self.region_order = RegionOrder(options.region, options.region_order)
-        self.balancing_metrics = BalancingMetrics(metrics.registry)
-        self._balancers: dict[str, PoolBalancer] = {}
-        self._outliers: dict[str, _Outlier] = {}
+        self.steering = Steering(self.store, options.staleness,
+                                 RegionOrder(options.region, options.region_order),
+                                 metrics.registry)
 
     def swap(self, snapshot: Snapshot) -> None:
         """Install a new configuration; requests already running finish on the one they started
@@ -142,8 +136,7 @@ class Gateway:
         self.breakers.retain(b.key for r in snapshot.routes for rule in r.rules for b in rule.backends)
         self._policies.clear()
         self._timeouts.clear()
-        self._balancers.clear()
-        self._retain_outliers(snapshot)
+        self.steering.retain(snapshot)
         # Schedulers (and their prefix indexes) survive a reload when the pool keeps its profile.
         for key in list(self._schedulers):
             pool = snapshot.pools.get(key)
@@ -188,107 +181,6 @@ class Gateway:
             )
             self._policies[key] = state
         return state
-
-    # -- multi-cluster balancing and health --------------------------------------------------------
-
-    def _steering(self, snap: Snapshot, backend: Backend, pool: Pool,
-                  policy: TrafficPolicy | None) -> tuple[PoolBalancer, _Outlier | None] | None:
-        """What narrows this backend's endpoints before a pick, or None when nothing does."""
-        outlier = self._outlier(backend, pool, policy)
-        spec = snap.backend_policies.get(pool.key)
-        if outlier is None and pool.key not in snap.health_checks and (
-                spec is None or spec.mode is None):
-            return None
-        balancer = self._balancers.get(backend.key)
-        if balancer is None or balancer.pool is not pool or balancer.spec is not spec:
-            balancer = self._balancers[backend.key] = PoolBalancer(pool, spec, self.region_order)
-        return balancer, outlier
-
-    def _outlier(self, backend: Backend, pool: Pool,
-                 policy: TrafficPolicy | None) -> _Outlier | None:
-        hc = policy.health_check if policy is not None else None
-        passive = hc.passive if hc is not None else None
-        if passive is None:
-            return None
-        found = self._outliers.get(backend.key)
-        if found is None or found.spec != passive:
-            found = _Outlier(passive, OutlierDetector(passive))
-            found.detector.update_endpoints(pool.addresses)
-            self._outliers[backend.key] = found
-        return found
-
-    def _retain_outliers(self, snapshot: Snapshot) -> None:
-        """Keep ejection state across a reload for backendRefs that still exist."""
-        pools = {b.key: b.pool for r in snapshot.routes for rule in r.rules
-                 for b in rule.backends if b.pool is not None}
-        for key in list(self._outliers):
-            pool = pools.get(key)
-            if pool is None:
-                del self._outliers[key]
-            else:
-                self._outliers[key].detector.update_endpoints(pool.addresses)
-
-    def outlier_detector(self, backend_key: str) -> OutlierDetector | None:
-        """The passive outlier detector of a backendRef, if it has one (for /status)."""
-        found = self._outliers.get(backend_key)
-        return found.detector if found is not None else None
-
-    def _steer(self, pick: _PoolPick, candidates: tuple[str, ...], now: float) -> tuple[str, ...]:
-        """The endpoints this attempt may use: healthy and not ejected (or all, in panic), then
-        the region the GCPBackendPolicy's balancing mode chooses."""
-        assert pick.steering is not None
-        balancer, outlier = pick.steering
-        detector = None
-        if outlier is not None:
-            detector = outlier.detector
-            if now - outlier.swept_at >= outlier.spec.interval:
-                detector.sweep(now)
-                outlier.swept_at = now
-        usable = usable_endpoints(candidates, self.health.unhealthy_set(), detector, now)
-        if not usable:
-            raise NoHealthyEndpoint()
-        spec = balancer.spec
-        if spec is None or spec.mode is None:
-            return usable
-        store, staleness = self.store, self.options.staleness
-
-        def utilization(address: str) -> float | None:
-            signals = store.fresh_signals(address, now, staleness)
-            return signals.kv_usage if signals is not None else None
-
-        decision = balancer.choose(frozenset(usable), utilization, store.in_flight)
-        assert decision is not None
-        self.balancing_metrics.count_decision(balancer.pool.key, spec.mode, decision.region,
-                                              decision.reason, spec.dry_run)
-        if spec.dry_run:
-            return usable
-        if not decision.candidates:
-            assert spec.max_in_flight is not None
-            raise InFlightCapReached(balancer.pool.key, spec.max_in_flight)
-        return decision.candidates
-
-    def _record_outcome(self, outlier: _Outlier | None, backend: Backend, address: str,
-                        result: int | FailureKind) -> None:
-        """Feed one attempt's result to the backendRef's outlier detection."""
-        if outlier is None:
-            return
-        ejected = outlier.detector.record(address, result, asyncio.get_running_loop().time())
-        if ejected is not None:
-            self.balancing_metrics.ejections.labels(backend.key, ejected.value).inc()
-            log.warning("endpoint %s ejected from %s (%s)", address, backend.key, ejected.value)
-
-    def _backend_timeout(self, snap: Snapshot, backend: Backend,
-                         route_total: float | None) -> BackendPolicySpec | None:
-        """The GCPBackendPolicy whose timeoutSec is this request's deadline, when it is the
-        shorter limit."""
-        if backend.pool is None:
-            return None
-        spec = snap.backend_policies.get(backend.pool.key)
-        if spec is None or spec.timeout is None:
-            return None
-        if route_total is not None and route_total <= spec.timeout:
-            return None
-        return spec
 
     # -- the request path -------------------------------------------------------------------------
 
@@ -399,7 +291,7 @@ class Gateway:
                 request_from_body(inference.payload or {}, target_model=target,
                                   adapters=self.store.known_adapters(candidates),
                                   criticality=inference.criticality, priority=priority),
-                self._steering(snap, backend, pool, rule.policy),
+                self.steering.for_backend(snap, backend, pool, rule.policy),
             )
         else:
             assert backend.host is not None and backend.port is not None
@@ -426,7 +318,7 @@ class Gateway:
         breaker = self.breakers.get(backend.key, policy.circuit_breaker if policy else None)
         deadline = None if timeouts.total is None else started + timeouts.total
         # GCPBackendPolicy timeoutSec bounds the backend request too; the shorter limit wins.
-        timed_by = self._backend_timeout(snap, backend, timeouts.total)
+        timed_by = self.steering.backend_timeout(snap, backend, timeouts.total)
         if timed_by is not None and timed_by.timeout is not None:
             deadline = started + timed_by.timeout
         try:
@@ -481,11 +373,11 @@ class Gateway:
                                                          headers, body)
                 except TimeoutError:
                     self.metrics.upstream_errors.labels(backend.key, "timeout").inc()
-                    self._record_outcome(outlier, backend, address, FailureKind.TIMEOUT)
+                    self.steering.record(outlier, backend, address, FailureKind.TIMEOUT)
                     raise _timeout_error(timed_by) from None
                 except UpstreamFailure as f:
                     self.metrics.upstream_errors.labels(backend.key, f.reason).inc()
-                    self._record_outcome(outlier, backend, address, _failure_kind(f.reason))
+                    self.steering.record(outlier, backend, address, _failure_kind(f.reason))
                     rec["error"] = str(f)
                     if (retry is not None
                             and retry.should_retry(attempt, AttemptOutcome(failure=f.reason))
@@ -497,7 +389,7 @@ class Gateway:
                         raise UpstreamConnectError(retried=attempt > 0) from None
                     raise UpstreamReset(retried=attempt > 0) from None
                 ttfb[:] = [loop.time() - started]
-                self._record_outcome(outlier, backend, address, upstream.status)
+                self.steering.record(outlier, backend, address, upstream.status)
                 if (retry is not None
                         and retry.should_retry(attempt, AttemptOutcome(status=upstream.status))):
                     self.metrics.upstream_errors.labels(
@@ -582,7 +474,7 @@ class Gateway:
         """The endpoint for this attempt: the pool's picker over the endpoints not tried yet for
         this request (all of them when every one was tried)."""
         if pick is not None and pick.steering is not None:
-            candidates = self._steer(pick, candidates, now)
+            candidates = self.steering.narrow(pick.steering, candidates, now)
         if len(candidates) == 1:
             return candidates[0]
         if tried:
@@ -601,20 +493,11 @@ class _PoolPick:
     scheduler: Scheduler
     request: LLMRequest
     # Set when health, ejection or a GCPBackendPolicy narrows the endpoints before each pick.
-    steering: tuple[PoolBalancer, _Outlier | None] | None = None
+    steering: BackendSteering | None = None
 
     @property
-    def outlier(self) -> _Outlier | None:
-        return self.steering[1] if self.steering is not None else None
-
-
-@dataclass(slots=True)
-class _Outlier:
-    """One backendRef's passive outlier detection and when it was last swept."""
-
-    spec: PassiveHealthCheckSpec
-    detector: OutlierDetector
-    swept_at: float = 0.0
+    def outlier(self) -> OutlierState | None:
+        return self.steering.outlier if self.steering is not None else None
 
 
 def _failure_kind(reason: str) -> FailureKind:

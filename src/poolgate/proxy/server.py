@@ -90,7 +90,7 @@ class GatewayServer:
         self.scraper = MetricsScraper(self.gateway.store, interval=options.scrape_interval,
                                       staleness=options.gateway.staleness,
                                       seed=options.gateway.seed)
-        self.health_checker = ActiveHealthChecker(self.gateway.health, seed=options.gateway.seed)
+        self.health_checker = ActiveHealthChecker(self.gateway.steering.health, seed=options.gateway.seed)
         self.health_checker.set_targets(targets_for(snapshot.pools, snapshot.health_checks))
         self._stopping = False
         self.on_reload: list[Callable[[Snapshot], None]] = []
@@ -266,7 +266,7 @@ class GatewayServer:
             state = store.get(address)
             if state is None or state.scrapes_ok + state.scrapes_failed == 0:
                 return f"waiting for the first metrics scrape of {address}"
-        health = self.gateway.health
+        health = self.gateway.steering.health
         for address in self.health_checker.targets:
             if not health.checked(address):
                 return f"waiting for the first health check of {address}"
@@ -290,7 +290,7 @@ class GatewayServer:
         signals = store.fresh_signals(address, now, self.options.gateway.staleness)
         out: dict[str, Any] = {"address": address, "in_flight": store.in_flight(address),
                                "metrics_fresh": signals is not None}
-        health = self.gateway.health.get(address)
+        health = self.gateway.steering.health.get(address)
         if health is not None:
             out["healthy"] = health.healthy
             if health.last_error is not None:
@@ -329,7 +329,7 @@ class GatewayServer:
         for route in snap.routes:
             for rule in route.rules:
                 for b in rule.backends:
-                    detector = self.gateway.outlier_detector(b.key)
+                    detector = self.gateway.steering.outlier_detector(b.key)
                     if detector is not None and b.pool is not None:
                         out[b.key] = [a for a in b.pool.addresses if detector.is_ejected(a, now)]
         return out
