@@ -49,4 +49,15 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python -m poolgate.bench.suite --out docs/benchmarks.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Peer routers (issue 7): vllm-router and sglang-router in their own venv, then the peer sections.
+PEERS_VENV ?= .venv-peers
+.PHONY: bench-peers
+
+$(PEERS_VENV)/.installed: benchmarks/peers-requirements.txt benchmarks/install-peers.sh
+	sh benchmarks/install-peers.sh $(PEERS_VENV) $(PYTHON)
+	@touch $@
+
+bench-peers: $(VENV)/.installed-bench $(PEERS_VENV)/.installed
+	$(BIN)/python -m poolgate.bench.suite --only peers --peers-venv $(PEERS_VENV) --out docs/benchmarks.md

@@ -1,0 +1,87 @@
+"""The issues' targets, checked against a section's rows: PASS, MISS, or n/a when not measured."""
+
+from __future__ import annotations
+
+from poolgate.bench.suite import _format as fmt
+from poolgate.bench.suite.model import QUEUE_FLOOR, Check, Section
+
+# Row names the sections use and the checks look up.
+DIRECT = "direct"
+GATEWAY = "poolgate"
+DIRECT_C1 = "direct (c=1)"
+GATEWAY_C1 = "poolgate (c=1)"
+
+# Issue 3: gateway overhead on 2 cores.
+MAX_ADDED_P50 = 0.001  # seconds
+MAX_GATEWAY_CPU_US = 300.0
+# Issue 4: routing quality against round-robin, and pick cost.
+TTFT_P90_FRACTION_OF_RR = 1 / 5
+MIN_THROUGHPUT_VS_RR = 1.5
+QUEUE_FACTOR = 2.0
+MAX_PICK_US_AT_64 = 100.0
+
+
+def profile_row(profile: str) -> str:
+    """The row name of a poolgate scheduler profile's run."""
+    return f"poolgate {profile}"
+
+
+def added(gateway: float | None, direct: float | None) -> float | None:
+    """Latency the gateway adds over going direct (may be negative within noise)."""
+    return None if gateway is None or direct is None else gateway - direct
+
+
+def overhead_checks(section: Section) -> list[Check]:
+    """Issue 3: added p50 latency at concurrency 64 and the gateway's CPU per request."""
+    direct, gw = section.row(DIRECT), section.row(GATEWAY)
+    add_p50 = added(gw.e2e_p50, direct.e2e_p50) if gw and direct else None
+    cpu = gw.cpu_us_per_request if gw else None
+    return [
+        Check("added p50 latency, 64 concurrent tiny requests", f"<= {fmt.ms(MAX_ADDED_P50, 0)}",
+              fmt.ms(add_p50, 2), None if add_p50 is None else add_p50 <= MAX_ADDED_P50),
+        Check("gateway CPU per request", f"<= {fmt.us(MAX_GATEWAY_CPU_US)}", fmt.us(cpu),
+              None if cpu is None else cpu <= MAX_GATEWAY_CPU_US),
+    ]
+
+
+def routing_checks(section: Section, profile: str = "default") -> list[Check]:
+    """Issue 4: `profile` against round-robin on TTFT p90, output tokens/s and queue balance."""
+    best, rr = section.row(profile_row(profile)), section.row(profile_row("round-robin"))
+    checks: list[Check] = []
+    if best and rr and best.ttft_p90 is not None and rr.ttft_p90 is not None:
+        limit = rr.ttft_p90 * TTFT_P90_FRACTION_OF_RR
+        checks.append(Check(f"TTFT p90, {profile} vs round-robin", f"<= 1/5 of {fmt.ms(rr.ttft_p90)}",
+                            f"{fmt.ms(best.ttft_p90)} ({fmt.fraction(best.ttft_p90, rr.ttft_p90)})",
+                            best.ttft_p90 <= limit))
+    else:
+        checks.append(Check(f"TTFT p90, {profile} vs round-robin", "<= 1/5 of round-robin's",
+                            fmt.MISSING, None))
+    if best and rr and rr.output_throughput > 0:
+        gain = best.output_throughput / rr.output_throughput
+        checks.append(Check(f"output tokens/s, {profile} vs round-robin",
+                            f">= {MIN_THROUGHPUT_VS_RR}x {fmt.rate(rr.output_throughput, 'tok/s')}",
+                            f"{fmt.rate(best.output_throughput, 'tok/s')} ({fmt.ratio(gain)})",
+                            gain >= MIN_THROUGHPUT_VS_RR))
+    else:
+        checks.append(Check(f"output tokens/s, {profile} vs round-robin", ">= 1.5x round-robin's",
+                            fmt.MISSING, None))
+    if best and best.queue_rounds:
+        checks.append(Check(
+            f"no replica's waiting queue above 2x the mean at any scrape ({profile})",
+            f"0 of {best.queue_rounds} scrapes (queues <= {QUEUE_FLOOR:g} excused)",
+            f"{best.queue_rounds_above_2x_floor} (without the excuse: {best.queue_rounds_above_2x};"
+            f" worst max/mean {fmt.ratio(best.queue_worst_max_to_mean)})",
+            best.queue_rounds_above_2x_floor == 0))
+    else:
+        checks.append(Check(f"no replica's waiting queue above 2x the mean ({profile})",
+                            "0 scrapes", fmt.MISSING, None))
+    return checks
+
+
+def pick_checks(section: Section) -> list[Check]:
+    """Issue 4: the default profile's pick cost at 64 endpoints with a warm prefix index."""
+    costs = section.extra.get("us_per_pick", {}).get("default", {})
+    at_64 = costs.get("64")
+    return [Check("pick cost at 64 endpoints (default profile, warm index)",
+                  f"<= {fmt.us(MAX_PICK_US_AT_64)}", fmt.us(at_64),
+                  None if at_64 is None else float(at_64) <= MAX_PICK_US_AT_64)]

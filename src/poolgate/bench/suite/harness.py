@@ -1,0 +1,112 @@
+"""Running a list of fronts on an identical seeded workload and collecting rows, results and the
+exact commands; a front that cannot start is noted and skipped, never faked."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from poolgate.bench import BenchConfig, BenchError, BenchResult, Target, run_benchmark
+from poolgate.bench.cpu import cpu_seconds
+from poolgate.bench.suite.commands import CONFIG_DIR, SIM_PORT, SimSpec, display, sim_argv
+from poolgate.bench.suite.manifests import ENDPOINTS_FILE
+from poolgate.bench.suite.model import RunRow
+from poolgate.bench.suite.processes import ProcessGroup
+from poolgate.bench.suite.stack import Fleet, StartFront, start_fleet
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """One target of a comparison: its row name, its kind and how to start it."""
+
+    name: str
+    kind: str
+    start: StartFront
+    config: BenchConfig | None = None  # overrides the experiment's config (e.g. concurrency 1)
+
+
+@dataclass
+class Outcome:
+    """What a list of runs produced."""
+
+    rows: list[RunRow] = field(default_factory=list)
+    results: list[BenchResult] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    sim_cpu_us_per_request: dict[str, float] = field(default_factory=dict)
+    sim_cpu_share: dict[str, float] = field(default_factory=dict)  # of one core, over the run
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a run name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")
+
+
+def sim_command(spec: SimSpec) -> str:
+    """The simulator's command as shown in the report (ports vary per run)."""
+    return display(sim_argv(spec, SIM_PORT, CONFIG_DIR / ENDPOINTS_FILE))
+
+
+async def _measure(run: RunSpec, config: BenchConfig, group: ProcessGroup, fleet: Fleet,
+                   outcome: Outcome, scrape: bool) -> None:
+    print(f"  {run.name}: starting", file=sys.stderr, flush=True)
+    front = await run.start(group, fleet)
+    cfg = run.config or config
+    if scrape:
+        cfg = dataclasses.replace(cfg, scrape_urls=fleet.metrics_urls)
+    sim_before, wall_before = cpu_seconds(fleet.process.pid), time.monotonic()
+    result = await run_benchmark(cfg, Target(run.name, front.url, cpu_pid=front.pid))
+    sim_used = cpu_seconds(fleet.process.pid) - sim_before
+    wall = time.monotonic() - wall_before
+    command = front.shown or "(none: the client calls the replica)"
+    outcome.rows.append(RunRow.of(run.name, run.kind, result, command))
+    outcome.results.append(result)
+    row = outcome.rows[-1]
+    print(f"  {run.name}: {row.completed}/{row.requests} ok, {row.request_throughput:.1f} req/s, "
+          f"{row.output_throughput:.0f} tok/s", file=sys.stderr, flush=True)
+    if front.shown and command not in outcome.commands:
+        outcome.commands.append(command)
+    if result.records:
+        outcome.sim_cpu_us_per_request[run.name] = sim_used * 1e6 / len(result.records)
+    if wall > 0:
+        outcome.sim_cpu_share[run.name] = sim_used / wall
+
+
+def _skip(outcome: Outcome, run: RunSpec, error: BenchError) -> None:
+    first = str(error).strip().splitlines()
+    reason = first[0] if first else type(error).__name__
+    outcome.notes.append(f"{run.name}: not measured: {reason}")
+
+
+async def fresh_fleet_each(spec: SimSpec, runs: list[RunSpec], config: BenchConfig,
+                           workdir: Path, *, scrape: bool) -> Outcome:
+    """Each run gets a new fleet (cold caches, same seed), so no run inherits another's state."""
+    outcome = Outcome()
+    for run in runs:
+        with ProcessGroup(workdir / slug(run.name) / "logs") as group:
+            try:
+                fleet = await start_fleet(group, spec, workdir / slug(run.name))
+                await _measure(run, config, group, fleet, outcome, scrape)
+            except BenchError as e:
+                _skip(outcome, run, e)
+    return outcome
+
+
+async def shared_fleet(spec: SimSpec, runs: list[RunSpec], config: BenchConfig,
+                       workdir: Path) -> Outcome:
+    """One fleet for every run (a zero-latency fleet keeps no state that matters); each front
+    is stopped before the next starts, so only one of them uses CPU at a time."""
+    outcome = Outcome()
+    with ProcessGroup(workdir / "logs") as fleet_group:
+        fleet = await start_fleet(fleet_group, spec, workdir)
+        for run in runs:
+            with ProcessGroup(workdir / "logs" / slug(run.name)) as group:
+                try:
+                    await _measure(run, config, group, fleet, outcome, False)
+                except BenchError as e:
+                    _skip(outcome, run, e)
+    return outcome

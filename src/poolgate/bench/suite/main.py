@@ -1,0 +1,198 @@
+"""`python -m poolgate.bench.suite`: run the benchmark sections and regenerate the report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from poolgate.bench import BenchError, BenchResult, plot
+from poolgate.bench.suite import sections as run
+from poolgate.bench.suite.commands import PEERS
+from poolgate.bench.suite.foreign import CpuSnapshot, foreign_share
+from poolgate.bench.suite.machine import peer_versions, this_machine
+from poolgate.bench.suite.model import Section
+from poolgate.bench.suite.report import render
+from poolgate.bench.suite.settings import (
+    overhead_settings,
+    pick_settings,
+    routing_settings,
+)
+from poolgate.bench.suite.stack import serve_has_scheduler_profile
+from poolgate.bench.suite.store import data_dir, load_sections, note_foreign_cpu, save_section
+
+SECTIONS = ("overhead", "routing", "pick", "peers")
+DEFAULT_SECTIONS = ("overhead", "routing", "pick")
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteOptions:
+    """The command line, validated."""
+
+    out: Path
+    only: tuple[str, ...]
+    quick: bool
+    peers_venv: Path
+    rate: float | None
+    keep_logs: bool
+    render_only: bool = False
+
+
+def parse_sections(text: str) -> tuple[str, ...]:
+    """`overhead,pick` -> ("overhead", "pick"); unknown names are a usage error."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown section(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(SECTIONS)}")
+    return names
+
+
+def parse_args(argv: Sequence[str]) -> SuiteOptions:
+    parser = argparse.ArgumentParser(
+        prog="python -m poolgate.bench.suite",
+        description="Run poolgate's benchmark suite and regenerate docs/benchmarks.md.")
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"),
+                        help="report to write; JSON and plots go to its stem directory")
+    parser.add_argument("--only", type=parse_sections, default=DEFAULT_SECTIONS,
+                        help=f"comma-separated sections of {','.join(SECTIONS)} "
+                             f"(default: {','.join(DEFAULT_SECTIONS)})")
+    parser.add_argument("--quick", action="store_true", help="smaller samples (~2 minutes)")
+    parser.add_argument("--peers-venv", type=Path, default=Path(".venv-peers"),
+                        help="venv holding vllm-router and sglang-router (make bench-peers)")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="routing sections: requests/s instead of the calibrated rate")
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="keep the processes' logs and configs (their directory is printed)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="run nothing: regenerate the report from the saved JSON")
+    ns = parser.parse_args(list(argv))
+    if ns.rate is not None and not ns.rate > 0:
+        parser.error("--rate must be positive")
+    return SuiteOptions(ns.out, ns.only, ns.quick, ns.peers_venv.absolute(), ns.rate,
+                        ns.keep_logs, ns.render_only)
+
+
+def _plot(results: list[BenchResult], directory: Path, section: Section) -> Section:
+    """`section` with its PNG written beside the JSON, or with a note saying why not."""
+    if not results:
+        return section
+    name = f"{section.name}.png"
+    try:
+        with warnings.catch_warnings():
+            # Non-streaming runs have no TTFT, so that panel has nothing to label.
+            warnings.filterwarnings("ignore", message="No artists with labels", category=UserWarning)
+            plot(results, directory / name)
+    except BenchError as e:
+        return dataclasses.replace(section, notes=[*section.notes, f"no plot: {e}"])
+    return dataclasses.replace(section, plot=name)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+async def run_suite(opts: SuiteOptions, workdir: Path) -> list[str]:
+    """Run the chosen sections, saving each as it completes; returns the sections that failed."""
+    cwd = Path.cwd()
+    out_dir = data_dir(opts.out)
+    failed: list[str] = []
+    needs_gateway = any(s in opts.only for s in ("overhead", "routing", "peers"))
+    profiles = serve_has_scheduler_profile() if needs_gateway else True
+    if needs_gateway and not profiles:
+        _say("note: `poolgate serve` has no --scheduler-profile; poolgate runs use its built-in choice")
+    routing = routing_settings(opts.quick)
+    if opts.rate is not None:
+        routing = dataclasses.replace(routing, rate=opts.rate)
+    for name in opts.only:
+        _say(f"== {name}")
+        started = time.monotonic()
+        before = CpuSnapshot.take()
+        try:
+            if name == "overhead":
+                sec, outcome = await run.overhead(overhead_settings(opts.quick), workdir / name,
+                                                  profiles)
+                save_section(out_dir, _plot(outcome.results, out_dir, sec))
+            elif name == "routing":
+                sec, outcome = await run.routing(routing, workdir / name, profiles)
+                save_section(out_dir, _plot(outcome.results, out_dir, sec))
+            elif name == "pick":
+                save_section(out_dir, run.pick(pick_settings(opts.quick)))
+            else:
+                venv = opts.peers_venv
+                if not all(p.executable(venv).exists() for p in PEERS):
+                    raise BenchError(f"the peer routers are not installed in {venv}: run "
+                                     f"`make bench-peers` (or pass --peers-venv)")
+                sec, outcome = await run.peers_overhead(overhead_settings(opts.quick), venv,
+                                                        workdir / "peers-overhead", cwd, profiles)
+                save_section(out_dir, _plot(outcome.results, out_dir, sec))
+                sec, outcome = await run.peers_routing(routing, venv, workdir / "peers-routing",
+                                                       cwd, profiles)
+                save_section(out_dir, _plot(outcome.results, out_dir, sec))
+        except BenchError as e:
+            _say(f"{name}: failed: {e}")
+            failed.append(name)
+        else:
+            share = foreign_share(before, CpuSnapshot.take(), os.cpu_count() or 1)
+            for saved in _names_of(name):
+                note_foreign_cpu(out_dir, saved, share)
+            _say(f"== {name}: done in {time.monotonic() - started:.0f} s"
+                 + ("" if share is None else f"; other work used {share:.0%} of the CPU"))
+    return failed
+
+
+def _names_of(section: str) -> tuple[str, ...]:
+    """The saved sections an option of --only produces."""
+    return ("peers-overhead", "peers-routing") if section == "peers" else (section,)
+
+
+def write_report(opts: SuiteOptions) -> None:
+    """Regenerate the report from every saved section."""
+    machine = this_machine(peer_versions(opts.peers_venv, tuple(p.name for p in PEERS)))
+    sections = load_sections(data_dir(opts.out))
+    generated = datetime.now(UTC).isoformat(timespec="seconds")
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    opts.out.write_text(render(sections, machine, generated))
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM takes the Ctrl-C path, so every process group is stopped on the way out.
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = parse_args(sys.argv[1:] if argv is None else argv)
+    if opts.render_only:
+        write_report(opts)
+        _say(f"wrote {opts.out} from {data_dir(opts.out)}/")
+        return 0
+    signal.signal(signal.SIGTERM, _terminate)
+    # A shell starts background jobs with SIGINT ignored; Ctrl-C / kill -INT must still stop us.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    workdir = Path(tempfile.mkdtemp(prefix="poolgate-bench-"))
+    failed: list[str] = []
+    try:
+        failed = asyncio.run(run_suite(opts, workdir))
+        write_report(opts)
+        _say(f"wrote {opts.out} (data in {data_dir(opts.out)}/)")
+    except KeyboardInterrupt:
+        _say("interrupted; every started process was stopped")
+        return 130
+    finally:
+        if opts.keep_logs or failed:
+            _say(f"process logs: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if failed else 0

@@ -1,0 +1,224 @@
+"""The experiments: gateway overhead, routing quality, pick cost, and the same against peers."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from poolgate.bench import BenchConfig, LengthSpec, LoadConfig, WorkloadConfig
+from poolgate.bench.suite.checks import (
+    DIRECT,
+    DIRECT_C1,
+    GATEWAY,
+    GATEWAY_C1,
+    profile_row,
+)
+from poolgate.bench.suite.commands import PEERS, time_scaled_gateway_flags
+from poolgate.bench.suite.harness import (
+    Outcome,
+    RunSpec,
+    fresh_fleet_each,
+    shared_fleet,
+    sim_command,
+)
+from poolgate.bench.suite.model import Section
+from poolgate.bench.suite.settings import OverheadSettings, PickSettings, RoutingSettings
+from poolgate.bench.suite.stack import direct, gateway, peer
+
+
+def overhead_config(s: OverheadSettings, concurrency: int, requests: int, warmup: int) -> BenchConfig:
+    """Closed-loop tiny non-streaming completions (the seeded `random` workload)."""
+    return BenchConfig(
+        workload=WorkloadConfig(kind="random", seed=s.seed, model=s.fleet.model,
+                                input_len=LengthSpec.fixed(s.input_len),
+                                output_len=LengthSpec.fixed(s.output_len)),
+        load=LoadConfig(concurrency=concurrency, requests=requests, warmup=warmup),
+        api="completions", stream=False, timeout=60.0, cpu_children=True,
+    )
+
+
+def routing_config(s: RoutingSettings) -> BenchConfig:
+    """Open-loop Poisson shared-prefix chat at `s.rate`, streamed, queues scraped."""
+    return BenchConfig(
+        workload=WorkloadConfig(kind="shared-prefix", seed=s.seed, model=s.fleet.model,
+                                groups=s.groups, prompts_per_group=s.prompts_per_group,
+                                system_prompt_len=s.system_prompt_len,
+                                question_len=LengthSpec.fixed(s.question_len),
+                                output_len=LengthSpec.fixed(s.output_len)),
+        load=LoadConfig(rate=s.rate, duration=s.duration, warmup=s.warmup, arrival="poisson"),
+        api="chat", stream=True, timeout=600.0, scrape_interval=s.scrape_interval,
+        cpu_children=True,
+    )
+
+
+def _bench_command(config: BenchConfig, url: str = "URL") -> str:
+    """The equivalent `poolgate bench` command line of `config` (for the report)."""
+    wl, ld = config.workload, config.load
+    parts = ["poolgate bench", f"--url {url}", f"--model {wl.model}", f"--workload {wl.kind}",
+             f"--seed {wl.seed}", f"--api {config.api}"]
+    if wl.kind == "shared-prefix":
+        parts += [f"--groups {wl.groups}", f"--prompts-per-group {wl.prompts_per_group}",
+                  f"--system-prompt-len {wl.system_prompt_len}", f"--question-len {wl.question_len}"]
+    else:
+        parts.append(f"--input-len {wl.input_len}")
+    parts.append(f"--output-len {wl.output_len}")
+    parts.append("--stream" if config.stream else "--no-stream")
+    if ld.rate is not None:
+        parts += [f"--rate {ld.rate:g}", f"--arrival {ld.arrival}"]
+    else:
+        parts.append(f"--concurrency {ld.concurrency}")
+    parts.append(f"--duration {ld.duration:g}" if ld.duration is not None
+                 else f"--requests {ld.requests}")
+    parts.append(f"--warmup {ld.warmup}")
+    if config.scrape_urls or config.scrape_interval != 0.5:
+        parts.append(f"--scrape-url http://REPLICA/metrics ... --scrape-interval {config.scrape_interval:g}")
+    parts.append("--cpu-pid FRONT_PID --cpu-children")
+    return " ".join(parts)
+
+
+def _section(name: str, started: float, settings: dict[str, Any], commands: list[str],
+             outcome: Outcome, notes: list[str], extra: dict[str, Any] | None = None) -> Section:
+    return Section(
+        name=name, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        duration_s=round(time.monotonic() - started, 1), settings=settings,
+        commands=commands + outcome.commands, rows=outcome.rows, notes=notes + outcome.notes,
+        extra={"sim_cpu_us_per_request": outcome.sim_cpu_us_per_request,
+               "sim_cpu_share": outcome.sim_cpu_share, **(extra or {})},
+    )
+
+
+def _gateway_profile(name: str, supported: bool) -> str | None:
+    """The `--scheduler-profile` to pass, or None when `poolgate serve` has no such flag yet."""
+    return name if supported else None
+
+
+def _overhead_runs(s: OverheadSettings, fronts: list[RunSpec]) -> list[RunSpec]:
+    """Each front at concurrency 64, plus direct and poolgate unloaded (concurrency 1)."""
+    c1 = overhead_config(s, 1, s.c1_requests, 20)
+    runs = [RunSpec(DIRECT, "direct", direct), *fronts]
+    poolgate_front = next((f for f in fronts if f.name == GATEWAY), None)
+    runs.append(RunSpec(DIRECT_C1, "direct", direct, c1))
+    if poolgate_front is not None:
+        runs.append(RunSpec(GATEWAY_C1, "poolgate", poolgate_front.start, c1))
+    return runs
+
+
+async def overhead(s: OverheadSettings, workdir: Path, profiles: bool) -> tuple[Section, Outcome]:
+    """Issue 3: poolgate against direct on a zero-latency replica."""
+    started = time.monotonic()
+    config = overhead_config(s, s.concurrency, s.requests, s.warmup)
+    fronts = [RunSpec(GATEWAY, "poolgate", gateway(_gateway_profile("default", profiles)))]
+    outcome = await shared_fleet(s.fleet, _overhead_runs(s, fronts), config, workdir)
+    section = _section("overhead", started, _overhead_settings(s),
+                       [sim_command(s.fleet), _bench_command(config)], outcome,
+                       _profile_notes(profiles))
+    return section, outcome
+
+
+async def routing(s: RoutingSettings, workdir: Path,
+                  profiles: bool) -> tuple[Section, Outcome]:
+    """Issue 4: the scheduler profiles on the shared-prefix workload, a fresh fleet each."""
+    started = time.monotonic()
+    config = routing_config(s)
+    flags = time_scaled_gateway_flags(s.fleet.time_scale)
+    if profiles:
+        runs = [RunSpec(profile_row(p), "poolgate", gateway(p, flags)) for p in s.profiles]
+    else:
+        runs = [RunSpec("poolgate built-in", "poolgate", gateway(None, flags))]
+    outcome = await fresh_fleet_each(s.fleet, runs, config, workdir, scrape=True)
+    section = _section("routing", started, _routing_settings(s),
+                       [sim_command(s.fleet), _bench_command(config)], outcome,
+                       _profile_notes(profiles))
+    return section, outcome
+
+
+def pick(s: PickSettings) -> Section:
+    """Issue 4: µs per pick at each fleet size, from the scheduling package's own measurer."""
+    started = time.monotonic()
+    notes: list[str] = []
+    costs: dict[str, dict[str, float]] = {}
+    try:
+        from poolgate.scheduling.benchmark import measure_pick_cost
+    except ImportError as e:
+        notes.append(f"not measured: poolgate.scheduling.benchmark is not importable ({e})")
+    else:
+        for profile in s.profiles:
+            # The best of several calls, as measure_pick_cost itself takes the best of its
+            # rounds: other work on a shared 2-core machine only ever adds time.
+            costs[profile] = {
+                str(n): round(min(measure_pick_cost(n, profile, picks=s.picks)
+                                  for _ in range(s.repeats)), 2)
+                for n in s.sizes}
+    return Section(
+        name="pick", created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        duration_s=round(time.monotonic() - started, 1),
+        settings={"sizes": list(s.sizes), "picks": s.picks, "repeats": s.repeats,
+                  "profiles": list(s.profiles)},
+        commands=[f"python -m poolgate.scheduling.bench_pick {p}" for p in s.profiles],
+        notes=[*notes, f"the best of {s.repeats} calls of measure_pick_cost, each the best of 5 "
+                       "rounds of `pick` + `on_picked` over a synthetic fleet with fresh signals "
+                       "and a prefix index warmed by max(200, 4 x endpoints) earlier requests"],
+        extra={"us_per_pick": costs},
+    )
+
+
+def _peer_runs(venv: Path, cwd: Path) -> list[RunSpec]:
+    return [RunSpec(f"{p.name} {policy}", "peer", peer(p, venv, policy, cwd))
+            for p in PEERS for policy in p.policies]
+
+
+async def peers_overhead(s: OverheadSettings, venv: Path, workdir: Path, cwd: Path,
+                         profiles: bool) -> tuple[Section, Outcome]:
+    """Issue 7 (a): poolgate and each peer policy against direct, zero-latency replica."""
+    started = time.monotonic()
+    config = overhead_config(s, s.concurrency, s.requests, s.warmup)
+    fronts = [RunSpec(GATEWAY, "poolgate", gateway(_gateway_profile("default", profiles))),
+              *_peer_runs(venv, cwd)]
+    runs = [RunSpec(DIRECT, "direct", direct), *fronts]
+    outcome = await shared_fleet(s.fleet, runs, config, workdir)
+    section = _section("peers-overhead", started, _overhead_settings(s),
+                       [sim_command(s.fleet), _bench_command(config)], outcome,
+                       _profile_notes(profiles))
+    return section, outcome
+
+
+async def peers_routing(s: RoutingSettings, venv: Path, workdir: Path, cwd: Path,
+                        profiles: bool) -> tuple[Section, Outcome]:
+    """Issue 7 (b): poolgate's default profile and each peer policy, a fresh fleet each."""
+    started = time.monotonic()
+    config = routing_config(s)
+    name = profile_row("default") if profiles else "poolgate built-in"
+    flags = time_scaled_gateway_flags(s.fleet.time_scale)
+    runs = [RunSpec(name, "poolgate", gateway(_gateway_profile("default", profiles), flags)),
+            *_peer_runs(venv, cwd)]
+    outcome = await fresh_fleet_each(s.fleet, runs, config, workdir, scrape=True)
+    section = _section("peers-routing", started, _routing_settings(s),
+                       [sim_command(s.fleet), _bench_command(config)], outcome,
+                       _profile_notes(profiles))
+    return section, outcome
+
+
+def _profile_notes(profiles: bool) -> list[str]:
+    if profiles:
+        return []
+    return ["`poolgate serve` has no `--scheduler-profile` flag in this build: poolgate ran "
+            "with its built-in endpoint choice, and no profile could be selected"]
+
+
+def _overhead_settings(s: OverheadSettings) -> dict[str, Any]:
+    return {"replicas": s.fleet.replicas, "sim_profile": s.fleet.profile,
+            "concurrency": s.concurrency, "requests": s.requests, "warmup": s.warmup,
+            "c1_requests": s.c1_requests, "input_len": s.input_len, "output_len": s.output_len,
+            "api": "completions", "stream": False, "seed": s.seed}
+
+
+def _routing_settings(s: RoutingSettings) -> dict[str, Any]:
+    f = s.fleet
+    return {"replicas": f.replicas, "sim_profile": f.profile, "time_scale": f.time_scale,
+            "kv_cache_blocks": f.kv_cache_blocks, "block_size": 16, "rate": s.rate,
+            "duration": s.duration, "warmup": s.warmup, "groups": s.groups,
+            "prompts_per_group": s.prompts_per_group, "system_prompt_len": s.system_prompt_len,
+            "question_len": s.question_len, "output_len": s.output_len,
+            "scrape_interval": s.scrape_interval, "seed": s.seed, "api": "chat", "stream": True}

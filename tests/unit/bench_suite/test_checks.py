@@ -1,0 +1,77 @@
+"""Issue targets: PASS, MISS and n/a from rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from poolgate.bench.suite.checks import (
+    DIRECT,
+    GATEWAY,
+    added,
+    overhead_checks,
+    pick_checks,
+    profile_row,
+    routing_checks,
+)
+from tests.unit.bench_suite._rows import row, section
+
+
+def test_overhead_pass_and_miss() -> None:
+    sec = section("overhead", [
+        row(DIRECT, "direct", e2e_p50=0.0100),
+        row(GATEWAY, e2e_p50=0.0105, cpu_us_per_request=320.0),
+    ])
+    latency, cpu = overhead_checks(sec)
+    assert latency.passed is True and latency.measured == "0.50 ms"
+    assert cpu.passed is False and cpu.verdict == "MISS" and cpu.measured == "320 µs"
+
+
+def test_overhead_added_latency_over_limit_misses() -> None:
+    sec = section("overhead", [row(DIRECT, "direct", e2e_p50=0.010),
+                               row(GATEWAY, e2e_p50=0.0125, cpu_us_per_request=200.0)])
+    latency, cpu = overhead_checks(sec)
+    assert latency.passed is False
+    assert cpu.passed is True
+
+
+def test_overhead_without_gateway_row_is_not_applicable() -> None:
+    checks = overhead_checks(section("overhead", [row(DIRECT, "direct", e2e_p50=0.01)]))
+    assert [c.verdict for c in checks] == ["n/a", "n/a"]
+
+
+def test_added_handles_missing() -> None:
+    assert added(None, 1.0) is None
+    assert added(2.0, None) is None
+    assert added(0.5, 0.25) == pytest.approx(0.25)
+
+
+def _routing(default_ttft: float, default_tput: float, above: int) -> list[str]:
+    sec = section("routing", [
+        row(profile_row("default"), ttft_p90=default_ttft, output_throughput=default_tput,
+            queue_rounds=100, queue_rounds_above_2x=above + 3, queue_rounds_above_2x_floor=above,
+            queue_worst_max_to_mean=2.5),
+        row(profile_row("round-robin"), ttft_p90=1.0, output_throughput=1000.0, queue_rounds=100),
+    ])
+    return [c.verdict for c in routing_checks(sec)]
+
+
+def test_routing_all_pass() -> None:
+    assert _routing(0.2, 1500.0, 0) == ["PASS", "PASS", "PASS"]
+
+
+def test_routing_misses_each_target() -> None:
+    assert _routing(0.21, 1499.0, 1) == ["MISS", "MISS", "MISS"]
+
+
+def test_routing_without_round_robin_is_not_applicable() -> None:
+    sec = section("routing", [row(profile_row("default"), ttft_p90=0.1)])
+    assert [c.verdict for c in routing_checks(sec)] == ["n/a", "n/a", "n/a"]
+
+
+def test_pick_check_reads_the_default_profile_at_64() -> None:
+    ok = section("pick", [], extra={"us_per_pick": {"default": {"8": 40.0, "64": 99.5}}})
+    slow = section("pick", [], extra={"us_per_pick": {"default": {"64": 140.0}}})
+    none = section("pick", [], extra={"us_per_pick": {}})
+    assert pick_checks(ok)[0].verdict == "PASS"
+    assert pick_checks(slow)[0].verdict == "MISS"
+    assert pick_checks(none)[0].verdict == "n/a"
