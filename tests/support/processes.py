@@ -1,11 +1,13 @@
-"""Start real poolgate processes on 127.0.0.1 for end-to-end tests, and always stop them by PID."""
+"""Start real poolgate processes on 127.0.0.1 for end-to-end tests, and always stop them by PID.
+
+`free_port` and `free_port_range` are the benchmark suite's (re-exported here for the tests).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,33 +18,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from poolgate.bench.suite.processes import free_port, free_port_range
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_range(n: int, attempts: int = 200) -> int:
-    """The first of `n` consecutive free ports (for `poolgate sim --replicas N --port P`)."""
-    for _ in range(attempts):
-        base = free_port()
-        if base + n > 65535:
-            continue
-        socks: list[socket.socket] = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {n} consecutive free ports found")
+__all__ = [
+    "ProcessGroup", "ServerProcess", "free_port", "free_port_range", "poolgate_command",
+    "process_group", "wait_http",
+]
 
 
 @dataclass

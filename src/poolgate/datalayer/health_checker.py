@@ -8,7 +8,6 @@ passes when it answers one of the expected statuses within `timeout`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from poolgate._aio import cancel_and_wait
 from poolgate.config.policy import ActiveHealthCheckSpec
 from poolgate.config.snapshot import Endpoint, Pool
 from poolgate.datalayer.health import HealthTracker
@@ -109,11 +109,7 @@ class ActiveHealthChecker:
         self._closed = True
         tasks = list(self._tasks.values())
         self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         if self._session is not None:
             await self._session.close()
 

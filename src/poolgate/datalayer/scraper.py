@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 
 import aiohttp
 
+from poolgate._aio import cancel_and_wait
 from poolgate.datalayer.metric_names import MetricNames
 from poolgate.datalayer.metrics_parser import MetricsParseError, detect_server, parse_signals
 from poolgate.datalayer.signals import Signals
@@ -115,11 +116,7 @@ class MetricsScraper:
         self._closed = True
         tasks = list(self._tasks.values())
         self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         if self._session is not None:
             await self._session.close()
 

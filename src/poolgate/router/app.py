@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +14,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from poolgate._aio import cancel_and_wait
 from poolgate.router.backend import Backend
 from poolgate.router.config import RouterConfig
 from poolgate.router.errors import (
@@ -283,11 +283,7 @@ def build_app(config: RouterConfig, store_factory: Callable[[], LeaseStore] | No
             tasks.append(asyncio.create_task(_backend_health_loop(
                 router.backend, config.backend_health_interval_ms / 1000, metrics_)))
         yield
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         if router.global_limit is not None:
             await router.global_limit.aclose()
         if session is not None:
