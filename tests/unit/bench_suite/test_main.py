@@ -13,7 +13,7 @@ from poolgate.bench.suite.main import DEFAULT_SECTIONS, main, parse_args, parse_
 def test_defaults() -> None:
     opts = parse_args([])
     assert opts.out == Path("docs/benchmarks.md")
-    assert opts.only == DEFAULT_SECTIONS == ("overhead", "routing", "pick")
+    assert opts.only == DEFAULT_SECTIONS == ("overhead", "routing", "pick", "multicluster")
     assert not opts.quick and opts.rate is None
     assert opts.peers_venv == Path(".venv-peers").absolute()
 

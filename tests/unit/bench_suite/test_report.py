@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from poolgate.bench.suite import multicluster
 from poolgate.bench.suite.checks import DIRECT, DIRECT_C1, GATEWAY, GATEWAY_C1, profile_row
 from poolgate.bench.suite.machine import Machine
+from poolgate.bench.suite.model import Section
 from poolgate.bench.suite.report import render, routing_md
 from poolgate.bench.suite.tables import markdown_table, overhead_table, routing_table
 from tests.unit.bench_suite._rows import row, section
@@ -70,7 +72,7 @@ def test_render_full_report_with_checks_plots_and_missing_sections() -> None:
 def test_render_with_nothing_measured() -> None:
     text = render({}, MACHINE, "now")
     assert "No section with a target has been measured yet." in text
-    assert text.count("Not measured yet") == 5
+    assert text.count("Not measured yet") == 6
 
 
 def test_routing_says_whether_the_simulator_was_busy() -> None:
@@ -79,3 +81,25 @@ def test_routing_says_whether_the_simulator_was_busy() -> None:
     busy = section("routing", rows, extra={"sim_cpu_share": {"a": 0.95}})
     assert "at most 30.0%, so the simulator was never the bottleneck" in routing_md(calm)
     assert "up to 95.0%, so the simulator may have limited some runs" in routing_md(busy)
+
+
+def test_multicluster_section_renders_shares_and_plot() -> None:
+    section = Section(
+        name="multicluster", created_at="2026-11-24T15:00:00+00:00", duration_s=40.0,
+        settings={"steps": [1, 8], "step_seconds": 6.0, "far_latency_s": 0.08,
+                  "kv_cache_blocks": 160, "seed": 3},
+        commands=["python -m poolgate sim ..."],
+        extra={"steps": [
+            {"clients": 1, "requests": 6, "near_share": 1.0, "ttft_p90_ms": 33.4},
+            {"clients": 8, "requests": 43, "near_share": 0.86, "ttft_p90_ms": 108.0},
+            {"clients": 16, "requests": 0, "near_share": None, "ttft_p90_ms": None},
+        ]},
+        plot="multicluster.png",
+    )
+    md = multicluster.markdown(section, "benchmarks")
+    assert "| 1 | 6 | 100 % | 0 % | 33 ms |" in md
+    assert "| 8 | 43 | 86 % | 14 % | 108 ms |" in md
+    assert "| 16 | 0 | - | - | - |" in md
+    assert "![multicluster](benchmarks/multicluster.png)" in md
+    assert "80 ms of simulated network latency" in md
+    assert "Not measured yet" in multicluster.markdown(None, "benchmarks")

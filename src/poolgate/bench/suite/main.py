@@ -19,11 +19,13 @@ from pathlib import Path
 from types import FrameType
 
 from poolgate.bench import BenchError, BenchResult, plot
+from poolgate.bench.suite import multicluster
 from poolgate.bench.suite import sections as run
 from poolgate.bench.suite.commands import PEERS
 from poolgate.bench.suite.foreign import CpuSnapshot, foreign_share
 from poolgate.bench.suite.machine import peer_versions, this_machine
 from poolgate.bench.suite.model import Section
+from poolgate.bench.suite.multicluster import ramp_settings
 from poolgate.bench.suite.report import render
 from poolgate.bench.suite.settings import (
     overhead_settings,
@@ -33,8 +35,8 @@ from poolgate.bench.suite.settings import (
 from poolgate.bench.suite.stack import serve_has_scheduler_profile
 from poolgate.bench.suite.store import data_dir, load_sections, note_foreign_cpu, save_section
 
-SECTIONS = ("overhead", "routing", "pick", "peers")
-DEFAULT_SECTIONS = ("overhead", "routing", "pick")
+SECTIONS = ("overhead", "routing", "pick", "multicluster", "peers")
+DEFAULT_SECTIONS = ("overhead", "routing", "pick", "multicluster")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,10 @@ async def run_suite(opts: SuiteOptions, workdir: Path) -> list[str]:
                 save_section(out_dir, _plot(outcome.results, out_dir, sec))
             elif name == "pick":
                 save_section(out_dir, run.pick(pick_settings(opts.quick)))
+            elif name == "multicluster":
+                sec = await multicluster.run(ramp_settings(opts.quick), workdir / name)
+                multicluster.plot(sec, out_dir / "multicluster.png")
+                save_section(out_dir, dataclasses.replace(sec, plot="multicluster.png"))
             else:
                 venv = opts.peers_venv
                 if not all(p.executable(venv).exists() for p in PEERS):

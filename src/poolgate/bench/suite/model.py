@@ -78,7 +78,7 @@ class RunRow:
 class Section:
     """One experiment: its settings, the exact commands it ran, its rows and any notes."""
 
-    name: str  # "overhead", "routing", "pick" or "peers"
+    name: str  # "overhead", "routing", "pick", "multicluster", "peers-overhead" or "peers-routing"
     created_at: str
     duration_s: float
     settings: dict[str, Any]

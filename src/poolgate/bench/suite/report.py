@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from poolgate.bench.suite import _format as fmt
+from poolgate.bench.suite import multicluster
 from poolgate.bench.suite.checks import (
     overhead_checks,
     pick_checks,
@@ -29,7 +30,7 @@ _HOW = """\
 ## How to reproduce
 
 ```bash
-make bench          # overhead, routing and pick sections (~10 min on 2 cores); regenerates this file
+make bench          # overhead, routing, pick and multicluster sections (~11 min on 2 cores); regenerates this file
 make bench-peers    # installs vllm-router and sglang-router into .venv-peers/, runs the peer sections (~10 min)
 python -m poolgate.bench.suite --quick            # the same in ~2 minutes, smaller samples
 python -m poolgate.bench.suite --only routing     # one section; the others are kept as saved
@@ -37,7 +38,7 @@ python -m poolgate.bench.suite --render-only      # rewrite this file from the s
 ```
 
 Options: `--out PATH` (default `docs/benchmarks.md`; JSON and plots go to `PATH` without `.md`),
-`--only overhead,routing,pick,peers` (default: the first three), `--quick`, `--peers-venv PATH`
+`--only overhead,routing,pick,multicluster,peers` (default: the first four), `--quick`, `--peers-venv PATH`
 (default `.venv-peers`), `--rate R` (routing sections: requests/s instead of the chosen rate),
 `--keep-logs` (keep every process's log; the directory is printed), `--render-only`. Exit status
 0; 1 when a section failed (the others still ran and are saved); 2 on a usage error; 130 when
@@ -266,5 +267,6 @@ def render(sections: Mapping[str, Section], machine: Machine, generated_at: str)
         overhead_md(sections.get("overhead")),
         routing_md(sections.get("routing")),
         pick_md(sections.get("pick")),
+        multicluster.markdown(sections.get("multicluster"), PLOT_DIR),
         peers_md(sections.get("peers-overhead"), sections.get("peers-routing")),
     ])

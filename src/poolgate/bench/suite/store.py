@@ -7,7 +7,7 @@ from pathlib import Path
 
 from poolgate.bench.suite.model import Section
 
-SECTION_NAMES = ("overhead", "routing", "pick", "peers-overhead", "peers-routing")
+SECTION_NAMES = ("overhead", "routing", "pick", "multicluster", "peers-overhead", "peers-routing")
 
 
 def data_dir(report: Path) -> Path:
