@@ -6,20 +6,27 @@ from typing import Any
 
 DEFAULT_PROFILE = "default"
 
-# Prefix affinity outweighs the three load scorers together (4 > 1 + 1 + 1), so a full prefix
-# match wins while the endpoint is within the load bound; beyond the bound its prefix score is 0
-# and load decides. Bound: waiting + in-flight may exceed the least-loaded candidate's by
-# max(4, 0.5 × that load) — 4 requests absorb scrape-interval noise on an idle pool, 50% keeps
-# the rule proportional on a busy one.
+# Load-aware prefix affinity. Prefix affinity outweighs the two load scorers together (4 > 1 + 1),
+# so a full prefix match wins while its endpoint is within the load bound; beyond the bound its
+# prefix score is 0 and load decides. The bound is on the gateway's own in-flight counts (exact
+# at every pick, unlike scraped queues, which lag a scrape interval): affinity stops sending an
+# endpoint more once it carries more than min(least-loaded + max(12, least-loaded),
+# 12 + 2 x mean). The slack is wide on purpose: every spill is a full prefill of the prefix on
+# another endpoint, which costs more than a few queued requests, so the bound is for real
+# hotspots (a prefix too popular for one endpoint), not for Poisson noise. A prefix nobody holds
+# goes where the index holds the fewest blocks (missSpread), so prefixes start out spread
+# evenly. The KV-utilisation scorer is left out: an endpoint holding hot prefixes shows high KV
+# use, so that scorer works against affinity (and a pick is cheaper without it).
+# docs/scheduling.md ("How the defaults were chosen") has the measurements behind these numbers.
 BUILTIN_PROFILES: dict[str, list[dict[str, Any]]] = {
     "default": [
         {"type": "fresh-metrics-filter"},
         {"type": "lora-capable-filter"},
         {"type": "prefix-cache-scorer", "weight": 4,
-         "params": {"loadBoundAbs": 4, "loadBoundRel": 0.5}},
-        {"type": "queue-scorer", "weight": 1},
+         "params": {"loadBoundAbs": 12, "loadBoundRel": 1.0, "loadBoundMean": 2.0,
+                    "loadSignal": "in-flight", "missSpread": 0.5}},
         {"type": "in-flight-scorer", "weight": 1},
-        {"type": "kv-cache-utilization-scorer", "weight": 1},
+        {"type": "queue-scorer", "weight": 1},
         {"type": "lora-affinity-scorer", "weight": 1},
         {"type": "max-score-picker"},
     ],

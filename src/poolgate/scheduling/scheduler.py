@@ -44,11 +44,13 @@ class Scheduler:
         self.profile = profile
         self.store = store
         self.staleness = staleness
+        self._views: dict[str, Endpoint] = {}
 
     def endpoints(self, addresses: Sequence[str], now: float) -> list[Endpoint]:
         """The plugin view of `addresses` at `now`: fresh signals or None, gateway in-flight."""
         get = self.store.states.get
         stale_before = now - self.staleness
+        views = self._views
         out: list[Endpoint] = []
         for address in addresses:
             state = get(address)
@@ -58,7 +60,12 @@ class Scheduler:
             signals = state.signals
             if signals is not None and signals.scraped_at < stale_before:
                 signals = None
-            out.append(Endpoint(address, signals, state.in_flight))
+            # Endpoint is immutable; between scrapes most picks see the same signals and
+            # in-flight count, so reusing the previous view saves building one per candidate.
+            view = views.get(address)
+            if view is None or view.signals is not signals or view.in_flight != state.in_flight:
+                view = views[address] = Endpoint(address, signals, state.in_flight)
+            out.append(view)
         return out
 
     def pick(self, request: LLMRequest, endpoints: Sequence[str], now: float) -> PickResult:
@@ -81,12 +88,19 @@ class Scheduler:
         totals = dict.fromkeys([e.address for e in candidates], 0.0)
         for weighted in profile.scorers:
             weight = weighted.weight
-            for address, score in weighted.scorer.score(request, candidates, cycle).items():
+            if weight == 0:
+                continue  # it cannot change any total; skip its work entirely
+            scores = weighted.scorer.score(request, candidates, cycle)
+            if not scores:
+                continue
+            for address, score in scores.items():
                 # The runner, not each scorer, enforces the [0, 1] contract.
                 if not 0.0 <= score <= 1.0:
                     score = 1.0 if score > 1.0 else 0.0  # below 0, or NaN
-                if address in totals:
+                try:
                     totals[address] += weight * score
+                except KeyError:
+                    pass  # a scorer's opinion of a filtered-out endpoint does not count
         address = profile.picker.pick(totals, candidates, cycle)
         return PickResult(address, totals, profile.name)
 
@@ -99,3 +113,6 @@ class Scheduler:
         """Drop per-endpoint plugin memory of endpoints that left the pool (on config reload)."""
         for plugin in self.profile.retainers:
             plugin.retain(addresses)
+        keep = set(addresses)
+        for address in [a for a in self._views if a not in keep]:
+            del self._views[address]

@@ -11,17 +11,38 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from poolgate.sim.errors import ApiError
+from poolgate.sim.errors import ApiError, validation_error
 from poolgate.sim.faults import FaultSettings
 from poolgate.sim.generation import JSON_HEADERS, ConnectionCut, handle_generation
 from poolgate.sim.metrics import CONTENT_TYPE
-from poolgate.sim.protocol import LoadLoraRequest, UnloadLoraRequest, parse_json, validate
+from poolgate.sim.protocol import (
+    ChatRequest,
+    CompletionRequest,
+    LoadLoraRequest,
+    UnloadLoraRequest,
+    parse_json,
+    validate,
+)
+from poolgate.sim.protocol import (
+    _errors as _validation_errors,
+)
 from poolgate.sim.replica import Replica
 from poolgate.sim.responses import VLLM_VERSION, model_card
+from poolgate.sim.tokenization import (
+    Detokenize,
+    Vocabulary,
+    detokenize,
+    model_info,
+    render_chat_request,
+    render_completion_request,
+    server_info,
+    tokenize,
+)
 
 log = logging.getLogger("poolgate.sim")
 
 REPLICA = web.AppKey("replica", Replica)
+VOCAB = web.AppKey("vocabulary", Vocabulary)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -153,10 +174,72 @@ async def set_faults(request: web.Request) -> web.Response:
     return _json(200, settings.model_dump())
 
 
+async def tokenize_handler(request: web.Request) -> web.Response:
+    """`POST /tokenize`: the prompt's (or the templated messages') token ids."""
+    r = _replica(request)
+    data = parse_json(await request.read())
+    if isinstance(data, dict):
+        r.resolve_model(data.get("model"))
+    try:
+        body = tokenize(data, request.app[VOCAB], r.options.model_len)
+    except ValidationError as e:
+        raise validation_error(_validation_errors(e)) from None
+    return _json(200, body)
+
+
+async def detokenize_handler(request: web.Request) -> web.Response:
+    """`POST /detokenize`: the text of token ids."""
+    r = _replica(request)
+    req = validate(Detokenize, parse_json(await request.read()))
+    r.resolve_model(req.model)
+    return _json(200, detokenize(req, request.app[VOCAB]))
+
+
+async def render_chat_handler(request: web.Request) -> web.Response:
+    """`POST /v1/chat/completions/render`: the request as the engine would run it, in ids."""
+    r = _replica(request)
+    req = validate(ChatRequest, parse_json(await request.read()))
+    adapter = r.resolve_model(req.model)
+    return _json(200, render_chat_request(req, r.reported_model(adapter), request.app[VOCAB],
+                                          r.options.model_len))
+
+
+async def render_completion_handler(request: web.Request) -> web.Response:
+    """`POST /v1/completions/render`: one rendered request per prompt."""
+    r = _replica(request)
+    req = validate(CompletionRequest, parse_json(await request.read()))
+    adapter = r.resolve_model(req.model)
+    return _json(200, render_completion_request(req, r.reported_model(adapter),
+                                                request.app[VOCAB], r.options.model_len))
+
+
+async def model_info_handler(request: web.Request) -> web.Response:
+    """SGLang's `GET /get_model_info` (and `/model_info`), for SGLang routers."""
+    r = _replica(request)
+    return _json(200, model_info(r.options.model, r.model_name))
+
+
+async def server_info_handler(request: web.Request) -> web.Response:
+    """SGLang's `GET /get_server_info` (and `/server_info`), for SGLang routers."""
+    r = _replica(request)
+    o = r.options
+    host, port = _local_address(request)
+    return _json(200, server_info(o.model, r.model_name, host, port, o.model_len, o.num_seqs,
+                                  o.num_blocks * o.block_size, o.block_size, VLLM_VERSION))
+
+
+def _local_address(request: web.Request) -> tuple[str, int]:
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if isinstance(sockname, tuple) and len(sockname) >= 2:
+        return str(sockname[0]), int(sockname[1])
+    return request.url.host or "", request.url.port or 0
+
+
 def build_app(replica: Replica) -> web.Application:
     """The aiohttp application of one replica."""
     app = web.Application(middlewares=[vllm_errors], client_max_size=64 << 20)
     app[REPLICA] = replica
+    app[VOCAB] = Vocabulary()
 
     async def chat(request: web.Request) -> web.StreamResponse:
         return await handle_generation(replica, request, chat=True)
@@ -175,6 +258,14 @@ def build_app(replica: Replica) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/load_lora_adapter", load_lora)
     app.router.add_post("/v1/unload_lora_adapter", unload_lora)
+    app.router.add_post("/tokenize", tokenize_handler)
+    app.router.add_post("/detokenize", detokenize_handler)
+    app.router.add_post("/v1/chat/completions/render", render_chat_handler)
+    app.router.add_post("/v1/completions/render", render_completion_handler)
+    for path in ("/get_model_info", "/model_info"):
+        app.router.add_get(path, model_info_handler)
+    for path in ("/get_server_info", "/server_info"):
+        app.router.add_get(path, server_info_handler)
     app.router.add_get("/admin/faults", get_faults)
     app.router.add_post("/admin/faults", set_faults)
     return app

@@ -25,10 +25,11 @@ def test_default_profile_shape() -> None:
         "fresh-metrics-filter", "lora-capable-filter"]
     weights = {str(w.scorer.typed_name): w.weight for w in profile.scorers}
     assert weights == {"prefix-cache-scorer": 4, "queue-scorer": 1, "in-flight-scorer": 1,
-                       "kv-cache-utilization-scorer": 1, "lora-affinity-scorer": 1}
+                       "lora-affinity-scorer": 1}
     prefix = profile.scorers[0].scorer
     assert isinstance(prefix, PrefixCacheScorer)
-    assert (prefix.load_bound_abs, prefix.load_bound_rel) == (4, 0.5)
+    assert (prefix.load_bound_abs, prefix.load_bound_rel, prefix.load_bound_mean) == (12, 1.0, 2.0)
+    assert prefix.miss_spread == 0.5 and prefix.load_of.__name__ == "gateway_load"
     assert profile.observers == (prefix,)
     assert isinstance(profile.picker, MaxScorePicker)
 

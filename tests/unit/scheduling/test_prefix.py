@@ -191,3 +191,75 @@ def test_prefix_scorer_without_bound_keeps_affinity_on_a_hot_endpoint() -> None:
 def test_prefix_scorer_accepts_gie_parameter_names() -> None:
     params = Params.model_validate({"maxPrefixBlocksToMatch": 7, "lruCapacityPerServer": 99})
     assert (params.max_blocks, params.max_blocks_per_endpoint) == (7, 99)
+
+
+@pytest.mark.parametrize(("hot_in_flight", "keeps_affinity"), [
+    pytest.param(2, True, id="within-abs"),
+    # 4 fleet: loads (5, 3, 3, 3): mean 3.5, mean limit 2 + 1.5 × 3.5 = 7.25; least-loaded
+    # limit 3 + max(2, 1.5) = 5: within both.
+    pytest.param(5, True, id="within-both"),
+    # (6, 3, 3, 3): least-loaded limit 5 is exceeded.
+    pytest.param(6, False, id="beyond-least-loaded"),
+])
+def test_prefix_scorer_mean_bound_on_gateway_in_flight(hot_in_flight: int,
+                                                       keeps_affinity: bool) -> None:
+    scorer = _scorer(loadBoundAbs=2, loadBoundRel=0.5, loadBoundMean=1.5, loadSignal="in-flight")
+    scorer.on_picked(req(prompt="aaaabbbb"), "hot:1")
+    eps = [ep("hot:1", queue=50, in_flight=hot_in_flight),
+           *(ep(f"c{i}:1", in_flight=3) for i in range(3))]
+    scores = scorer.score(req(prompt="aaaabbbb"), eps, cycle())
+    # The scraped queue (50) is ignored: the gateway's in-flight count is the signal.
+    assert scores == ({"hot:1": pytest.approx(1.0)} if keeps_affinity else {})
+
+
+def test_prefix_scorer_mean_bound_stops_one_endpoint_running_ahead() -> None:
+    scorer = _scorer(loadBoundAbs=2, loadBoundMean=1.5, loadSignal="in-flight")
+    scorer.on_picked(req(prompt="aaaabbbb"), "a:1")
+    scorer.on_picked(req(prompt="aaaabbbb"), "b:1")
+    eps = [ep("a:1", in_flight=9), ep("b:1", in_flight=4),
+           *(ep(f"c{i}:1", in_flight=2) for i in range(6))]
+    # Loads (9, 4, 2 × 6): mean limit 2 + 1.5 × 25/8 = 6.69, least-loaded limit 2 + max(2, 1)
+    # = 4: b:1 (4) keeps its affinity, a:1 (9) loses it.
+    assert scorer.score(req(prompt="aaaabbbb"), eps, cycle()) == {"b:1": pytest.approx(1.0)}
+
+
+def test_prefix_scorer_miss_spread_prefers_the_least_cached() -> None:
+    scorer = _scorer(missSpread=0.5)
+    scorer.on_picked(req(prompt="aaaabbbbcccc"), "a:1")
+    scorer.on_picked(req(prompt="ddddeeee"), "b:1")
+    eps = [ep("a:1"), ep("b:1"), ep("c:1")]
+    # A prompt nobody holds: a:1 has 3 blocks, b:1 2, c:1 none.
+    scores = scorer.score(req(prompt="zzzzyyyy"), eps, cycle())
+    assert scores == {"a:1": 0.0, "b:1": pytest.approx(0.5 / 3), "c:1": pytest.approx(0.5)}
+    # A prompt someone holds is scored by its match, not by occupancy.
+    assert scorer.score(req(prompt="ddddeeee"), eps, cycle()) == {"b:1": pytest.approx(1.0)}
+    # Off by default; and nothing to prefer when every endpoint holds as much.
+    assert _scorer().score(req(prompt="zzzzyyyy"), eps, cycle()) == {}
+    assert _scorer(missSpread=0.5).score(req(prompt="zzzzyyyy"), eps, cycle()) == {}
+
+
+def test_index_match_lengths_agree_with_a_block_by_block_walk() -> None:
+    # Chains share heads and diverge, under eviction pressure from both bounds; the bisection and
+    # last-block shortcuts must give what checking every block one by one gives.
+    import random
+
+    from poolgate.scheduling.prefix.hashing import block_hashes
+
+    rng = random.Random(5)
+    index = PrefixIndex(max_blocks_per_endpoint=40, max_blocks_total=150)
+    addresses = [f"e{i}:1" for i in range(6)]
+    heads = ["".join(rng.choice("abc") for _ in range(rng.randrange(0, 6 * 4))) for _ in range(5)]
+    for _ in range(400):
+        text = rng.choice(heads) + "".join(rng.choice("xyz") for _ in range(rng.randrange(0, 40)))
+        hashes = block_hashes("m", text, 4, 16)
+        expected: dict[str, int] = {}
+        for a in addresses:
+            held = index._by_endpoint.get(a, {})
+            k = 0
+            while k < len(hashes) and hashes[k] in held:
+                k += 1
+            if k:
+                expected[a] = k
+        assert index.match_lengths(hashes, set(addresses)) == expected
+        if hashes:
+            index.add(rng.choice(addresses), hashes)

@@ -92,7 +92,12 @@ def test_default_profile_follows_prefix_while_load_is_close() -> None:
 
 
 def test_default_profile_leaves_a_hot_endpoint() -> None:
+    # The bound reads the gateway's own in-flight counts: 13 requests already went to a:1, more
+    # than the least-loaded endpoint's 0 + 12.
     store = _store({"a:1": 9, "b:1": 0, "c:1": 1})
+    for _ in range(13):
+        store.begin("a:1")
+    store.begin("c:1")
     scheduler = build_scheduler("default", store, seed=1)
     scheduler.on_picked(_chat(1), "a:1")
     result = scheduler.pick(_chat(1), ADDRS, NOW)
@@ -108,13 +113,14 @@ def test_default_profile_spreads_a_shared_prefix_burst() -> None:
     # the scraped queues stay at 0 (a burst faster than the scrape interval).
     store = _store()
     scheduler = build_scheduler("default", store, seed=3)
-    for i in range(30):
+    for i in range(60):
         r = _chat(i)
         address = scheduler.pick(r, ADDRS, NOW).address
         scheduler.on_picked(r, address)
         store.begin(address)
     loads = [store.in_flight(a) for a in ADDRS]
-    assert max(loads) - min(loads) <= 5
+    # No endpoint runs more than the bound's slack (12) + 1 ahead of the least loaded.
+    assert max(loads) - min(loads) <= 13 and min(loads) > 0
 
 
 def test_default_profile_prefers_loaded_adapter() -> None:

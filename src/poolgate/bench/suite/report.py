@@ -144,8 +144,12 @@ def routing_md(section: Section | None) -> str:
         f"rendering `/metrics` pages.\n\n"
         f"The rate is chosen above what round-robin can serve on this fleet (about 11 "
         f"requests/s of wall-clock time: a round-robin router offered 8, 14 and 18 requests/s "
-        f"served 7.4, 11.0 and 11.3 when the rate was chosen), and "
-        f"below what a prefix-affine router serves: that is where routing decides throughput. A "
+        f"served 7.4, 11.0 and 11.3 when the rate was chosen), and just below what a "
+        f"prefix-affine router serves (poolgate's default offered 28 requests/s in a 10 s run "
+        f"served 22.4 including its drain; see docs/scheduling.md, \"How the defaults were "
+        f"chosen\"): near that ceiling a spill, a replica's queue running ahead or a badly "
+        f"placed prefix costs latency and throughput, so the routers differ; at 20 requests/s "
+        f"every prefix-affine router had slack and they tied. A "
         f"router that spreads each system prompt over all replicas makes every replica hold "
         f"every prefix; {st.get('groups')} prefixes of {st.get('system_prompt_len')} tokens do "
         f"not fit in {st.get('kv_cache_blocks')} blocks, the cache thrashes and prefill work "
@@ -195,15 +199,11 @@ What the peers call on a worker (observed against the simulator with these versi
 
 | peer | at start | per request | the simulator's answer |
 | --- | --- | --- | --- |
-| vllm-router | `GET /health` (until 200) | `round_robin`: the request only. `cache_aware`: `POST /v1/chat/completions/render` (or `/v1/completions/render`) and `POST /tokenize` before the request, to match on token ids | 404 for `/render` and `/tokenize` (debug log: `Prefix input preparation unavailable ... reason="render_unavailable"`); the request is still forwarded, but its prefix-cache hit rate is then no better than `round_robin`'s (section 4b), and the two extra round trips per request are part of its measured cost (section 4a) |
-| sglang-router | `GET /health`; an HTTP/2 (gRPC) probe; `GET /server_info`, `/get_server_info`, `/model_info`, `/get_model_info` | the request only | 404 for the four info endpoints and a refused HTTP/2 preface: it registers the worker with model `unknown` and no tokenizer, and routes on text |
+| vllm-router | `GET /health` (until 200) | `round_robin`: the request only. `cache_aware`: `POST /v1/chat/completions/render` (or `/v1/completions/render`), and `POST /tokenize` where it needs token ids, before the request, to match prefixes on token ids | 200 with the prompt's token ids from the simulator's tokenizer, the same ids the simulated engine caches (docs/simulator.md); its debug log shows real match rates (`Cache prefix decision ... match_rate=0.88`), as against vLLM (without these endpoints the simulator answered 404, the router logged `reason="render_unavailable"` and its hit rate fell to `round_robin`'s). The extra round trip per request is part of its measured cost (section 4a) |
+| sglang-router | `GET /health`; an HTTP/2 (gRPC) probe; `GET /server_info`, `/get_server_info`, `/model_info`, `/get_model_info` | the request only | SGLang-shaped model and server info (model path, served name, context length, limits) and a refused HTTP/2 preface: it registers the worker under the served model name, tries to load a tokenizer of that name from Hugging Face (which fails offline in about 40 ms) and routes on text |
 
-Both serve `GET /v1/models` themselves (vllm-router answers a model `unknown`). Neither fetched
-`/metrics` from the workers during our runs: their load signal is their own count of requests in
-flight. To let vllm-router's `cache_aware` match on token ids as it does against vLLM, the
-simulator would need `POST /v1/chat/completions/render`, `POST /v1/completions/render` and
-`POST /tokenize`; sglang-router would use `GET /server_info` and `GET /model_info` for model
-metadata.
+Both serve `GET /v1/models` themselves. Neither fetched `/metrics` from the workers during our
+runs: their load signal is their own count of requests in flight.
 """
 
 

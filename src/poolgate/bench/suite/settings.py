@@ -66,7 +66,7 @@ def routing_settings(quick: bool) -> RoutingSettings:
     return RoutingSettings(
         fleet=SimSpec(replicas=8, profile="h100-llama3-8b", time_scale=0.2,
                       kv_cache_blocks=1024),
-        rate=20.0,
+        rate=26.0,
         duration=10.0 if quick else 45.0,
         warmup=32 if quick else 64,
         groups=16,

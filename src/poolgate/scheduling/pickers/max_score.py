@@ -28,8 +28,16 @@ class MaxScorePicker:
 
     def pick(self, scores: dict[str, float], endpoints: Sequence[Endpoint],
              cycle: CycleState) -> str:
+        if scores and len(scores) == len(endpoints):
+            # The runner scores every candidate: find the best and its ties in C-level passes.
+            top = max(scores.values())
+            tied = [a for a, s in scores.items() if s >= top - _TIE]
+            if len(tied) == 1:
+                return tied[0]
+            tied.sort()
+            return tied[self.rng.randrange(len(tied))]
         best = -1.0
-        tied: list[str] = []
+        tied = []
         for e in endpoints:
             s = scores.get(e.address, 0.0)
             if s > best + _TIE:

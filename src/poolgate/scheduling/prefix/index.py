@@ -93,8 +93,30 @@ class PrefixIndex:
             return result
         active = first.intersection(candidates)
         owners = self._owners
-        i = 1
         n = len(hashes)
+        # Holdings are prefix-closed: block i+1's hash chains block i's, so every add that
+        # touches block i+1 touches block i too and refreshes it later (tail first), and LRU
+        # eviction therefore never drops block i while block i+1 stays. An endpoint holding the
+        # last block holds them all: in the common case (the whole prefix cached) that settles
+        # every candidate with one set operation instead of a walk over the blocks.
+        last = owners.get(hashes[-1]) if n > 1 else None
+        if last:
+            full = active & last
+            if full:
+                for address in full:
+                    result[address] = n
+                active -= full
+        # By the same closure, "every active endpoint holds block i" is true up to some block
+        # and false after it: find that block by bisection rather than one subset test per block.
+        lo, hi = 1, n
+        while lo < hi and active:
+            mid = (lo + hi) // 2
+            holders = owners.get(hashes[mid])
+            if holders is not None and active <= holders:
+                lo = mid + 1
+            else:
+                hi = mid
+        i = lo
         while active and i < n:
             holders = owners.get(hashes[i])
             if holders is None:

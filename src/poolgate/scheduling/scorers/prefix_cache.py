@@ -8,20 +8,31 @@ hashes seeded with the target model. `score = leading blocks the endpoint holds 
 each pick (`on_picked`), bounded by `maxBlocksPerEndpoint` and `maxBlocksTotal` with
 least-recently-used eviction.
 
-Load bound (our default profile; off when `loadBoundAbs` is unset): with
-`load = waiting + in_flight` (waiting 0 when unknown) and `min_load` the lowest load among the
-candidates, an endpoint whose `load > min_load + max(loadBoundAbs, loadBoundRel × min_load)`
-gets prefix score 0, so the load scorers decide instead of affinity piling onto a hot endpoint.
+Load bound (off when `loadBoundAbs` is unset). With `loadSignal: waiting+in-flight` (the
+default) `load = waiting + in_flight` (waiting 0 when unknown); with `loadSignal: in-flight`
+`load = in_flight`, the gateway's own count, fresh at every pick (a server's waiting requests
+that came through this gateway are already in it). Relative to the least-loaded candidate (the
+default): an endpoint whose `load > min_load + max(loadBoundAbs, loadBoundRel × min_load)` gets
+prefix score 0. With `loadBoundMean` set (our default profile), an endpoint whose
+`load > loadBoundAbs + loadBoundMean × mean_load` gets prefix score 0 as well (both bounds
+apply: the smaller limit wins). Either way the
+load scorers then decide instead of affinity piling onto a hot endpoint.
 Category: affinity. Intent: reuse the model server's prefix cache (shorter prefill, lower TTFT)
 without the hotspot failure mode of pure affinity.
 Inputs: the request's messages / prompt and target model; `Signals.waiting`; `Endpoint.in_flight`.
 Configuration: `blockSize` (64), `maxBlocks` (128; GIE's `maxPrefixBlocksToMatch` is accepted), `maxBlocksPerEndpoint` (16384; also `lruCapacityPerServer`),
-`maxBlocksTotal` (131072), `loadBoundAbs` (unset), `loadBoundRel` (0.5).
+`maxBlocksTotal` (131072), `loadBoundAbs` (unset), `loadBoundRel` (0.5), `loadBoundMean`
+(unset), `loadSignal` (`waiting+in-flight`), `missSpread` (0).
+
+Miss spread (`missSpread` > 0): when no candidate holds the request's first block, candidates
+score `missSpread × (b_max − b) / (b_max − b_min)` by the number b of blocks the index holds for
+them, so a new prefix goes where the least is cached.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 
@@ -60,11 +71,19 @@ class Params(PluginParams):
     max_blocks_total: int = Field(DEFAULT_MAX_BLOCKS_TOTAL, ge=1)
     load_bound_abs: float | None = Field(None, ge=0.0)
     load_bound_rel: float = Field(0.5, ge=0.0)
+    load_bound_mean: float | None = Field(None, ge=0.0)
+    load_signal: Literal["waiting+in-flight", "in-flight"] = "waiting+in-flight"
+    miss_spread: float = Field(0.0, ge=0.0, le=1.0)
 
 
 def endpoint_load(e: Endpoint) -> int:
     """The load the hotspot bound compares: server-side waiting queue plus gateway in-flight."""
     return (e.signals.waiting if e.signals is not None else 0) + e.in_flight
+
+
+def gateway_load(e: Endpoint) -> int:
+    """The gateway's own in-flight count: exact at pick time, no scrape lag."""
+    return e.in_flight
 
 
 class PrefixCacheScorer:
@@ -79,6 +98,9 @@ class PrefixCacheScorer:
         self.max_blocks = p.max_blocks
         self.load_bound_abs = p.load_bound_abs
         self.load_bound_rel = p.load_bound_rel
+        self.load_bound_mean = p.load_bound_mean
+        self.load_of = gateway_load if p.load_signal == "in-flight" else endpoint_load
+        self.miss_spread = p.miss_spread
         self.index = PrefixIndex(p.max_blocks_per_endpoint, p.max_blocks_total)
         self._memo_key = f"prefix-hashes:{p.block_size}:{p.max_blocks}"
 
@@ -97,7 +119,7 @@ class PrefixCacheScorer:
             return {}
         matches = self.index.match_lengths(hashes, {e.address for e in endpoints})
         if not matches:
-            return {}
+            return self._least_cached(endpoints) if self.miss_spread > 0 else {}
         if self.load_bound_abs is not None:
             matches = self._within_load_bound(matches, endpoints, self.load_bound_abs)
         total = len(hashes)
@@ -106,14 +128,38 @@ class PrefixCacheScorer:
     def _within_load_bound(self, matches: dict[str, int], endpoints: Sequence[Endpoint],
                            bound_abs: float) -> dict[str, int]:
         """`matches` without the endpoints loaded beyond the hotspot bound."""
-        loads = {e.address: endpoint_load(e) for e in endpoints if e.address in matches}
-        # min_load >= 0, so a load within the absolute bound is always allowed: the common,
+        load_of = self.load_of
+        loads = {e.address: load_of(e) for e in endpoints if e.address in matches}
+        # Loads are >= 0, so a load within the absolute bound is always allowed: the common,
         # lightly loaded case needs no pass over every candidate.
         if max(loads.values()) <= bound_abs:
             return matches
-        min_load = min(endpoint_load(e) for e in endpoints)
+        all_loads = [load_of(e) for e in endpoints]
+        min_load = min(all_loads)
         limit = min_load + max(bound_abs, self.load_bound_rel * min_load)
+        if self.load_bound_mean is not None:
+            # Both bounds apply: the mean bound stops one endpoint running ahead of the fleet,
+            # the least-loaded bound stops a prefix shared by most endpoints starving the rest.
+            mean = sum(all_loads) / len(all_loads)
+            limit = min(limit, bound_abs + self.load_bound_mean * mean)
         return {a: n for a, n in matches.items() if loads[a] <= limit}
+
+    def _least_cached(self, endpoints: Sequence[Endpoint]) -> dict[str, float]:
+        """On a miss, up to `missSpread` for the endpoints holding the fewest indexed blocks.
+
+        A new prefix then goes where the least is cached, so the prefixes spread evenly over
+        the pool when they first appear (instead of wherever load ties happen to break) and
+        affinity afterwards keeps their load even.
+        """
+        blocks = self.index.blocks
+        spread = self.miss_spread
+        held = [blocks(e.address) for e in endpoints]
+        lo = min(held)
+        span = max(held) - lo
+        if span == 0:
+            return {}
+        return {e.address: spread * (lo + span - n) / span for e, n in zip(endpoints, held,
+                                                                         strict=True)}
 
     def on_picked(self, req: LLMRequest, address: str) -> None:
         """Record that `address` now holds the request's blocks."""
