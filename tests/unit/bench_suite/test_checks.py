@@ -9,6 +9,7 @@ from poolgate.bench.suite.checks import (
     GATEWAY,
     added,
     overhead_checks,
+    peer_checks,
     pick_checks,
     profile_row,
     routing_checks,
@@ -75,3 +76,35 @@ def test_pick_check_reads_the_default_profile_at_64() -> None:
     assert pick_checks(ok)[0].verdict == "PASS"
     assert pick_checks(slow)[0].verdict == "MISS"
     assert pick_checks(none)[0].verdict == "n/a"
+
+
+def test_peer_checks_compare_the_same_runs() -> None:
+    over = section("peers-overhead", [
+        row("direct", kind="direct", e2e_p50=0.0150),
+        row("poolgate", e2e_p50=0.0152, cpu_us_per_request=230.0),
+        row("vllm-router round_robin", kind="peer", e2e_p50=0.0240, cpu_us_per_request=160.0),
+    ])
+    route = section("peers-routing", [
+        row(profile_row("default"), ttft_p90=0.121, output_throughput=1583.0),
+        row("vllm-router cache_aware", kind="peer", ttft_p90=0.439, output_throughput=1541.0),
+        row("sglang-router cache_aware", kind="peer", ttft_p90=2.875, output_throughput=1455.0),
+    ])
+    checks = {c.what: c for c in peer_checks(over, route)}
+    cpu = checks["gateway CPU per request vs vllm-router round_robin (same run)"]
+    assert cpu.passed is True and cpu.measured == "230 µs (1.44x)"
+    assert checks["added p50 latency, 64 concurrent tiny requests (peers run)"].passed is True
+    ttft = checks["TTFT p90, default vs the best peer configuration"]
+    assert ttft.passed is True and "vllm-router cache_aware" in ttft.target
+    assert checks["output tokens/s, default vs the best peer configuration"].passed is True
+
+
+def test_peer_checks_miss_and_absent_sections() -> None:
+    over = section("peers-overhead", [
+        row("direct", kind="direct", e2e_p50=0.0150),
+        row("poolgate", e2e_p50=0.0316, cpu_us_per_request=242.0),
+        row("vllm-router round_robin", kind="peer", cpu_us_per_request=160.0),
+    ])
+    checks = {c.what: c for c in peer_checks(over, None)}
+    assert checks["gateway CPU per request vs vllm-router round_robin (same run)"].passed is False
+    assert checks["added p50 latency, 64 concurrent tiny requests (peers run)"].passed is False
+    assert peer_checks(None, None) == []

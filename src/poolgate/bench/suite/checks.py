@@ -85,3 +85,51 @@ def pick_checks(section: Section) -> list[Check]:
     return [Check("pick cost at 64 endpoints (default profile, warm index)",
                   f"<= {fmt.us(MAX_PICK_US_AT_64)}", fmt.us(at_64),
                   None if at_64 is None else float(at_64) <= MAX_PICK_US_AT_64)]
+
+
+# Issue 7: against the peer routers, in the same runs.
+MAX_CPU_VS_VLLM_ROUTER_RR = 1.5
+MAX_ADDED_P50_VS_PEERS = 0.0005  # seconds
+TTFT_P90_FRACTION_OF_BEST_PEER = 0.5
+VLLM_ROUTER_RR = "vllm-router round_robin"
+
+
+def peer_checks(over: Section | None, route: Section | None) -> list[Check]:
+    """Issue 7: CPU per request against vllm-router's round_robin and added p50 (peers overhead
+    run); TTFT p90 and output tokens/s against the best peer configuration (peers routing run)."""
+    checks: list[Check] = []
+    if over is not None:
+        gw, direct, rr = over.row(GATEWAY), over.row(DIRECT), over.row(VLLM_ROUTER_RR)
+        ours = gw.cpu_us_per_request if gw else None
+        theirs = rr.cpu_us_per_request if rr else None
+        ratio = None if ours is None or not theirs else ours / theirs
+        checks.append(Check(
+            "gateway CPU per request vs vllm-router round_robin (same run)",
+            f"<= {MAX_CPU_VS_VLLM_ROUTER_RR}x {fmt.us(theirs)}",
+            f"{fmt.us(ours)} ({fmt.ratio(ratio)})",
+            None if ratio is None else ratio <= MAX_CPU_VS_VLLM_ROUTER_RR))
+        add_p50 = added(gw.e2e_p50, direct.e2e_p50) if gw and direct else None
+        checks.append(Check(
+            "added p50 latency, 64 concurrent tiny requests (peers run)",
+            f"<= {fmt.ms(MAX_ADDED_P50_VS_PEERS, 1)}", fmt.ms(add_p50, 2),
+            None if add_p50 is None else add_p50 <= MAX_ADDED_P50_VS_PEERS))
+    if route is not None:
+        ours_row = route.row(profile_row("default"))
+        peers = [r for r in route.rows if r.kind == "peer"]
+        fastest = min((r for r in peers if r.ttft_p90 is not None),
+                      key=lambda r: r.ttft_p90 or 0.0, default=None)
+        busiest = max(peers, key=lambda r: r.output_throughput, default=None)
+        if ours_row and ours_row.ttft_p90 is not None and fastest and fastest.ttft_p90:
+            checks.append(Check(
+                "TTFT p90, default vs the best peer configuration",
+                f"<= 0.5x {fastest.name}'s {fmt.ms(fastest.ttft_p90)}",
+                f"{fmt.ms(ours_row.ttft_p90)} ({fmt.ratio(ours_row.ttft_p90 / fastest.ttft_p90)})",
+                ours_row.ttft_p90 <= TTFT_P90_FRACTION_OF_BEST_PEER * fastest.ttft_p90))
+        if ours_row and busiest and busiest.output_throughput > 0:
+            checks.append(Check(
+                "output tokens/s, default vs the best peer configuration",
+                f">= {busiest.name}'s {fmt.rate(busiest.output_throughput, 'tok/s')}",
+                f"{fmt.rate(ours_row.output_throughput, 'tok/s')} "
+                f"({fmt.ratio(ours_row.output_throughput / busiest.output_throughput)})",
+                ours_row.output_throughput >= busiest.output_throughput))
+    return checks

@@ -8,6 +8,7 @@ from poolgate.bench.suite import _format as fmt
 from poolgate.bench.suite import multicluster
 from poolgate.bench.suite.checks import (
     overhead_checks,
+    peer_checks,
     pick_checks,
     profile_row,
     routing_checks,
@@ -242,6 +243,8 @@ def summary_checks(sections: Mapping[str, Section]) -> list[tuple[str, Check]]:
         out += [("4", c) for c in routing_checks(s)]
     if (s := sections.get("pick")) is not None:
         out += [("4", c) for c in pick_checks(s)]
+    out += [("7", c) for c in peer_checks(sections.get("peers-overhead"),
+                                           sections.get("peers-routing"))]
     return out
 
 
