@@ -20,6 +20,37 @@ from tests.support.processes import (
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SEED_000 = EXAMPLES / "seed-000-circuit-breaker"
 
+# The Gateway every test configuration attaches its HTTPRoute to (`gw`, listener port 80).
+GATEWAY_YAML = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: poolgate
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+"""
+
+# The InferencePool `pool` selecting the replicas labelled `app: sim`, in both API versions.
+POOL_V1ALPHA2_YAML = """\
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferencePool
+metadata: {name: pool, namespace: default}
+spec:
+  targetPortNumber: 8000
+  selector: {app: sim}
+  extensionRef: {name: epp}
+"""
+POOL_V1_YAML = """\
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {name: pool, namespace: default}
+spec:
+  targetPorts: [{number: 8000}]
+  selector: {matchLabels: {app: sim}}
+  endpointPickerRef: {name: epp}
+"""
+
 SEED_LORAS = [
     "sql-lora=/adapters/yard1/llama-2-7b-sql-lora-test_0",
     "sql-lora-1=/adapters/yard1/llama-2-7b-sql-lora-test_1",

@@ -14,6 +14,8 @@ import orjson
 import pytest
 
 from tests.e2e.gateway_fleet import (
+    GATEWAY_YAML,
+    POOL_V1ALPHA2_YAML,
     Fleet,
     RunningGateway,
     start_fleet,
@@ -24,14 +26,7 @@ from tests.support.processes import ProcessGroup
 
 pytestmark = pytest.mark.e2e
 
-POOL = """\
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: poolgate
-  listeners: [{name: http, port: 80, protocol: HTTP}]
----
+POOL = GATEWAY_YAML + """\
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: route, namespace: default}
@@ -40,13 +35,7 @@ spec:
   rules:
   - backendRefs: [{group: inference.networking.x-k8s.io, kind: InferencePool, name: pool}]
 ---
-apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferencePool
-metadata: {name: pool, namespace: default}
-spec:
-  targetPortNumber: 8000
-  selector: {app: sim}
-  extensionRef: {name: epp}
+""" + POOL_V1ALPHA2_YAML + """\
 ---
 apiVersion: inference.networking.x-k8s.io/v1alpha2
 kind: InferenceModel

@@ -11,6 +11,8 @@ import orjson
 import pytest
 
 from tests.e2e.gateway_fleet import (
+    GATEWAY_YAML,
+    POOL_V1ALPHA2_YAML,
     Fleet,
     RunningGateway,
     start_fleet,
@@ -21,14 +23,7 @@ from tests.support.processes import ProcessGroup, free_port
 
 pytestmark = pytest.mark.e2e
 
-BASE = """\
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: poolgate
-  listeners: [{name: http, port: 80, protocol: HTTP}]
----
+BASE = GATEWAY_YAML + """\
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: route, namespace: default}
@@ -38,14 +33,7 @@ spec:
   - backendRefs: [{group: inference.networking.x-k8s.io, kind: InferencePool, name: pool}]
     %(timeouts)s
 ---
-apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferencePool
-metadata: {name: pool, namespace: default}
-spec:
-  targetPortNumber: 8000
-  selector: {app: sim}
-  extensionRef: {name: epp}
-"""
+""" + POOL_V1ALPHA2_YAML
 
 POLICY = """\
 ---

@@ -11,26 +11,20 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.gateway_fleet import Fleet, start_fleet, start_gateway, write_endpoints
+from tests.e2e.gateway_fleet import (
+    GATEWAY_YAML,
+    POOL_V1_YAML,
+    Fleet,
+    start_fleet,
+    start_gateway,
+    write_endpoints,
+)
 from tests.support.processes import ProcessGroup
 
 pytestmark = pytest.mark.e2e
 
-GATEWAY = """\
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: poolgate
-  listeners: [{name: http, port: 80, protocol: HTTP}]
----
-apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: {name: pool, namespace: default}
-spec:
-  targetPorts: [{number: 8000}]
-  selector: {matchLabels: {app: sim}}
-  endpointPickerRef: {name: epp}
+GATEWAY = GATEWAY_YAML + """\
+""" + POOL_V1_YAML + """\
 ---
 apiVersion: inference.networking.x-k8s.io/v1alpha2
 kind: InferenceModel

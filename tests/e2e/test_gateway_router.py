@@ -8,20 +8,19 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.e2e.gateway_fleet import start_fleet, start_gateway, write_endpoints
+from tests.e2e.gateway_fleet import (
+    GATEWAY_YAML,
+    POOL_V1_YAML,
+    start_fleet,
+    start_gateway,
+    write_endpoints,
+)
 from tests.e2e.router_process import start_router
 from tests.support.processes import ProcessGroup
 
 pytestmark = pytest.mark.e2e
 
-CONFIG = """\
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: poolgate
-  listeners: [{name: http, port: 80, protocol: HTTP}]
----
+CONFIG = GATEWAY_YAML + """\
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: route, namespace: default}
@@ -30,14 +29,7 @@ spec:
   rules:
   - backendRefs: [{group: inference.networking.k8s.io, kind: InferencePool, name: pool}]
 ---
-apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: {name: pool, namespace: default}
-spec:
-  targetPorts: [{number: 8000}]
-  selector: {matchLabels: {app: sim}}
-  endpointPickerRef: {name: epp}
-"""
+""" + POOL_V1_YAML
 
 
 async def test_router_infers_through_the_gateway(procs: ProcessGroup, tmp_path: Path) -> None:

@@ -12,19 +12,12 @@ import orjson
 import pytest
 import yaml
 
-from tests.e2e.gateway_fleet import Fleet, RunningGateway, start_fleet, start_gateway
+from tests.e2e.gateway_fleet import GATEWAY_YAML, Fleet, RunningGateway, start_fleet, start_gateway
 from tests.support.processes import ProcessGroup
 
 pytestmark = pytest.mark.e2e
 
-ROUTE = """\
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: poolgate
-  listeners: [{name: http, port: 80, protocol: HTTP}]
----
+ROUTE = GATEWAY_YAML + """\
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: route, namespace: default}
