@@ -17,8 +17,8 @@ import asyncio
 import orjson
 from aiohttp import web
 
+from poolgate.http1 import BodyError, UpstreamResponse
 from poolgate.proxy.headers import downstream_response_headers
-from poolgate.proxy.http1 import BodyError, UpstreamResponse
 from poolgate.proxy.upstream import RelayOutcome
 
 EVENT_END = b"\n\n"

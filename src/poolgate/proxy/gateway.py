@@ -28,6 +28,7 @@ from poolgate.config.snapshot import (
     choose_backend,
 )
 from poolgate.datalayer import EndpointStore
+from poolgate.http1 import UpstreamFailure, UpstreamPool, UpstreamResponse
 from poolgate.observability.access_log import AccessLog
 from poolgate.observability.metrics import GatewayMetrics
 from poolgate.proxy.deadline_relay import error_frame, is_event_stream, relay_sse_until
@@ -40,7 +41,6 @@ from poolgate.proxy.errors import (
     to_response,
 )
 from poolgate.proxy.headers import upstream_request_headers
-from poolgate.proxy.http1 import UpstreamFailure, UpstreamPool, UpstreamResponse
 from poolgate.proxy.inference import OBJECTIVE_HEADER, InferenceRequest, route_inference
 from poolgate.proxy.models import merge_model_list
 from poolgate.proxy.steering import BackendSteering, OutlierState, Steering

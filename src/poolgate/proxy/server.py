@@ -17,10 +17,10 @@ from aiohttp import web
 from poolgate.config.snapshot import Snapshot, load_snapshot
 from poolgate.datalayer import MetricsScraper
 from poolgate.datalayer.health_checker import ActiveHealthChecker, targets_for
+from poolgate.http1 import UpstreamPool
 from poolgate.observability.access_log import AccessLog
 from poolgate.observability.metrics import GatewayMetrics
 from poolgate.proxy.gateway import Gateway, GatewayOptions
-from poolgate.proxy.http1 import UpstreamPool
 
 log = logging.getLogger("poolgate.server")
 

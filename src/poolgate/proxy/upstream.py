@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from poolgate.http1 import BodyError, UpstreamFailure, UpstreamResponse
 from poolgate.proxy.headers import downstream_response_headers
-from poolgate.proxy.http1 import BodyError, UpstreamFailure, UpstreamResponse
 
 # Responses with a known length up to this size are read whole and sent in one write: fewer
 # syscalls and no chunked encoding for the common non-streaming completion.

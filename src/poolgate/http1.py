@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 client for the proxy's upstream side: keep-alive connections per endpoint.
+"""A lean HTTP/1.1 client with keep-alive connections per endpoint (proxy upstreams, scrapes).
 
 The gateway sends every request to a model server it knows (`host:port`), over plain HTTP/1.1,
 and relays the body untouched. A general-purpose client pays per request for URL parsing, cookie
