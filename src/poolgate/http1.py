@@ -41,6 +41,14 @@ class BodyError(Exception):
     """The upstream broke off after the response started (reset, protocol error)."""
 
 
+class BodyTooLarge(Exception):
+    """A body read with a size limit went past it (the connection was closed)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body larger than {limit} bytes")
+        self.limit = limit
+
+
 class UpstreamResponse:
     """A response being received: status and headers now, the body as it arrives."""
 
@@ -91,7 +99,7 @@ class UpstreamResponse:
     # -- read by the relay -----------------------------------------------------------------------
 
     async def _wait(self) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._waiter = self._conn.loop.create_future()
         try:
             await self._waiter
         finally:
@@ -104,13 +112,27 @@ class UpstreamResponse:
         self._conn.resume_reading()
         return data
 
-    async def read(self) -> bytes:
-        """The whole body."""
-        while not self._done:
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body; with `limit`, raises `BodyTooLarge` (and closes the connection) as
+        soon as more than `limit` bytes arrived, so an oversized body is never held in full."""
+        # Take what arrives as it arrives: waiting for the end with reading paused at the high
+        # water mark would never see the end of a body larger than it.
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            if self._chunks:
+                data = self._take()
+                size += len(data)
+                if limit is not None and size > limit:
+                    self.close()
+                    raise BodyTooLarge(limit)
+                parts.append(data)
+                continue
+            if self._done:
+                if self._error is not None:
+                    raise BodyError(str(self._error)) from self._error
+                return parts[0] if len(parts) == 1 else b"".join(parts)
             await self._wait()
-        if self._error is not None:
-            raise BodyError(str(self._error)) from self._error
-        return self._take() if self._chunks else b""
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """Body bytes as they arrive (what is buffered is joined into one chunk)."""
@@ -137,15 +159,18 @@ class UpstreamResponse:
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection to a model server; one request at a time."""
 
-    def __init__(self, pool: UpstreamPool, address: str) -> None:
+    def __init__(self, pool: UpstreamPool, address: str, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool
         self.address = address
+        # Kept: on Python 3.11 each asyncio.get_running_loop() costs a getpid() system call.
+        self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
         self._response: UpstreamResponse | None = None
         self._headers_ready: asyncio.Future[UpstreamResponse] | None = None
         self._keep_alive = False
+        self._chunked = False
         self._closed = False
         self._paused = False
 
@@ -167,8 +192,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool.forget(self)
         response = self._response
         if response is not None and response.status and not response._done:
-            # A body without a length ends when the connection does.
-            if response.content_length is None and exc is None and not self._keep_alive:
+            # A body without a length ends when the connection does (a chunked one has its own
+            # end marker, so a close before it is a break).
+            if (response.content_length is None and not self._chunked and exc is None
+                    and not self._keep_alive):
                 response._finish()
             else:
                 response._finish(exc or ConnectionResetError("the model server closed the connection"))
@@ -191,6 +218,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         response.status = self._parser.get_status_code()
         self._keep_alive = self._parser.should_keep_alive()
+        self._chunked = False
         for name, value in response.headers:
             low = name.lower()
             if low == "content-length":
@@ -200,6 +228,8 @@ class UpstreamConnection(asyncio.Protocol):
                     response.content_length = None
             elif low == "content-type":
                 response.content_type = value
+            elif low == "transfer-encoding":
+                self._chunked = "chunked" in value.lower()
         waiter = self._headers_ready
         if waiter is not None and not waiter.done():
             waiter.set_result(response)
@@ -218,12 +248,17 @@ class UpstreamConnection(asyncio.Protocol):
         """Write the request and wait for the response headers."""
         assert self.transport is not None
         self._response = UpstreamResponse(self)
-        self._headers_ready = asyncio.get_running_loop().create_future()
+        self._headers_ready = self.loop.create_future()
         self.transport.write(head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
             self.transport.write(body)
         try:
             return await self._headers_ready
+        except asyncio.CancelledError:
+            # Given up (timeout, caller gone) before the answer: the request is still in flight on
+            # this connection, so it can never be reused; closing it also tells the server.
+            self.close()
+            raise
         finally:
             self._headers_ready = None
 
@@ -312,7 +347,7 @@ class UpstreamPool:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, conn = await loop.create_connection(
-                    lambda: UpstreamConnection(self, address), host, int(port))
+                    lambda: UpstreamConnection(self, address, loop), host, int(port))
         except TimeoutError:
             raise UpstreamFailure("connection failure", f"connect to {address} timed out") from None
         except OSError as e:

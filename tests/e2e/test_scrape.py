@@ -4,6 +4,8 @@ hangs, one that is down, one that fails; and against `poolgate sim` when it is a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -13,6 +15,7 @@ from aiohttp import web
 
 from poolgate.datalayer.scraper import MetricsScraper, ScrapeError
 from poolgate.datalayer.store import EndpointStore
+from poolgate.http1 import BodyTooLarge, UpstreamPool
 from tests.support.processes import ProcessGroup, free_port, poolgate_command, wait_http
 
 pytestmark = pytest.mark.e2e
@@ -122,7 +125,7 @@ async def test_slow_and_dead_endpoints_do_not_stall_the_others(serve: Serve) -> 
         down_state = store.get(down_addr)
         assert down_state is not None
         assert down_state.last_error is not None
-        assert "ClientConnectorError" in down_state.last_error
+        assert "connection failure" in down_state.last_error
     finally:
         release.set()
         await scraper.close()
@@ -205,6 +208,227 @@ def test_bad_settings_are_rejected() -> None:
         MetricsScraper(EndpointStore(), interval=0)
     with pytest.raises(ValueError, match="staleness"):
         MetricsScraper(EndpointStore(), staleness=0)
+
+
+# -- the HTTP/1.1 details of a scrape, against raw servers that misbehave on purpose ------------
+
+RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+RawServe = Callable[[RawHandler], Awaitable[str]]
+
+
+@pytest.fixture
+async def raw_serve() -> AsyncIterator[RawServe]:
+    """Start asyncio servers on free loopback ports that write raw HTTP bytes; stops them after."""
+    servers: list[asyncio.Server] = []
+
+    async def start(handler: RawHandler) -> str:
+        port = free_port()
+        servers.append(await asyncio.start_server(handler, "127.0.0.1", port))
+        return f"127.0.0.1:{port}"
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+def chunked(body: bytes, pieces: int) -> bytes:
+    """`body` in HTTP/1.1 chunked encoding, in `pieces` chunks, with the final empty chunk."""
+    step = -(-len(body) // pieces)
+    out = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + step]), body[i:i + step])
+                   for i in range(0, len(body), step))
+    return out + b"0\r\n\r\n"
+
+
+async def read_head(reader: asyncio.StreamReader) -> str:
+    return (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+
+
+async def test_chunked_page_over_one_reused_connection(raw_serve: RawServe) -> None:
+    page = (FIXTURES / "vllm_during_load.txt").read_bytes()
+    heads: list[str] = []
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                heads.append(await read_head(reader))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n" + chunked(page, 7))
+                await writer.drain()
+        writer.close()
+
+    address = await raw_serve(handler)
+    store = EndpointStore()
+    scraper = MetricsScraper(store, timeout=1.0)
+    scraper.start()
+    try:
+        for _ in range(4):
+            signals = await scraper.scrape_once(address)
+            assert (signals.waiting, signals.running) == (29, 11)
+    finally:
+        await scraper.close()
+    assert connections == 1, "the keep-alive connection was not reused"
+    assert len(heads) == 4
+    request_line, *header_lines = heads[0].strip().split("\r\n")
+    assert request_line == "GET /metrics HTTP/1.1"
+    headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+    assert headers["accept"] == "text/plain"
+    assert headers["host"] == address
+    assert "accept-encoding" not in headers
+
+
+async def test_oversized_pages_are_refused_without_reading_them(raw_serve: RawServe) -> None:
+    disconnected = asyncio.Event()
+    sent = 0
+
+    async def declared(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"#" * 5000)
+        await writer.drain()
+        writer.close()
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # No length: chunks until the client hangs up.
+        nonlocal sent
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        try:
+            while sent < 50_000_000:
+                writer.write(b"4000\r\n" + b"#" * 0x4000 + b"\r\n")
+                sent += 0x4000
+                await writer.drain()
+        except ConnectionError:
+            disconnected.set()
+        writer.close()
+
+    big = await raw_serve(declared)
+    stream = await raw_serve(endless)
+    store = EndpointStore()
+    scraper = MetricsScraper(store, timeout=5.0, max_page_bytes=4096)
+    scraper.start()
+    try:
+        expected = re.escape(f"GET http://{big}/metrics: page of 5000 bytes is too large")
+        with pytest.raises(ScrapeError, match=expected):
+            await scraper.scrape_once(big)
+        expected = re.escape(f"GET http://{stream}/metrics: page larger than 4096 bytes")
+        with pytest.raises(ScrapeError, match=expected):
+            await scraper.scrape_once(stream)
+        await asyncio.wait_for(disconnected.wait(), 5.0)
+    finally:
+        await scraper.close()
+    # The connection was closed at the cap, long before the server ran out of page.
+    assert sent < 20_000_000, sent
+    state = store.get(stream)
+    assert state is not None and state.scrapes_failed == 1
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked", "chunked-close"])
+async def test_server_closing_mid_page_is_a_scrape_error(raw_serve: RawServe, framing: str) -> None:
+    page = (FIXTURES / "vllm_idle.txt").read_bytes()
+    if framing == "content-length":
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(page)
+        partial = page[: len(page) // 2]
+    else:
+        # A chunked body has its own end marker: a close before it is a break even when the
+        # server announced `Connection: close`.
+        close = b"Connection: close\r\n" if framing == "chunked-close" else b""
+        head = b"HTTP/1.1 200 OK\r\n" + close + b"Transfer-Encoding: chunked\r\n\r\n"
+        partial = chunked(page, 4)[: len(page) // 2]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(head + partial)
+        await writer.drain()
+        writer.close()
+
+    address = await raw_serve(handler)
+    store = EndpointStore()
+    scraper = MetricsScraper(store, timeout=2.0)
+    scraper.start()
+    try:
+        with pytest.raises(ScrapeError, match="connection broke off mid-page"):
+            await scraper.scrape_once(address)
+    finally:
+        await scraper.close()
+    assert store.signals(address) is None
+
+
+@pytest.mark.parametrize("stall", ["before-head", "mid-body"])
+async def test_a_timed_out_scrape_closes_its_connection(raw_serve: RawServe, stall: str) -> None:
+    """A scrape that times out leaves the request in flight: its connection must be closed (not
+    reused, not leaked), which the server sees as end of stream."""
+    saw_close = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        if stall == "mid-body":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n# partial\n")
+            await writer.drain()
+        if await reader.read(1) == b"":
+            saw_close.set()
+        writer.close()
+
+    address = await raw_serve(handler)
+    scraper = MetricsScraper(EndpointStore(), timeout=0.2)
+    scraper.start()
+    try:
+        with pytest.raises(ScrapeError, match=re.escape("no complete answer within 0.2s")):
+            await scraper.scrape_once(address)
+        await asyncio.wait_for(saw_close.wait(), 2.0)
+    finally:
+        await scraper.close()
+
+
+async def test_error_status_then_recovery_on_a_new_connection(serve: Serve) -> None:
+    page = Page("vllm_idle.txt")
+    address = await serve(page.app())
+    store = EndpointStore()
+    scraper = MetricsScraper(store, timeout=1.0)
+    scraper.start()
+    try:
+        page.status = 503
+        with pytest.raises(ScrapeError, match=re.escape(f"GET http://{address}/metrics: HTTP 503")):
+            await scraper.scrape_once(address)
+        page.status = 200
+        assert (await scraper.scrape_once(address)).waiting == 0
+        state = store.get(address)
+        assert state is not None and (state.scrapes_ok, state.scrapes_failed) == (1, 1)
+    finally:
+        await scraper.close()
+
+
+async def test_whole_body_read_past_the_flow_control_mark(raw_serve: RawServe) -> None:
+    """`UpstreamResponse.read` returns bodies larger than the 256 KiB read-pause mark, and with a
+    limit stops at it."""
+    body = bytes(range(256)) * 4096  # 1 MiB
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                await read_head(reader)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                await writer.drain()
+        writer.close()
+
+    address = await raw_serve(handler)
+    pool = UpstreamPool(connect_timeout=2.0)
+    try:
+        resp = await pool.request(address, "GET", "/", [], b"")
+        assert await asyncio.wait_for(resp.read(), 5.0) == body
+        assert resp.complete
+        resp.release()
+        resp = await pool.request(address, "GET", "/", [], b"")
+        with pytest.raises(BodyTooLarge):
+            await asyncio.wait_for(resp.read(len(body) - 1), 5.0)
+        resp.release()  # already closed by read: a no-op
+        resp = await pool.request(address, "GET", "/", [], b"")
+        assert await asyncio.wait_for(resp.read(len(body)), 5.0) == body
+        resp.release()
+    finally:
+        await pool.close()
 
 
 def _sim_command_available() -> bool:

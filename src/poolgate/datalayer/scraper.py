@@ -3,8 +3,9 @@
 Each endpoint has its own asyncio task: scrape, sleep for the rest of the interval, repeat. There
 is no round barrier, so a slow or dead endpoint only delays its own next scrape (bounded by
 `timeout`); the others keep their cadence. Starts are spread over the first interval so that many
-endpoints do not fire in lockstep. All tasks share one aiohttp session (one connection pool,
-keep-alive).
+endpoints do not fire in lockstep. All tasks share one `poolgate.http1.UpstreamPool` of their own
+(plain HTTP/1.1, keep-alive, parsed by llhttp): a general-purpose client cost more CPU per scrape
+than parsing the page.
 """
 
 from __future__ import annotations
@@ -16,18 +17,19 @@ import random
 import time
 from collections.abc import Callable, Iterable
 
-import aiohttp
-
 from poolgate._aio import cancel_and_wait
 from poolgate.datalayer.metric_names import MetricNames
 from poolgate.datalayer.metrics_parser import MetricsParseError, detect_server, parse_signals
 from poolgate.datalayer.signals import Signals
 from poolgate.datalayer.store import DEFAULT_STALENESS, EndpointStore
+from poolgate.http1 import BodyError, BodyTooLarge, UpstreamFailure, UpstreamPool, UpstreamResponse
 
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 0.05
 DEFAULT_MAX_PAGE_BYTES = 8 * 1024 * 1024
+# Plain text only: no Accept-Encoding, so servers answer uncompressed (nothing to inflate).
+_REQUEST_HEADERS = (("Accept", "text/plain"),)
 
 
 class ScrapeError(Exception):
@@ -42,6 +44,7 @@ class MetricsScraper:
     `staleness` is the age past which readers should treat signals as unknown; the scraper only
     reports it (`EndpointStore.fresh_signals` applies it). Call `start()` inside a running event
     loop and `await close()` when done; `set_endpoints()` may be called at any time.
+    Only `scheme="http"` is supported (the client speaks plain HTTP/1.1).
     """
 
     def __init__(self, store: EndpointStore, interval: float = DEFAULT_INTERVAL,
@@ -59,6 +62,9 @@ class MetricsScraper:
         self.timeout = timeout if timeout is not None else min(1.0, staleness / 2)
         if self.timeout <= 0:
             raise ValueError(f"scrape timeout must be > 0 seconds, got {self.timeout}")
+        if scheme != "http":
+            raise ValueError(f"metrics scraping supports only scheme 'http' (plain HTTP/1.1), "
+                             f"got {scheme!r}")
         self._path = path if path.startswith("/") else "/" + path
         self._scheme = scheme
         self._max_page_bytes = max_page_bytes
@@ -68,7 +74,7 @@ class MetricsScraper:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._kinds: dict[str, MetricNames] = {}
         self._failing: set[str] = set()
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: UpstreamPool | None = None
         self._closed = False
 
     @property
@@ -79,7 +85,7 @@ class MetricsScraper:
     @property
     def running(self) -> bool:
         """True between `start()` and `close()`."""
-        return self._session is not None and not self._closed
+        return self._pool is not None and not self._closed
 
     def set_endpoints(self, addresses: Iterable[str]) -> None:
         """Scrape exactly `addresses` from now on (duplicates ignored); cheap when unchanged."""
@@ -97,28 +103,25 @@ class MetricsScraper:
                 self._spawn(address, first_delay=self._rng.uniform(0, self.interval))
 
     def start(self) -> None:
-        """Open the HTTP session and start one scrape task per endpoint (needs a running loop)."""
+        """Open the connection pool and start one scrape task per endpoint (in a running loop)."""
         if self._closed:
             raise RuntimeError("MetricsScraper was closed; create a new one")
-        if self._session is not None:
+        if self._pool is not None:
             return
         asyncio.get_running_loop()
-        # No connector limit: concurrency is already one request per endpoint at a time.
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-            headers={"Accept": "text/plain"},
-        )
+        # No connection limit: concurrency is already one request per endpoint at a time. The
+        # pool's own connect timeout only backs up `self.timeout`, which bounds the whole scrape.
+        self._pool = UpstreamPool(connect_timeout=self.timeout)
         self.set_endpoints(self._addresses)
 
     async def close(self) -> None:
-        """Stop every scrape task and close the session (idempotent)."""
+        """Stop every scrape task and close every connection (idempotent)."""
         self._closed = True
         tasks = list(self._tasks.values())
         self._tasks.clear()
         await cancel_and_wait(tasks)
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            await self._pool.close()
 
     async def scrape_once(self, address: str) -> Signals:
         """Scrape `address` once and record the outcome in the store; raises `ScrapeError`."""
@@ -151,27 +154,37 @@ class MetricsScraper:
             await asyncio.sleep(max(0.0, self.interval - (loop.time() - started)))
 
     async def _fetch(self, address: str) -> Signals:
-        session = self._session
-        if session is None:
+        pool = self._pool
+        if pool is None:
             raise RuntimeError("MetricsScraper.start() was not called")
         url = f"{self._scheme}://{address}{self._path}"
+        limit = self._max_page_bytes
+        resp: UpstreamResponse | None = None
         try:
             async with asyncio.timeout(self.timeout):
-                async with session.get(url) as resp:
-                    if resp.status != 200:
-                        raise ScrapeError(f"GET {url}: HTTP {resp.status}")
-                    length = resp.content_length
-                    if length is not None and length > self._max_page_bytes:
-                        raise ScrapeError(f"GET {url}: page of {length} bytes is too large")
-                    body = await resp.content.read(self._max_page_bytes + 1)
-                    while not resp.content.at_eof() and len(body) <= self._max_page_bytes:
-                        body += await resp.content.read(self._max_page_bytes + 1 - len(body))
-                    if len(body) > self._max_page_bytes:
-                        raise ScrapeError(f"GET {url}: page larger than {self._max_page_bytes} bytes")
+                resp = await pool.request(address, "GET", self._path, _REQUEST_HEADERS, b"")
+                if resp.status != 200:
+                    raise ScrapeError(f"GET {url}: HTTP {resp.status}")
+                length = resp.content_length
+                if length is not None and length > limit:
+                    raise ScrapeError(f"GET {url}: page of {length} bytes is too large")
+                body = await resp.read(limit)
         except TimeoutError as exc:
             raise ScrapeError(f"GET {url}: no complete answer within {self.timeout:g}s") from exc
-        except aiohttp.ClientError as exc:
-            raise ScrapeError(f"GET {url}: {exc.__class__.__name__}: {exc}") from exc
+        except BodyTooLarge as exc:
+            raise ScrapeError(f"GET {url}: page larger than {limit} bytes") from exc
+        except UpstreamFailure as exc:
+            raise ScrapeError(f"GET {url}: {exc}") from exc
+        except BodyError as exc:
+            raise ScrapeError(f"GET {url}: connection broke off mid-page: {exc}") from exc
+        finally:
+            if resp is not None:
+                # A complete body leaves the connection reusable; anything else (error status,
+                # oversize, timeout, break) closes it rather than read what is left.
+                if resp.complete:
+                    resp.release()
+                else:
+                    resp.close()
         scraped_at = self._clock()
         return self._parse(address, body.decode("utf-8", errors="replace"), scraped_at)
 
