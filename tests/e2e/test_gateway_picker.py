@@ -179,3 +179,35 @@ async def test_lora_requests_go_where_the_adapter_is_loaded(procs: ProcessGroup,
             await _cancel(hogs)
     assert _routed(gw, "sql-lora") == [sql_home] * 6
     assert _routed(gw, "tweet-summary") == [tweet_home] * 6
+
+
+async def _stream(s: aiohttp.ClientSession, gw: RunningGateway, max_tokens: int) -> int:
+    body = {"model": "/model/llama2", "prompt": "hello", "max_tokens": max_tokens,
+            "ignore_eos": True, "stream": True}
+    async with s.post(f"{gw.url}/v1/completions", json=body) as r:
+        await r.read()
+        return r.status
+
+
+async def test_status_counts_streams_awaiting_their_first_token(procs: ProcessGroup,
+                                                                tmp_path: Path) -> None:
+    # One sequence at a time: a second stream waits in the replica's queue, unanswered.
+    fleet = start_fleet(procs, 1, extra=["--max-num-seqs", "1"])
+    gw = start_gateway(procs, _config(tmp_path, fleet))
+
+    def counts(eps: list[dict[str, Any]]) -> tuple[int, int]:
+        return eps[0]["in_flight"], eps[0]["awaiting_first_token"]
+
+    async with aiohttp.ClientSession() as s:
+        hog = asyncio.create_task(_stream(s, gw, 1500))
+        await _wait_status(s, gw, lambda eps: counts(eps) == (1, 0), "the first stream answered")
+        queued = asyncio.create_task(_stream(s, gw, 2))
+        await _wait_status(s, gw, lambda eps: counts(eps) == (2, 1), "a stream awaiting its token")
+        # A stream abandoned before its first token stops counting too.
+        abandoned = asyncio.create_task(_stream(s, gw, 2))
+        await _wait_status(s, gw, lambda eps: counts(eps) == (3, 2), "two streams awaiting")
+        await _cancel([abandoned])
+        await _wait_status(s, gw, lambda eps: counts(eps) == (2, 1), "the abandoned one gone")
+        await _cancel([hog])
+        assert await queued == 200
+        await _wait_status(s, gw, lambda eps: counts(eps) == (0, 0), "nothing in flight")

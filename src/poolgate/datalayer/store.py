@@ -1,7 +1,8 @@
-"""Per-endpoint live state: the latest scraped `Signals` and the gateway's own in-flight count.
+"""Per-endpoint live state: the latest scraped `Signals` and the gateway's own in-flight counts.
 
 One `EndpointStore` per gateway process. The scraper writes signals; the proxy calls `begin` /
-`end` around every upstream request; the scheduler reads both. Everything is sync and O(1), and
+`end` around every upstream request (and `answered` when a stream's first token arrives); the
+scheduler reads both. Everything is sync and O(1), and
 runs on the event loop thread only, so no locks are needed.
 """
 
@@ -23,6 +24,7 @@ class EndpointState:
     address: str
     signals: Signals | None = None
     in_flight: int = 0
+    awaiting_first_token: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
     scrapes_ok: int = 0
@@ -61,15 +63,33 @@ class EndpointStore:
     def __len__(self) -> int:
         return len(self._states)
 
-    def begin(self, address: str) -> None:
-        """Count one request the gateway has sent to `address` and not yet finished."""
-        self._state(address).in_flight += 1
+    def begin(self, address: str, streamed: bool = False) -> None:
+        """Count one request the gateway has sent to `address` and not yet finished.
 
-    def end(self, address: str) -> None:
-        """Count one of `address`'s gateway requests as finished (never goes below zero)."""
+        A `streamed` request also counts as awaiting its first token until `answered`.
+        """
+        state = self._state(address)
+        state.in_flight += 1
+        if streamed:
+            state.awaiting_first_token += 1
+
+    def answered(self, address: str) -> None:
+        """A streamed request to `address` got its response head (its first token)."""
         state = self._states.get(address)
-        if state is not None and state.in_flight > 0:
-            state.in_flight -= 1
+        if state is not None and state.awaiting_first_token > 0:
+            state.awaiting_first_token -= 1
+
+    def end(self, address: str, unanswered: bool = False) -> None:
+        """Count one of `address`'s gateway requests as finished (never goes below zero).
+
+        `unanswered`: a streamed request that ended before `answered` (failure, disconnect).
+        """
+        state = self._states.get(address)
+        if state is not None:
+            if state.in_flight > 0:
+                state.in_flight -= 1
+            if unanswered and state.awaiting_first_token > 0:
+                state.awaiting_first_token -= 1
 
     def in_flight(self, address: str) -> int:
         """Requests the gateway has in flight to `address`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -121,6 +122,8 @@ class Gateway:
         self.rnd = random.Random(options.seed)
         self.session: UpstreamPool | None = None
         self.active_requests = 0
+        # Cached: on Python 3.11 every asyncio.get_running_loop() is a getpid() system call.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._policies: dict[tuple[str, str], _PolicyState] = {}
         # Per-rule results derived from the immutable snapshot, dropped on reload; keyed by
         # identity (hashing a frozen rule would hash all its fields on every request).
@@ -182,10 +185,18 @@ class Gateway:
             self._policies[key] = state
         return state
 
+    def _now(self) -> float:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.time()
+
     # -- the request path -------------------------------------------------------------------------
 
     async def handle(self, request: web.BaseRequest, listener_port: int) -> web.StreamResponse:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         started = loop.time()
         snap = self.snapshot
         rec: dict[str, Any] = {
@@ -280,7 +291,7 @@ class Gateway:
                 objective = snap.objective(objective_name)
                 if objective is not None:
                     priority = objective.priority
-            now = asyncio.get_running_loop().time()
+            now = self._now()
             if (should_shed(inference.criticality, priority, True)
                     and self.saturation.is_saturated(candidates, self.store, now)):
                 self.metrics.shed.labels(pool.key, "saturated").inc()
@@ -301,7 +312,7 @@ class Gateway:
         policy = rule.policy
         state = self._policy_state(policy) if policy is not None else None
         if state is not None and state.rate_limiter is not None:
-            now = asyncio.get_running_loop().time()
+            now = self._now()
             if not state.rate_limiter.try_take(now):
                 self.metrics.shed.labels(backend.key, "rate_limited").inc()
                 raise RateLimited(headers=state.rate_limiter.ratelimit_headers(now))
@@ -322,7 +333,7 @@ class Gateway:
         if timed_by is not None and timed_by.timeout is not None:
             deadline = started + timed_by.timeout
         try:
-            async with asyncio.timeout_at(deadline):
+            async with _deadline_scope(deadline):
                 ticket = await breaker.acquire()
         except CircuitOverflow as e:
             self.metrics.overflows.labels(backend.key, e.reason).inc()
@@ -353,22 +364,26 @@ class Gateway:
         """
         session = self.session
         assert session is not None, "gateway not started"
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         tried: list[str] = []
         attempt = 0
         store = self.store
+        # A stream's response head comes with its first token: until then the server is still
+        # queueing or prefilling it, which the picker reads (prefix affinity's prefill bound).
+        streamed = pick is not None and pick.request.stream
         while True:
             address = self._pick(candidates, tried, pick, loop.time())
             tried.append(address)
             rec["endpoint"] = address
             rec["attempts"] = attempt + 1
-            store.begin(address)
+            store.begin(address, streamed)
+            unanswered = streamed
             upstream: UpstreamResponse | None = None
             outcome: RelayOutcome | None = None
             outlier = pick.outlier if pick is not None else None
             try:
                 try:
-                    async with asyncio.timeout_at(deadline):
+                    async with _deadline_scope(deadline):
                         upstream = await session.request(address, request.method, path,
                                                          headers, body)
                 except TimeoutError:
@@ -388,6 +403,9 @@ class Gateway:
                     if f.reason == "connection failure":
                         raise UpstreamConnectError(retried=attempt > 0) from None
                     raise UpstreamReset(retried=attempt > 0) from None
+                if unanswered:
+                    store.answered(address)
+                    unanswered = False
                 ttfb[:] = [loop.time() - started]
                 self.steering.record(outlier, backend, address, upstream.status)
                 if (retry is not None
@@ -417,7 +435,7 @@ class Gateway:
                             request.transport.close()
                     return resp
                 try:
-                    async with asyncio.timeout_at(deadline):
+                    async with _deadline_scope(deadline):
                         resp, outcome = await relay_response(request, upstream, extra, transform)
                 except TimeoutError:
                     # The route timeout fired mid-body: the status line is already out, so end
@@ -437,7 +455,7 @@ class Gateway:
                         request.transport.close()
                 return resp
             finally:
-                store.end(address)
+                store.end(address, unanswered)
                 if upstream is not None:
                     if outcome is not None and outcome.completed:
                         upstream.release()
@@ -498,6 +516,16 @@ class _PoolPick:
     @property
     def outlier(self) -> OutlierState | None:
         return self.steering.outlier if self.steering is not None else None
+
+
+# Entering asyncio.timeout_at(None) still costs a Timeout object and two running-loop lookups:
+# most routes have no timeout, so they share one do-nothing scope instead.
+_NO_DEADLINE: contextlib.nullcontext[None] = contextlib.nullcontext()
+
+
+def _deadline_scope(deadline: float | None) -> contextlib.AbstractAsyncContextManager[Any]:
+    """`asyncio.timeout_at(deadline)`, or a shared no-op scope when there is no deadline."""
+    return _NO_DEADLINE if deadline is None else asyncio.timeout_at(deadline)
 
 
 def _failure_kind(reason: str) -> FailureKind:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -53,6 +54,10 @@ async def serve_until_stopped(options: ServeOptions,
         print(f"poolgate: {e}", file=sys.stderr)
         await server.stop()
         return 1
+    # Everything built so far (modules, the configuration snapshot, plugins) lives as long as the
+    # process: moving it out of the collector's generations keeps full collections, which
+    # otherwise walk all of it, short on the request path.
+    gc.freeze()
     for declared, bound in sorted(server.bound_ports.items()):
         log.info("gateway listener %d bound on %s:%d", declared, options.host, bound)
     log.info("admin on http://%s:%d (/metrics /healthz /readyz /status)", options.admin_host,

@@ -289,6 +289,8 @@ class GatewayServer:
         state = store.get(address)
         signals = store.fresh_signals(address, now, self.options.gateway.staleness)
         out: dict[str, Any] = {"address": address, "in_flight": store.in_flight(address),
+                               "awaiting_first_token":
+                                   state.awaiting_first_token if state is not None else 0,
                                "metrics_fresh": signals is not None}
         health = self.gateway.steering.health.get(address)
         if health is not None:

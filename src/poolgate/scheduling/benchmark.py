@@ -44,7 +44,7 @@ def measure_pick_cost(n_endpoints: int, profile: str = "default", picks: int = 2
             kv_usage=rng.random(), lora_running=frozenset({"sql-lora"}) if rng.random() < 0.3
             else frozenset(), max_lora=4, block_size=16, num_blocks=8192, scraped_at=now))
         for _ in range(rng.randrange(0, 3)):
-            store.begin(address)
+            store.begin(address, streamed=rng.random() < 0.5)
     scheduler = build_scheduler(profile, store, seed=seed)
     warm = [_request(rng, i) for i in range(max(200, n_endpoints * 4))]
     for req in warm:

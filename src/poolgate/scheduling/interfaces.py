@@ -43,7 +43,8 @@ class LLMRequest:
     `model` is the target model after the InferenceModel rewrite; `lora` is the adapter name
     when that target is a LoRA adapter, else None. `prompt_text` is the completions prompt and
     `messages` the chat messages (either may be None). `criticality` (Critical / Standard /
-    Sheddable) and `priority` come from the InferenceModel / InferenceObjective. `memo` is
+    Sheddable) and `priority` come from the InferenceModel / InferenceObjective. `stream` is
+    the body's `"stream": true` (the response then starts with the first token). `memo` is
     per-request scratch that plugins may fill and reuse between `pick` and `on_picked` (for
     example the prefix block hashes); it is never compared.
     """
@@ -55,6 +56,7 @@ class LLMRequest:
     criticality: str | None = None
     priority: int = 0
     request_id: str = ""
+    stream: bool = False
     memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -63,12 +65,15 @@ class Endpoint:
     """One candidate endpoint as plugins see it during a pick.
 
     `signals` is None when the endpoint's metrics are unknown or older than the staleness bound;
-    `in_flight` counts the gateway's own requests to it that have not finished yet.
+    `in_flight` counts the gateway's own requests to it that have not finished yet;
+    `awaiting_first_token` the streamed ones among them whose response has not started (the
+    server is still queueing or prefilling them: vLLM starts a stream with its first token).
     """
 
     address: str
     signals: Signals | None
     in_flight: int = 0
+    awaiting_first_token: int = 0
 
 
 @dataclass(frozen=True, slots=True)

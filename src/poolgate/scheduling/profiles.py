@@ -15,8 +15,12 @@ DEFAULT_PROFILE = "default"
 # another endpoint, which costs more than a few queued requests, so the bound is for real
 # hotspots (a prefix too popular for one endpoint), not for Poisson noise. A prefix nobody holds
 # goes where the index holds the fewest blocks (missSpread), so prefixes start out spread
-# evenly. The KV-utilisation scorer is left out: an endpoint holding hot prefixes shows high KV
-# use, so that scorer works against affinity (and a pick is cheaper without it).
+# evenly. Affinity also stops for an endpoint with more than 2 streams awaiting their first
+# token (prefillBound: it is running a long prefill, and requests sent now queue behind it), and
+# the in-flight scorer adds 4 x those streams to an endpoint's load, so spilled requests go to an
+# endpoint that is decoding rather than one that is prefilling. The KV-utilisation scorer is left
+# out: an endpoint holding hot prefixes shows high KV use, so that scorer works against affinity
+# (and a pick is cheaper without it).
 # docs/scheduling.md ("How the defaults were chosen") has the measurements behind these numbers.
 BUILTIN_PROFILES: dict[str, list[dict[str, Any]]] = {
     "default": [
@@ -24,8 +28,8 @@ BUILTIN_PROFILES: dict[str, list[dict[str, Any]]] = {
         {"type": "lora-capable-filter"},
         {"type": "prefix-cache-scorer", "weight": 4,
          "params": {"loadBoundAbs": 12, "loadBoundRel": 1.0, "loadBoundMean": 2.0,
-                    "loadSignal": "in-flight", "missSpread": 0.5}},
-        {"type": "in-flight-scorer", "weight": 1},
+                    "loadSignal": "in-flight", "missSpread": 0.5, "prefillBound": 2}},
+        {"type": "in-flight-scorer", "weight": 1, "params": {"awaitingWeight": 4}},
         {"type": "queue-scorer", "weight": 1},
         {"type": "lora-affinity-scorer", "weight": 1},
         {"type": "max-score-picker"},

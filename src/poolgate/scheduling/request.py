@@ -54,4 +54,5 @@ def request_from_body(body: Mapping[str, Any], *, target_model: str,
         criticality=criticality,
         priority=priority if priority is not None else 0,
         request_id=request_id,
+        stream=body.get("stream") is True,
     )

@@ -47,7 +47,8 @@ class Scheduler:
         self._views: dict[str, Endpoint] = {}
 
     def endpoints(self, addresses: Sequence[str], now: float) -> list[Endpoint]:
-        """The plugin view of `addresses` at `now`: fresh signals or None, gateway in-flight."""
+        """The plugin view of `addresses` at `now`: fresh signals or None, gateway in-flight
+        counts."""
         get = self.store.states.get
         stale_before = now - self.staleness
         views = self._views
@@ -63,8 +64,10 @@ class Scheduler:
             # Endpoint is immutable; between scrapes most picks see the same signals and
             # in-flight count, so reusing the previous view saves building one per candidate.
             view = views.get(address)
-            if view is None or view.signals is not signals or view.in_flight != state.in_flight:
-                view = views[address] = Endpoint(address, signals, state.in_flight)
+            if (view is None or view.signals is not signals or view.in_flight != state.in_flight
+                    or view.awaiting_first_token != state.awaiting_first_token):
+                view = views[address] = Endpoint(address, signals, state.in_flight,
+                                                 state.awaiting_first_token)
             out.append(view)
         return out
 

@@ -23,6 +23,25 @@ def test_begin_end_counts_in_flight_and_never_goes_negative() -> None:
     assert store.in_flight("never:1") == 0
 
 
+def test_streams_await_their_first_token_until_answered_or_ended() -> None:
+    store = EndpointStore()
+    store.begin("a:1", streamed=True)
+    store.begin("a:1", streamed=True)
+    store.begin("a:1")  # not streamed: its response starts only when it is complete
+    state = store.get("a:1")
+    assert state is not None
+    assert (state.in_flight, state.awaiting_first_token) == (3, 2)
+    store.answered("a:1")
+    assert (state.in_flight, state.awaiting_first_token) == (3, 1)
+    store.end("a:1", unanswered=True)  # failed before its first token
+    store.end("a:1")
+    assert (state.in_flight, state.awaiting_first_token) == (1, 0)
+    store.answered("a:1")
+    store.end("a:1", unanswered=True)
+    store.answered("never:1")
+    assert (state.in_flight, state.awaiting_first_token) == (0, 0)
+
+
 @pytest.mark.parametrize(("age", "fresh"), [
     pytest.param(0.0, True, id="just-scraped"),
     pytest.param(2.0, True, id="at-the-bound"),

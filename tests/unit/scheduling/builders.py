@@ -19,13 +19,13 @@ NOW = 100.0
 
 def ep(address: str = "10.0.0.1:8000", *, queue: int = 0, running: int = 0, kv: float = 0.0,
        loras: Iterable[str] = (), waiting_loras: Iterable[str] = (), max_lora: int | None = 4,
-       in_flight: int = 0, known: bool = True) -> Endpoint:
+       in_flight: int = 0, awaiting: int = 0, known: bool = True) -> Endpoint:
     """An endpoint with fresh signals (or unknown ones when `known` is False)."""
     signals = Signals(
         waiting=queue, running=running, kv_usage=kv, lora_running=frozenset(loras),
         lora_waiting=frozenset(waiting_loras), max_lora=max_lora, scraped_at=NOW,
     ) if known else None
-    return Endpoint(address, signals, in_flight)
+    return Endpoint(address, signals, in_flight, awaiting)
 
 
 def req(model: str = "llama", *, lora: str | None = None, prompt: str | None = None,

@@ -223,6 +223,34 @@ def test_prefix_scorer_mean_bound_stops_one_endpoint_running_ahead() -> None:
     assert scorer.score(req(prompt="aaaabbbb"), eps, cycle()) == {"b:1": pytest.approx(1.0)}
 
 
+@pytest.mark.parametrize(("hot_awaiting", "others_awaiting", "keeps_affinity"), [
+    pytest.param(2, 0, True, id="within-bound"),
+    pytest.param(3, 0, False, id="beyond-bound"),
+    pytest.param(3, 3, True, id="no-candidate-less-busy"),
+])
+def test_prefix_scorer_prefill_bound(hot_awaiting: int, others_awaiting: int,
+                                     keeps_affinity: bool) -> None:
+    scorer = _scorer(prefillBound=2)
+    scorer.on_picked(req(prompt="aaaabbbb"), "hot:1")
+    scorer.on_picked(req(prompt="aaaabbbb"), "copy:1")
+    eps = [ep("hot:1", in_flight=hot_awaiting, awaiting=hot_awaiting),
+           ep("copy:1", in_flight=others_awaiting + 9, awaiting=others_awaiting),
+           ep("cold:1", in_flight=others_awaiting, awaiting=others_awaiting)]
+    scores = scorer.score(req(prompt="aaaabbbb"), eps, cycle())
+    # The other holder of the prefix keeps its affinity either way.
+    expected = {"hot:1": pytest.approx(1.0), "copy:1": pytest.approx(1.0)}
+    if not keeps_affinity:
+        del expected["hot:1"]
+    assert scores == expected
+
+
+def test_prefix_scorer_prefill_bound_is_off_by_default() -> None:
+    scorer = _scorer()
+    scorer.on_picked(req(prompt="aaaabbbb"), "hot:1")
+    eps = [ep("hot:1", in_flight=50, awaiting=50), ep("cold:1")]
+    assert scorer.score(req(prompt="aaaabbbb"), eps, cycle()) == {"hot:1": pytest.approx(1.0)}
+
+
 def test_prefix_scorer_miss_spread_prefers_the_least_cached() -> None:
     scorer = _scorer(missSpread=0.5)
     scorer.on_picked(req(prompt="aaaabbbbcccc"), "a:1")

@@ -40,3 +40,15 @@ def test_request_from_chat_body_keeps_messages_by_reference() -> None:
     assert r.messages is messages
     assert (r.model, r.lora, r.priority, r.criticality) == ("sql-lora", "sql-lora", -2,
                                                             "Sheddable")
+
+
+@pytest.mark.parametrize(("stream", "expected"), [
+    pytest.param(True, True, id="streamed"),
+    pytest.param(False, False, id="not-streamed"),
+    pytest.param(None, False, id="absent"),
+])
+def test_request_from_body_notes_streaming(stream: Any, expected: bool) -> None:
+    body: dict[str, Any] = {"model": "m", "prompt": "p"}
+    if stream is not None:
+        body["stream"] = stream
+    assert request_from_body(body, target_model="m").stream is expected

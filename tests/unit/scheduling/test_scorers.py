@@ -4,6 +4,7 @@ import pytest
 
 from poolgate.scheduling.interfaces import Category, Endpoint
 from poolgate.scheduling.scorers.in_flight import InFlightScorer
+from poolgate.scheduling.scorers.in_flight import Params as InFlightParams
 from poolgate.scheduling.scorers.kv_cache_utilization import KvCacheUtilizationScorer
 from poolgate.scheduling.scorers.lora_affinity import LoraAffinityScorer
 from poolgate.scheduling.scorers.lora_affinity import Params as LoraParams
@@ -54,6 +55,15 @@ def test_in_flight_scorer(in_flight: list[int], expected: list[float]) -> None:
     eps = [ep(f"e{i}:1", in_flight=f, known=False) for i, f in enumerate(in_flight)]
     scores = InFlightScorer().score(req(), eps, cycle())
     assert [scores[e.address] for e in eps] == pytest.approx(expected)
+
+
+def test_in_flight_scorer_can_weigh_streams_awaiting_their_first_token() -> None:
+    # Same in-flight count; b:1 has 2 streams still queued or prefilling.
+    eps = [ep("a:1", in_flight=4), ep("b:1", in_flight=4, awaiting=2), ep("c:1", in_flight=6)]
+    assert InFlightScorer().score(req(), eps, cycle()) == {"a:1": 1.0, "b:1": 1.0, "c:1": 0.0}
+    weighted = InFlightScorer(params=InFlightParams(awaiting_weight=2.0)).score(req(), eps, cycle())
+    # Loads 4, 8, 6.
+    assert weighted == {"a:1": 1.0, "b:1": 0.0, "c:1": pytest.approx(0.5)}
 
 
 LORA_FLEET: list[Endpoint] = [

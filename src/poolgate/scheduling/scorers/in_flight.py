@@ -4,15 +4,19 @@ What it does: `score = (f_max - f) / (f_max - f_min)` over the gateway in-flight
 candidates; 1.0 for all when every f is equal. Needs no model-server metrics, so it reacts
 between scrapes and to servers whose metrics are unknown.
 Category: balance. Intent: spread bursts that arrive faster than the scrape interval.
-Inputs: `Endpoint.in_flight` (`EndpointStore.begin` / `end`).
-Configuration: none.
+Inputs: `Endpoint.in_flight` (`EndpointStore.begin` / `end`), `Endpoint.awaiting_first_token`.
+Configuration: `awaitingWeight` (0): with w > 0 the load is `f + w × a`, where a counts the
+streamed requests still awaiting their first token (queued or prefilling on the server), so a
+server busy with a long prefill looks busier than one only decoding.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from poolgate.scheduling._params import NoParams
+from pydantic import Field
+
+from poolgate.scheduling._params import PluginParams
 from poolgate.scheduling.interfaces import (
     BuildContext,
     Category,
@@ -25,7 +29,12 @@ from poolgate.scheduling.interfaces import (
 from poolgate.scheduling.scorers._minmax import inverted_minmax
 
 TYPE = "in-flight-scorer"
-Params = NoParams
+
+
+class Params(PluginParams):
+    """Parameters of `in-flight-scorer`."""
+
+    awaiting_weight: float = Field(0.0, ge=0.0)
 
 
 class InFlightScorer:
@@ -33,14 +42,20 @@ class InFlightScorer:
 
     category = Category.BALANCE
 
-    def __init__(self, name: str = TYPE) -> None:
+    def __init__(self, name: str = TYPE, params: Params | None = None) -> None:
         self.typed_name = TypedName(TYPE, name)
+        self.awaiting_weight = (params or Params()).awaiting_weight
 
     def score(self, req: LLMRequest, endpoints: Sequence[Endpoint],
               cycle: CycleState) -> dict[str, float]:
-        return inverted_minmax([e.address for e in endpoints], [e.in_flight for e in endpoints])
+        w = self.awaiting_weight
+        if w:
+            loads = [e.in_flight + w * e.awaiting_first_token for e in endpoints]
+        else:
+            loads = [e.in_flight for e in endpoints]
+        return inverted_minmax([e.address for e in endpoints], loads)
 
 
-def create(name: str, params: NoParams, ctx: BuildContext) -> Scorer:
+def create(name: str, params: Params, ctx: BuildContext) -> Scorer:
     """Factory for the registry."""
-    return InFlightScorer(name)
+    return InFlightScorer(name, params)

@@ -19,10 +19,16 @@ apply: the smaller limit wins). Either way the
 load scorers then decide instead of affinity piling onto a hot endpoint.
 Category: affinity. Intent: reuse the model server's prefix cache (shorter prefill, lower TTFT)
 without the hotspot failure mode of pure affinity.
-Inputs: the request's messages / prompt and target model; `Signals.waiting`; `Endpoint.in_flight`.
+Inputs: the request's messages / prompt and target model; `Signals.waiting`; `Endpoint.in_flight`;
+`Endpoint.awaiting_first_token`.
 Configuration: `blockSize` (64), `maxBlocks` (128; GIE's `maxPrefixBlocksToMatch` is accepted), `maxBlocksPerEndpoint` (16384; also `lruCapacityPerServer`),
 `maxBlocksTotal` (131072), `loadBoundAbs` (unset), `loadBoundRel` (0.5), `loadBoundMean`
-(unset), `loadSignal` (`waiting+in-flight`), `missSpread` (0).
+(unset), `loadSignal` (`waiting+in-flight`), `missSpread` (0), `prefillBound` (unset).
+
+Prefill bound (off when `prefillBound` is unset): an endpoint with more than `prefillBound`
+streamed requests from this gateway still awaiting their first token (queued or prefilling on
+the server; vLLM starts a stream with the first token) gets prefix score 0, unless no candidate
+has fewer. Only streamed requests count: a non-streamed response starts when it is complete.
 
 Miss spread (`missSpread` > 0): when no candidate holds the request's first block, candidates
 score `missSpread × (b_max − b) / (b_max − b_min)` by the number b of blocks the index holds for
@@ -74,6 +80,7 @@ class Params(PluginParams):
     load_bound_mean: float | None = Field(None, ge=0.0)
     load_signal: Literal["waiting+in-flight", "in-flight"] = "waiting+in-flight"
     miss_spread: float = Field(0.0, ge=0.0, le=1.0)
+    prefill_bound: int | None = Field(None, ge=0)
 
 
 def endpoint_load(e: Endpoint) -> int:
@@ -101,6 +108,7 @@ class PrefixCacheScorer:
         self.load_bound_mean = p.load_bound_mean
         self.load_of = gateway_load if p.load_signal == "in-flight" else endpoint_load
         self.miss_spread = p.miss_spread
+        self.prefill_bound = p.prefill_bound
         self.index = PrefixIndex(p.max_blocks_per_endpoint, p.max_blocks_total)
         self._memo_key = f"prefix-hashes:{p.block_size}:{p.max_blocks}"
 
@@ -122,6 +130,8 @@ class PrefixCacheScorer:
             return self._least_cached(endpoints) if self.miss_spread > 0 else {}
         if self.load_bound_abs is not None:
             matches = self._within_load_bound(matches, endpoints, self.load_bound_abs)
+        if self.prefill_bound is not None:
+            matches = self._within_prefill_bound(matches, endpoints, self.prefill_bound)
         total = len(hashes)
         return {a: n / total for a, n in matches.items()}
 
@@ -143,6 +153,23 @@ class PrefixCacheScorer:
             mean = sum(all_loads) / len(all_loads)
             limit = min(limit, bound_abs + self.load_bound_mean * mean)
         return {a: n for a, n in matches.items() if loads[a] <= limit}
+
+    @staticmethod
+    def _within_prefill_bound(matches: dict[str, int], endpoints: Sequence[Endpoint],
+                              bound: int) -> dict[str, int]:
+        """`matches` without the endpoints busy with more than `bound` unstarted streams.
+
+        A server admits new requests between engine steps, so a request sent while a long
+        prefill (a prefix it did not have) is running waits in its queue for that step. Where
+        another candidate is less busy the request goes by load instead of affinity.
+        """
+        over = {e.address for e in endpoints
+                if e.awaiting_first_token > bound and e.address in matches}
+        if not over:
+            return matches
+        least = min(e.awaiting_first_token for e in endpoints)
+        busy = {e.address: e.awaiting_first_token for e in endpoints if e.address in over}
+        return {a: n for a, n in matches.items() if a not in over or busy[a] <= least}
 
     def _least_cached(self, endpoints: Sequence[Endpoint]) -> dict[str, float]:
         """On a miss, up to `missSpread` for the endpoints holding the fewest indexed blocks.
