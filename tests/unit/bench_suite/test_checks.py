@@ -8,9 +8,11 @@ from poolgate.bench.suite.checks import (
     DIRECT,
     GATEWAY,
     added,
+    baseline_row,
     overhead_checks,
     peer_checks,
     pick_checks,
+    pinned_row,
     profile_row,
     routing_checks,
 )
@@ -38,6 +40,29 @@ def test_overhead_added_latency_over_limit_misses() -> None:
 def test_overhead_without_gateway_row_is_not_applicable() -> None:
     checks = overhead_checks(section("overhead", [row(DIRECT, "direct", e2e_p50=0.01)]))
     assert [c.verdict for c in checks] == ["n/a", "n/a"]
+
+
+def test_overhead_reports_the_pinned_pair_when_measured() -> None:
+    sec = section("overhead", [
+        row(DIRECT, "direct", e2e_p50=0.010),
+        row(GATEWAY, e2e_p50=0.020, cpu_us_per_request=200.0),
+        row(pinned_row(DIRECT), "direct", e2e_p50=0.030),
+        row(pinned_row(GATEWAY), e2e_p50=0.0304, cpu_us_per_request=190.0),
+    ])
+    latency, pinned, cpu = overhead_checks(sec)
+    assert latency.passed is False and latency.measured == "10.00 ms"
+    assert pinned.passed is True and pinned.measured == "0.40 ms"
+    assert "own CPU" in pinned.what
+    assert cpu.passed is True
+
+
+@pytest.mark.parametrize(("name", "baseline"), [
+    pytest.param("poolgate", DIRECT, id="loaded"),
+    pytest.param("poolgate (c=1)", "direct (c=1)", id="unloaded"),
+    pytest.param("vllm-router round_robin (pinned)", "direct (pinned)", id="pinned"),
+])
+def test_baseline_row(name: str, baseline: str) -> None:
+    assert baseline_row(name) == baseline
 
 
 def test_added_handles_missing() -> None:
@@ -83,6 +108,8 @@ def test_peer_checks_compare_the_same_runs() -> None:
         row("direct", kind="direct", e2e_p50=0.0150),
         row("poolgate", e2e_p50=0.0152, cpu_us_per_request=230.0),
         row("vllm-router round_robin", kind="peer", e2e_p50=0.0240, cpu_us_per_request=160.0),
+        row(pinned_row("direct"), kind="direct", e2e_p50=0.0300),
+        row(pinned_row("poolgate"), e2e_p50=0.0309, cpu_us_per_request=200.0),
     ])
     route = section("peers-routing", [
         row(profile_row("default"), ttft_p90=0.121, output_throughput=1583.0),
@@ -93,6 +120,8 @@ def test_peer_checks_compare_the_same_runs() -> None:
     cpu = checks["gateway CPU per request vs vllm-router round_robin (same run)"]
     assert cpu.passed is True and cpu.measured == "230 µs (1.44x)"
     assert checks["added p50 latency, 64 concurrent tiny requests (peers run)"].passed is True
+    pinned = checks["added p50 latency, 64 concurrent, gateway on its own CPU (pinned)"]
+    assert pinned.passed is False and pinned.measured == "0.90 ms"
     ttft = checks["TTFT p90, default vs the best peer configuration"]
     assert ttft.passed is True and "vllm-router cache_aware" in ttft.target
     assert checks["output tokens/s, default vs the best peer configuration"].passed is True

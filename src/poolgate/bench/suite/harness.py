@@ -4,6 +4,7 @@ exact commands; a front that cannot start is noted and skipped, never faked."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import sys
 import time
@@ -15,6 +16,7 @@ from poolgate.bench.cpu import cpu_seconds
 from poolgate.bench.suite.commands import CONFIG_DIR, SIM_PORT, SimSpec, display, sim_argv
 from poolgate.bench.suite.manifests import ENDPOINTS_FILE
 from poolgate.bench.suite.model import RunRow
+from poolgate.bench.suite.pinning import FRONT_CPU_INDEX, LOAD_CPU_INDEX, pinned, usable_cpus
 from poolgate.bench.suite.processes import ProcessGroup
 from poolgate.bench.suite.stack import Fleet, StartFront, start_fleet
 
@@ -27,6 +29,8 @@ class RunSpec:
     kind: str
     start: StartFront
     config: BenchConfig | None = None  # overrides the experiment's config (e.g. concurrency 1)
+    # Client and simulator on one CPU, the front on another (see `pinning`).
+    pinned: bool = False
 
 
 @dataclass
@@ -58,8 +62,17 @@ async def _measure(run: RunSpec, config: BenchConfig, group: ProcessGroup, fleet
     cfg = run.config or config
     if scrape:
         cfg = dataclasses.replace(cfg, scrape_urls=fleet.metrics_urls)
+    layout: list[tuple[int, set[int]]] = []
+    if run.pinned:
+        cpus = usable_cpus()
+        load, own = {cpus[LOAD_CPU_INDEX]}, {cpus[FRONT_CPU_INDEX]}
+        # Later entries win: the suite's tree holds the simulator and the front too.
+        layout = [(os.getpid(), load), (fleet.process.pid, load)]
+        if front.pid is not None:
+            layout.append((front.pid, own))
     sim_before, wall_before = cpu_seconds(fleet.process.pid), time.monotonic()
-    result = await run_benchmark(cfg, Target(run.name, front.url, cpu_pid=front.pid))
+    with pinned(layout):
+        result = await run_benchmark(cfg, Target(run.name, front.url, cpu_pid=front.pid))
     sim_used = cpu_seconds(fleet.process.pid) - sim_before
     wall = time.monotonic() - wall_before
     command = front.shown or "(none: the client calls the replica)"

@@ -108,7 +108,11 @@ def overhead_md(section: Section | None) -> str:
              "gateway run's percentile minus the direct run's. At 64 in flight on 2 cores every "
              "process is CPU-bound, so latency there is mostly queueing for CPU; the `(c=1)` rows "
              "repeat the pair with one request at a time, which shows the per-request cost "
-             "without that queueing. At 64 in flight the p99 of a few-second run is noisy (an added "
+             "without that queueing. The `(pinned)` rows repeat direct and the front at 64 in "
+             "flight with the client and the simulator pinned to one CPU and the front to the "
+             "other (`sched_setaffinity`, every thread), as a gateway on cores of its own would "
+             "run: their added latency is the front's own work and queueing, not a wait for a "
+             "CPU the client and the simulator are using. At 64 in flight the p99 of a few-second run is noisy (an added "
              "p99 can come out negative). CPU per request is the front process's user+system time "
              "(`/proc/PID/stat`, children included) over the measured phase divided by its "
              "requests.\n\n")
@@ -214,7 +218,8 @@ def peers_md(over: Section | None, route: Section | None) -> str:
              "from PyPI (installed by `make bench-peers` into `.venv-peers/`, never a dependency "
              "of poolgate) in `round_robin` and in `cache_aware`, every other flag at its "
              "default, next to poolgate's default profile. Router CPU is the router process's "
-             "(all its threads).\n\n")
+             "(all its threads). The `(pinned)` rows give each front a CPU of its own, as in "
+             "section 1.\n\n")
     out = title + intro
     out += "### 4a. Overhead\n\n"
     if over is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from poolgate.bench.suite.checks import (
     DIRECT_C1,
     GATEWAY,
     GATEWAY_C1,
+    pinned_row,
     profile_row,
 )
 from poolgate.bench.suite.commands import PEERS, time_scaled_gateway_flags
@@ -24,6 +26,7 @@ from poolgate.bench.suite.harness import (
     sim_command,
 )
 from poolgate.bench.suite.model import Section
+from poolgate.bench.suite.pinning import can_pin
 from poolgate.bench.suite.settings import OverheadSettings, PickSettings, RoutingSettings
 from poolgate.bench.suite.stack import direct, gateway, peer
 
@@ -102,7 +105,16 @@ def _overhead_runs(s: OverheadSettings, fronts: list[RunSpec]) -> list[RunSpec]:
     runs.append(RunSpec(DIRECT_C1, "direct", direct, c1))
     if poolgate_front is not None:
         runs.append(RunSpec(GATEWAY_C1, "poolgate", poolgate_front.start, c1))
-    return runs
+    return runs + _pinned_runs(fronts)
+
+
+def _pinned_runs(fronts: list[RunSpec]) -> list[RunSpec]:
+    """Direct and each front again with client + simulator on one CPU and the front on another
+    (none where CPU affinity is unavailable or there is a single CPU)."""
+    if not can_pin():
+        return []
+    return [RunSpec(pinned_row(DIRECT), "direct", direct, pinned=True),
+            *(dataclasses.replace(f, name=pinned_row(f.name), pinned=True) for f in fronts)]
 
 
 async def overhead(s: OverheadSettings, workdir: Path, profiles: bool) -> tuple[Section, Outcome]:
@@ -176,7 +188,7 @@ async def peers_overhead(s: OverheadSettings, venv: Path, workdir: Path, cwd: Pa
     config = overhead_config(s, s.concurrency, s.requests, s.warmup)
     fronts = [RunSpec(GATEWAY, "poolgate", gateway(_gateway_profile("default", profiles))),
               *_peer_runs(venv, cwd)]
-    runs = [RunSpec(DIRECT, "direct", direct), *fronts]
+    runs = [RunSpec(DIRECT, "direct", direct), *fronts, *_pinned_runs(fronts)]
     outcome = await shared_fleet(s.fleet, runs, config, workdir)
     section = _section("peers-overhead", started, _overhead_settings(s),
                        [sim_command(s.fleet), _bench_command(config)], outcome,

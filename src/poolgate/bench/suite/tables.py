@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from poolgate.bench.suite import _format as fmt
-from poolgate.bench.suite.checks import DIRECT, added
+from poolgate.bench.suite.checks import added, baseline_row
 from poolgate.bench.suite.model import Check, RunRow
 
 
@@ -32,7 +32,7 @@ def overhead_table(rows: Sequence[RunRow], sim_cpu: dict[str, float]) -> str:
     by_name = {r.name: r for r in rows}
     body = []
     for r in rows:
-        base = by_name.get(DIRECT if "(c=1)" not in r.name else f"{DIRECT} (c=1)")
+        base = by_name.get(baseline_row(r.name))
         is_base = base is None or base.name == r.name
         body.append([
             r.name, f"{r.completed}", fmt.rate(r.request_throughput, "req/s"),
