@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+
+import pytest
 
 from poolgate.bench import BenchConfig, LoadConfig, Target, WorkloadConfig
 from poolgate.bench.cpu import CpuUsage
 from poolgate.bench.records import RequestRecord
 from poolgate.bench.result import BenchResult
 from poolgate.bench.scrape import QueueStats, ScrapeRound
-from poolgate.bench.suite.model import RunRow, Section
+from poolgate.bench.suite.model import RunRow, Section, median_row
 from tests.unit.bench_suite._rows import row, section
 
 
@@ -62,3 +65,21 @@ def test_row_from_dict_ignores_unknown_fields() -> None:
 
 def vars_of(r: RunRow) -> dict[str, object]:
     return {name: getattr(r, name) for name in r.__slots__}
+
+
+def test_median_row_takes_medians_and_sums_counts() -> None:
+    rounds = [
+        row("poolgate", e2e_p50=0.020, cpu_us_per_request=230.0),
+        row("poolgate", e2e_p50=0.010, cpu_us_per_request=180.0),
+        row("poolgate", e2e_p50=0.030, cpu_us_per_request=None),
+    ]
+    rounds[1] = dataclasses.replace(rounds[1], errors={"503": 2}, completed=rounds[1].completed - 2)
+    m = median_row(rounds)
+    assert m.name == "poolgate"
+    assert m.e2e_p50 == pytest.approx(0.020)
+    assert m.cpu_us_per_request == pytest.approx(205.0)  # the median of the rounds that have it
+    assert m.requests == sum(r.requests for r in rounds)
+    assert m.completed == m.requests - 2 and m.errors == {"503": 2}
+    assert median_row(rounds[:1]) is rounds[0]
+    with pytest.raises(ValueError):
+        median_row([])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from poolgate.bench import BenchConfig, BenchError, BenchResult, Target, run_ben
 from poolgate.bench.cpu import cpu_seconds
 from poolgate.bench.suite.commands import CONFIG_DIR, SIM_PORT, SimSpec, display, sim_argv
 from poolgate.bench.suite.manifests import ENDPOINTS_FILE
-from poolgate.bench.suite.model import RunRow
+from poolgate.bench.suite.model import RunRow, median_row
 from poolgate.bench.suite.pinning import FRONT_CPU_INDEX, LOAD_CPU_INDEX, pinned, usable_cpus
 from poolgate.bench.suite.processes import ProcessGroup
 from poolgate.bench.suite.stack import Fleet, StartFront, start_fleet
@@ -43,6 +44,7 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     sim_cpu_us_per_request: dict[str, float] = field(default_factory=dict)
     sim_cpu_share: dict[str, float] = field(default_factory=dict)  # of one core, over the run
+    per_round: dict[str, list[dict[str, float | None]]] = field(default_factory=dict)
 
 
 def slug(name: str) -> str:
@@ -110,16 +112,51 @@ async def fresh_fleet_each(spec: SimSpec, runs: list[RunSpec], config: BenchConf
 
 
 async def shared_fleet(spec: SimSpec, runs: list[RunSpec], config: BenchConfig,
-                       workdir: Path) -> Outcome:
+                       workdir: Path, rounds: int = 1) -> Outcome:
     """One fleet for every run (a zero-latency fleet keeps no state that matters); each front
-    is stopped before the next starts, so only one of them uses CPU at a time."""
-    outcome = Outcome()
+    is stopped before the next starts, so only one of them uses CPU at a time.
+
+    With `rounds` > 1 the whole list runs that many times, interleaved (so a slow spell of a
+    shared machine touches every front alike), and each row holds the medians over its rounds
+    (`median_row`); `per_round` keeps every round's CPU per request and p50.
+    """
+    passes: list[Outcome] = []
     with ProcessGroup(workdir / "logs") as fleet_group:
         fleet = await start_fleet(fleet_group, spec, workdir)
-        for run in runs:
-            with ProcessGroup(workdir / "logs" / slug(run.name)) as group:
-                try:
-                    await _measure(run, config, group, fleet, outcome, False)
-                except BenchError as e:
-                    _skip(outcome, run, e)
-    return outcome
+        for n in range(rounds):
+            if rounds > 1:
+                print(f"  round {n + 1} of {rounds}", file=sys.stderr, flush=True)
+            outcome = Outcome()
+            for run in runs:
+                with ProcessGroup(workdir / "logs" / slug(run.name)) as group:
+                    try:
+                        await _measure(run, config, group, fleet, outcome, False)
+                    except BenchError as e:
+                        _skip(outcome, run, e)
+            passes.append(outcome)
+    return passes[0] if rounds == 1 else _combine(passes)
+
+
+def _combine(passes: list[Outcome]) -> Outcome:
+    """Median rows over interleaved rounds; the plot keeps each run's median-CPU round."""
+    out = Outcome()
+    names = list(dict.fromkeys(r.name for p in passes for r in p.rows))
+    for name in names:
+        found = [(r, res, p) for p in passes for r, res in zip(p.rows, p.results, strict=True)
+                 if r.name == name]
+        rows = [r for r, _, _ in found]
+        out.rows.append(median_row(rows))
+        by_cpu = sorted(found, key=lambda f: f[0].cpu_us_per_request or 0.0)
+        out.results.append(by_cpu[len(by_cpu) // 2][1])
+        out.per_round[name] = [{"cpu_us_per_request": r.cpu_us_per_request, "e2e_p50": r.e2e_p50}
+                               for r in rows]
+        sims = [v for _, _, p in found if (v := p.sim_cpu_us_per_request.get(name)) is not None]
+        if sims:
+            out.sim_cpu_us_per_request[name] = statistics.median(sims)
+        shares = [v for _, _, p in found if (v := p.sim_cpu_share.get(name)) is not None]
+        if shares:
+            out.sim_cpu_share[name] = statistics.median(shares)
+    for p in passes:
+        out.commands.extend(c for c in p.commands if c not in out.commands)
+        out.notes.extend(n for n in p.notes if n not in out.notes)
+    return out

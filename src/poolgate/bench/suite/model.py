@@ -7,6 +7,7 @@ alone, so `--only pick` refreshes one section and keeps the others as they were 
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,35 @@ class RunRow:
     def from_dict(cls, data: dict[str, Any]) -> RunRow:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def median_row(rows: list[RunRow]) -> RunRow:
+    """One row for several rounds of the same run: the median of every measured figure (over the
+    rounds that have it), and the totals of requests, completions, errors and duration."""
+    if not rows:
+        raise ValueError("median_row needs at least one row")
+    first = rows[0]
+    if len(rows) == 1:
+        return first
+    errors: dict[str, int] = {}
+    for r in rows:
+        for status, n in r.errors.items():
+            errors[status] = errors.get(status, 0) + n
+    medians: dict[str, Any] = {}
+    for f in dataclasses.fields(RunRow):
+        if f.name in _SUMMED or f.name in ("name", "kind", "errors", "command"):
+            continue
+        values = [v for r in rows if (v := getattr(r, f.name)) is not None]
+        if not values:
+            medians[f.name] = None
+            continue
+        middle = statistics.median(values)
+        medians[f.name] = round(middle) if isinstance(values[0], int) else middle
+    return dataclasses.replace(
+        first, errors=errors, **{n: sum(getattr(r, n) for r in rows) for n in _SUMMED}, **medians)
+
+
+_SUMMED = ("requests", "completed", "duration")
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,7 +88,9 @@ def _section(name: str, started: float, settings: dict[str, Any], commands: list
         duration_s=round(time.monotonic() - started, 1), settings=settings,
         commands=commands + outcome.commands, rows=outcome.rows, notes=notes + outcome.notes,
         extra={"sim_cpu_us_per_request": outcome.sim_cpu_us_per_request,
-               "sim_cpu_share": outcome.sim_cpu_share, **(extra or {})},
+               "sim_cpu_share": outcome.sim_cpu_share,
+               **({"per_round": outcome.per_round} if outcome.per_round else {}),
+               **(extra or {})},
     )
 
 
@@ -122,10 +124,11 @@ async def overhead(s: OverheadSettings, workdir: Path, profiles: bool) -> tuple[
     started = time.monotonic()
     config = overhead_config(s, s.concurrency, s.requests, s.warmup)
     fronts = [RunSpec(GATEWAY, "poolgate", gateway(_gateway_profile("default", profiles)))]
-    outcome = await shared_fleet(s.fleet, _overhead_runs(s, fronts), config, workdir)
+    outcome = await shared_fleet(s.fleet, _overhead_runs(s, fronts), config, workdir,
+                                 s.rounds)
     section = _section("overhead", started, _overhead_settings(s),
                        [sim_command(s.fleet), _bench_command(config)], outcome,
-                       _profile_notes(profiles))
+                       _profile_notes(profiles) + _round_notes(outcome))
     return section, outcome
 
 
@@ -189,10 +192,10 @@ async def peers_overhead(s: OverheadSettings, venv: Path, workdir: Path, cwd: Pa
     fronts = [RunSpec(GATEWAY, "poolgate", gateway(_gateway_profile("default", profiles))),
               *_peer_runs(venv, cwd)]
     runs = [RunSpec(DIRECT, "direct", direct), *fronts, *_pinned_runs(fronts)]
-    outcome = await shared_fleet(s.fleet, runs, config, workdir)
+    outcome = await shared_fleet(s.fleet, runs, config, workdir, s.rounds)
     section = _section("peers-overhead", started, _overhead_settings(s),
                        [sim_command(s.fleet), _bench_command(config)], outcome,
-                       _profile_notes(profiles))
+                       _profile_notes(profiles) + _round_notes(outcome))
     return section, outcome
 
 
@@ -219,11 +222,25 @@ def _profile_notes(profiles: bool) -> list[str]:
             "with its built-in endpoint choice, and no profile could be selected"]
 
 
+def _round_notes(outcome: Outcome) -> list[str]:
+    """What the medians hide: every round's front CPU per request, for the fronts that have it."""
+    if not outcome.per_round:
+        return []
+    rounds = max(len(v) for v in outcome.per_round.values())
+    parts = []
+    for name, figures in outcome.per_round.items():
+        cpu = [f["cpu_us_per_request"] for f in figures]
+        if any(c is not None for c in cpu):
+            parts.append(f"{name} " + " / ".join("-" if c is None else f"{c:.0f}" for c in cpu))
+    return [f"every row is the median of {rounds} interleaved rounds (the whole list of runs, "
+            f"{rounds} times); front CPU per request by round, in µs: " + "; ".join(parts)]
+
+
 def _overhead_settings(s: OverheadSettings) -> dict[str, Any]:
     return {"replicas": s.fleet.replicas, "sim_profile": s.fleet.profile,
             "concurrency": s.concurrency, "requests": s.requests, "warmup": s.warmup,
             "c1_requests": s.c1_requests, "input_len": s.input_len, "output_len": s.output_len,
-            "api": "completions", "stream": False, "seed": s.seed}
+            "api": "completions", "stream": False, "seed": s.seed, "rounds": s.rounds}
 
 
 def _routing_settings(s: RoutingSettings) -> dict[str, Any]:

@@ -19,6 +19,7 @@ class OverheadSettings:
     requests: int
     warmup: int
     c1_requests: int  # an unloaded run at concurrency 1: the added latency without queueing
+    rounds: int = 1  # interleaved repeats of the whole list; rows are per-figure medians
     input_len: int = 8
     output_len: int = 1
     seed: int = 0
@@ -59,6 +60,7 @@ def overhead_settings(quick: bool) -> OverheadSettings:
         requests=800 if quick else 5000,
         warmup=100 if quick else 300,
         c1_requests=100 if quick else 400,
+        rounds=1 if quick else 3,
     )
 
 
