@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from poolgate import __version__
+
+if TYPE_CHECKING:
+    from poolgate.scheduling.config import SchedulerConfig
 
 app = typer.Typer(
     name="poolgate",
@@ -42,12 +46,18 @@ def validate(
         "-f", "--file", help="A manifest file or directory (repeatable)."
     )],
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
+    scheduler_config: Annotated[Path | None, typer.Option(
+        "--scheduler-config",
+        help="Custom scheduler profiles (as for `serve`), so annotations may name them.",
+    )] = None,
 ) -> None:
     """Load and resolve manifests; print problems with file and document position."""
-    from poolgate.config.build import load_snapshot
+    from poolgate.config.build import PROFILE_NAMES, load_snapshot
     from poolgate.config.validate_report import render_validation
 
-    text, code = render_validation(load_snapshot(files), strict)
+    custom = _load_scheduler_config(scheduler_config)
+    text, code = render_validation(
+        load_snapshot(files, profiles=PROFILE_NAMES | frozenset(custom)), strict)
     typer.echo(text)
     raise typer.Exit(code)
 
@@ -149,6 +159,7 @@ def serve(
     drain_seconds: float = typer.Option(30.0, "--drain-seconds", min=0, help="On stop, wait this long for requests in flight."),
     seed: int | None = typer.Option(None, "--seed", help="Seed random choices (weights, tie-breaks) for reproducible runs."),
     scheduler_profile: str = typer.Option("default", "--scheduler-profile", help="Endpoint-picker profile for pools without the poolgate.dev/scheduler-profile annotation (see docs/scheduling.md)."),
+    scheduler_config: Path | None = typer.Option(None, "--scheduler-config", help="YAML file of custom scheduler profiles (poolgate plugin lists or GIE EndpointPickerConfig) that pools and --scheduler-profile may name."),
     scrape_interval: float = typer.Option(0.05, "--scrape-interval", min=0.005, help="Seconds between scrapes of each endpoint's /metrics."),
     metrics_staleness: float = typer.Option(2.0, "--metrics-staleness", min=0.01, help="Metrics older than this many seconds count as unknown."),
     saturation_queue: int = typer.Option(5, "--saturation-queue", min=0, help="A pool is saturated when no endpoint has fewer waiting requests than this (and KV use under --saturation-kv)."),
@@ -172,9 +183,11 @@ def serve(
             raise typer.BadParameter(f"{f} does not exist", param_hint="-f")
     from poolgate.scheduling.profiles import BUILTIN_PROFILES
 
-    if scheduler_profile not in BUILTIN_PROFILES:
+    custom = _load_scheduler_config(scheduler_config)
+    if scheduler_profile not in BUILTIN_PROFILES and scheduler_profile not in custom:
+        known = sorted([*BUILTIN_PROFILES, *custom])
         raise typer.BadParameter(
-            f"unknown profile {scheduler_profile!r}; choose one of {', '.join(sorted(BUILTIN_PROFILES))}",
+            f"unknown profile {scheduler_profile!r}; choose one of {', '.join(known)}",
             param_hint="--scheduler-profile")
     from poolgate.balancing.regions import RegionOrder
 
@@ -185,11 +198,26 @@ def serve(
         drain_seconds=drain_seconds, scrape_interval=scrape_interval,
         gateway=GatewayOptions(max_body_bytes=max_body_bytes, connect_timeout=connect_timeout,
                                seed=seed, scheduler_profile=scheduler_profile,
+                               custom_profiles=MappingProxyType(custom),
                                saturation_queue=saturation_queue, saturation_kv=saturation_kv,
                                staleness=metrics_staleness, region=placement.home,
                                region_order=placement.order),
     )
     raise typer.Exit(run_serve(options))
+
+
+def _load_scheduler_config(path: Path | None) -> dict[str, SchedulerConfig]:
+    """The custom profiles of `--scheduler-config` (none without it); a bad file is a usage
+    error naming the file, the document and the problem."""
+    if path is None:
+        return {}
+    from poolgate.scheduling.errors import SchedulerConfigError
+    from poolgate.scheduling.profile_file import load_profile_file
+
+    try:
+        return load_profile_file(path)
+    except SchedulerConfigError as e:
+        raise typer.BadParameter(str(e), param_hint="--scheduler-config") from None
 
 
 def _spread_values(extra: list[str], served: list[str], loras: list[str],

@@ -22,7 +22,7 @@ from tests.e2e.gateway_fleet import (
     start_gateway,
     write_endpoints,
 )
-from tests.support.processes import ProcessGroup
+from tests.support.processes import ProcessGroup, poolgate_command
 
 pytestmark = pytest.mark.e2e
 
@@ -211,3 +211,49 @@ async def test_status_counts_streams_awaiting_their_first_token(procs: ProcessGr
         await _cancel([hog])
         assert await queued == 200
         await _wait_status(s, gw, lambda eps: counts(eps) == (0, 0), "nothing in flight")
+
+
+CUSTOM_PROFILES = """\
+profile: tail-first
+plugins:
+- type: prefix-cache-scorer
+  weight: 4
+  params: {loadBoundAbs: 12, loadSignal: in-flight, missSpread: 0.5}
+- type: in-flight-scorer
+- type: max-score-picker
+"""
+
+
+async def test_pools_run_custom_profiles_from_scheduler_config(procs: ProcessGroup,
+                                                              tmp_path: Path) -> None:
+    fleet = start_fleet(procs, 2)
+    config = _config(tmp_path, fleet)
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text(CUSTOM_PROFILES)
+    gw = start_gateway(procs, config, "--scheduler-config", str(profiles),
+                       "--scheduler-profile", "tail-first")
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{gw.admin}/status") as r:
+            pool = (await r.json())["pools"]["default/pool"]
+        assert pool["scheduler_profile"] == "tail-first"
+        for _ in range(4):
+            status, body = await _complete(s, gw, "/model/llama2", 2, prompt="x" * 300)
+            assert status == 200, body
+    # Requests with one long shared prompt follow the endpoint that served it first.
+    assert len(set(_routed(gw, "/model/llama2"))) == 1
+
+
+def test_a_bad_scheduler_config_stops_serve_with_its_reason(procs: ProcessGroup,
+                                                           tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "pool.yaml").write_text(POOL)
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text("profile: mine\nplugins: [{type: magic-scorer}]\n")
+    # A wide terminal keeps typer's error box from wrapping the message.
+    proc = procs.start(poolgate_command("serve", "-f", str(config), "--scheduler-config",
+                                        str(profiles), "--port", "0"), env={"COLUMNS": "400"})
+    assert proc.proc.wait(timeout=60) == 2
+    out = proc.output()
+    assert "--scheduler-config" in out and "unknown plugin type 'magic-scorer'" in out
+    assert "Traceback" not in out

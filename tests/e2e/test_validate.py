@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -78,3 +79,19 @@ def test_missing_file_is_an_error(procs: ProcessGroup, tmp_path: Path) -> None:
     code, out = run_validate(procs, "-f", str(tmp_path / "nope.yaml"))
     assert code == 1
     assert "nope.yaml: no such file or directory" in out
+
+
+def test_annotations_may_name_profiles_of_a_scheduler_config(procs: ProcessGroup,
+                                                            tmp_path: Path) -> None:
+    manifests = tmp_path / "manifests"
+    shutil.copytree(EXAMPLE, manifests)
+    rules = manifests / "inference_rules.yaml"
+    rules.write_text(rules.read_text().replace(
+        "kind: InferencePool\nmetadata:\n",
+        "kind: InferencePool\nmetadata:\n  annotations: {poolgate.dev/scheduler-profile: mine}\n", 1))
+    code, out = run_validate(procs, "-f", str(manifests))
+    assert code == 1 and "unknown scheduler profile 'mine'" in out, out
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text("profile: mine\nplugins: [{type: queue-scorer}]\n")
+    code, out = run_validate(procs, "-f", str(manifests), "--scheduler-config", str(profiles))
+    assert "unknown scheduler profile" not in out, out

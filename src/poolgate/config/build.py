@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -73,17 +73,20 @@ class LoadResult:
 
 
 def load_snapshot(
-    paths: Sequence[Path], port_overrides: Mapping[int, int] | None = None
+    paths: Sequence[Path], port_overrides: Mapping[int, int] | None = None,
+    profiles: Collection[str] = PROFILE_NAMES,
 ) -> LoadResult:
     """Load manifests from files/directories and resolve them into a Snapshot.
 
     `port_overrides` maps a listener port in the manifests to the port actually served
     (`poolgate serve --port`). Route matching and parentRef ports use the manifest ports.
+    `profiles` are the scheduler profile names a pool's annotation may use (the built-in ones,
+    plus those of `--scheduler-config`).
     """
     manifests = load_manifests(paths)
     report = Report()
     resources = _without_duplicates(manifests.resources, report)
-    snapshot = _Builder(resources, report, dict(port_overrides or {})).build()
+    snapshot = _Builder(resources, report, dict(port_overrides or {}), frozenset(profiles)).build()
     problems = tuple(manifests.problems) + tuple(report.problems)
     has_error = any(p.severity == "error" for p in problems)
     loaded = Counter(r.resource.kind for r in manifests.resources)
@@ -123,9 +126,10 @@ class _Builder:
     """One snapshot build: resolves references in dependency order."""
 
     def __init__(self, resources: list[LoadedResource], report: Report,
-                 port_overrides: dict[int, int]) -> None:
+                 port_overrides: dict[int, int], profiles: frozenset[str] = PROFILE_NAMES) -> None:
         self.report = report
         self.port_overrides = port_overrides
+        self.profiles = profiles
         self.by_kind: dict[str, list[LoadedResource]] = {}
         for r in resources:
             self.by_kind.setdefault(r.resource.kind, []).append(r)
@@ -249,10 +253,10 @@ class _Builder:
             self.report.warning(loaded, f"no LocalEndpoints in namespace {res.namespace}{where} "
                                         f"match selector {labels}; the pool will answer 503")
         profile = annotations.get(SCHEDULER_PROFILE_ANNOTATION)
-        if profile is not None and profile not in PROFILE_NAMES:
+        if profile is not None and profile not in self.profiles:
             self.report.error(loaded, f"metadata.annotations[{SCHEDULER_PROFILE_ANNOTATION}]: "
                                       f"unknown scheduler profile {profile!r}; choose one of "
-                                      f"{', '.join(sorted(PROFILE_NAMES))}")
+                                      f"{', '.join(sorted(self.profiles))}")
         return Pool(
             res.namespace, res.name, ports[0], MappingProxyType(dict(selector)),
             tuple(seen.values()), failure_mode, picker, MappingProxyType(annotations),

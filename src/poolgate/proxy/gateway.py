@@ -7,9 +7,10 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 from aiohttp import web
@@ -54,6 +55,7 @@ from poolgate.scheduling import (
     request_from_body,
     should_shed,
 )
+from poolgate.scheduling.config import SchedulerConfig
 from poolgate.scheduling.interfaces import LLMRequest
 from poolgate.scheduling.profiles import DEFAULT_PROFILE
 from poolgate.traffic.circuit_breaker import (
@@ -88,6 +90,9 @@ class GatewayOptions:
     connect_timeout: float = 10.0
     seed: int | None = None
     scheduler_profile: str = DEFAULT_PROFILE  # pools without the profile annotation use this
+    # Profiles from --scheduler-config, by name (next to the built-in ones).
+    custom_profiles: Mapping[str, SchedulerConfig] = field(
+        default_factory=lambda: MappingProxyType({}))
     saturation_queue: int = 5
     saturation_kv: float = 0.8
     staleness: float = 2.0
@@ -169,7 +174,9 @@ class Gateway:
         entry = self._schedulers.get(pool.key)
         if entry is None:
             profile = self._profile_of(pool)
-            entry = (profile, build_scheduler(profile, self.store, seed=self.options.seed))
+            config = self.options.custom_profiles.get(profile)
+            entry = (profile, build_scheduler(config if config is not None else profile,
+                                              self.store, seed=self.options.seed))
             self._schedulers[pool.key] = entry
         return entry[1]
 
@@ -186,6 +193,7 @@ class Gateway:
         return state
 
     def _now(self) -> float:
+        """The event loop's clock (the loop is looked up once, see `_loop`)."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -194,10 +202,7 @@ class Gateway:
     # -- the request path -------------------------------------------------------------------------
 
     async def handle(self, request: web.BaseRequest, listener_port: int) -> web.StreamResponse:
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = self._now()
         snap = self.snapshot
         rec: dict[str, Any] = {
             "method": request.method, "path": request.raw_path, "route": "-", "model": "-",
@@ -239,7 +244,7 @@ class Gateway:
             return resp
         finally:
             self.active_requests -= 1
-            elapsed = loop.time() - started
+            elapsed = self._now() - started
             if rec["status"] == 0 and resp is not None:
                 rec["status"] = resp.status
             rec["duration_ms"] = round(elapsed * 1000, 3)

@@ -36,7 +36,7 @@ async def serve_until_stopped(options: ServeOptions,
                               on_started: Callable[[GatewayServer], Awaitable[None]] | None = None) -> int:
     """Start the gateway, run until a stop signal, then drain and stop; returns an exit code."""
     try:
-        snapshot = await asyncio.to_thread(load, options.paths)
+        snapshot = await asyncio.to_thread(load, options.paths, options.profile_names)
     except ConfigError as e:
         print("poolgate: the configuration has errors:", file=sys.stderr)
         for line in e.problems:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import errno
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from poolgate.config.build import PROFILE_NAMES
 from poolgate.config.snapshot import Snapshot, load_snapshot
 from poolgate.datalayer import MetricsScraper
 from poolgate.datalayer.health_checker import ActiveHealthChecker, targets_for
@@ -63,10 +64,16 @@ class ServeOptions:
     scrape_interval: float = 0.05
     gateway: GatewayOptions = field(default_factory=GatewayOptions)
 
+    @property
+    def profile_names(self) -> frozenset[str]:
+        """Scheduler profiles a pool's annotation may name: built-in and --scheduler-config."""
+        return PROFILE_NAMES | frozenset(self.gateway.custom_profiles)
 
-def load(paths: Sequence[Path]) -> Snapshot:
-    """Load and resolve the manifests; raise `ConfigError` listing every error."""
-    result = load_snapshot(paths)
+
+def load(paths: Sequence[Path], profiles: Collection[str] = PROFILE_NAMES) -> Snapshot:
+    """Load and resolve the manifests; raise `ConfigError` listing every error. `profiles`:
+    the scheduler profile names pools may ask for."""
+    result = load_snapshot(paths, profiles=profiles)
     for p in result.problems:
         if p.severity == "warning":
             log.warning("%s", p)
@@ -187,7 +194,8 @@ class GatewayServer:
     async def reload(self) -> bool:
         """Load the manifests again; swap atomically on success, keep the old config on failure."""
         try:
-            snapshot = await asyncio.to_thread(load, self.options.paths)
+            snapshot = await asyncio.to_thread(load, self.options.paths,
+                                               self.options.profile_names)
             await self._sync_listeners(snapshot)
         except ConfigError as e:
             self.metrics.reloads.labels("rejected").inc()
