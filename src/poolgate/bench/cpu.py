@@ -44,6 +44,12 @@ def _read_stat(pid: int, proc: Path) -> ProcStat | None:
         return None
 
 
+def live_stats(proc: Path = Path("/proc")) -> list[ProcStat]:
+    """The stat of every process alive now (those that vanish while being read are left out)."""
+    return [st for p in proc.iterdir() if p.name.isdigit()
+            if (st := _read_stat(int(p.name), proc)) is not None]
+
+
 def descendants(pid: int, stats: list[ProcStat]) -> list[ProcStat]:
     """Every live process below `pid` in the process tree (children, grandchildren, ...)."""
     by_parent: dict[int, list[ProcStat]] = {}
@@ -69,8 +75,7 @@ def cpu_seconds(pid: int, *, children: bool = False, proc: Path = Path("/proc"))
     ticks = root.utime + root.stime
     if children:
         ticks += root.cutime + root.cstime
-        live = [st for p in proc.iterdir() if p.name.isdigit() if (st := _read_stat(int(p.name), proc))]
-        ticks += sum(st.utime + st.stime for st in descendants(pid, live))
+        ticks += sum(st.utime + st.stime for st in descendants(pid, live_stats(proc)))
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

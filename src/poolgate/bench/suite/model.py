@@ -75,6 +75,10 @@ class RunRow:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+# Counts that add up over rounds (the other figures of a median row are medians).
+_SUMMED = ("requests", "completed", "duration")
+
+
 def median_row(rows: list[RunRow]) -> RunRow:
     """One row for several rounds of the same run: the median of every measured figure (over the
     rounds that have it), and the totals of requests, completions, errors and duration."""
@@ -100,8 +104,6 @@ def median_row(rows: list[RunRow]) -> RunRow:
     return dataclasses.replace(
         first, errors=errors, **{n: sum(getattr(r, n) for r in rows) for n in _SUMMED}, **medians)
 
-
-_SUMMED = ("requests", "completed", "duration")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from poolgate.bench.cpu import _read_stat, descendants
+from poolgate.bench.cpu import descendants, live_stats
 
 PROC = Path("/proc")
 # Load side (client + simulator) and the front.
@@ -36,9 +36,7 @@ def can_pin() -> bool:
 
 def process_tree(pid: int, proc: Path = PROC) -> list[int]:
     """`pid` and its live descendants."""
-    live = [st for p in proc.iterdir() if p.name.isdigit()
-            if (st := _read_stat(int(p.name), proc)) is not None]
-    return [pid, *(st.pid for st in descendants(pid, live))]
+    return [pid, *(st.pid for st in descendants(pid, live_stats(proc)))]
 
 
 def threads(pid: int, proc: Path = PROC) -> list[int]:

@@ -111,9 +111,11 @@ def overhead_md(section: Section | None) -> str:
              "without that queueing. The `(pinned)` rows repeat direct and the front at 64 in "
              "flight with the client and the simulator pinned to one CPU and the front to the "
              "other (`sched_setaffinity`, every thread), as a gateway on cores of its own would "
-             "run: their added latency is the front's own work and queueing, not a wait for a "
-             "CPU the client and the simulator are using. At 64 in flight the p99 of a few-second run is noisy (an added "
-             "p99 can come out negative). CPU per request is the front process's user+system time "
+             "run: their added latency leaves out the front's wait for a CPU the client and the "
+             "simulator are using (the simulator still spends more CPU per request behind any "
+             "front than with the client's bursts, and that stays in). Every row is the median "
+             "of interleaved rounds (see the notes). At 64 in flight the p99 of a few-second run "
+             "is noisy (an added p99 can come out negative). CPU per request is the front process's user+system time "
              "(`/proc/PID/stat`, children included) over the measured phase divided by its "
              "requests.\n\n")
     if section is None:
