@@ -174,11 +174,21 @@ class Gateway:
         entry = self._schedulers.get(pool.key)
         if entry is None:
             profile = self._profile_of(pool)
-            config = self.options.custom_profiles.get(profile)
-            entry = (profile, build_scheduler(config if config is not None else profile,
-                                              self.store, seed=self.options.seed))
+            entry = (profile, build_scheduler(self._scheduler_config(profile), self.store,
+                                              seed=self.options.seed))
             self._schedulers[pool.key] = entry
         return entry[1]
+
+    def _scheduler_config(self, profile: str) -> SchedulerConfig:
+        """The named profile (built-in or from --scheduler-config) with the gateway's metrics
+        staleness, unless a custom profile sets its own."""
+        staleness = self.options.staleness
+        config = self.options.custom_profiles.get(profile)
+        if config is None:
+            return SchedulerConfig(profile=profile, staleness=staleness)
+        if "staleness" in config.model_fields_set:
+            return config
+        return config.model_copy(update={"staleness": staleness})
 
     def _policy_state(self, policy: TrafficPolicy) -> _PolicyState:
         key = (policy.namespace, policy.name)
