@@ -167,6 +167,8 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
     region: str | None = typer.Option(None, "--region", help="The gateway's own region: multi-cluster balancing fills it first (see docs/multicluster.md)."),
     region_order: str | None = typer.Option(None, "--region-order", help="Regions nearest first, comma-separated (e.g. europe-west3,us-east4)."),
+    discovery: str = typer.Option("local", "--discovery", help="Where pool endpoints come from: 'local' (LocalEndpoints) or 'kubernetes' (also the Ready pods each InferencePool selects, watched through the API)."),
+    kubeconfig: Path | None = typer.Option(None, "--kubeconfig", help="With --discovery kubernetes outside a cluster: the kubeconfig whose current context to use (default: the pod's service account)."),
 ) -> None:
     """Run the gateway from Gateway API / Inference Extension manifests."""
     from poolgate.observability.logs import configure_logging
@@ -183,6 +185,13 @@ def serve(
             raise typer.BadParameter(f"{f} does not exist", param_hint="-f")
     from poolgate.scheduling.profiles import BUILTIN_PROFILES
 
+    if discovery not in ("local", "kubernetes"):
+        raise typer.BadParameter(f"{discovery!r}: choose local or kubernetes",
+                                 param_hint="--discovery")
+    if kubeconfig is not None and discovery != "kubernetes":
+        raise typer.BadParameter("only used with --discovery kubernetes", param_hint="--kubeconfig")
+    if kubeconfig is not None and not kubeconfig.is_file():
+        raise typer.BadParameter(f"{kubeconfig} does not exist", param_hint="--kubeconfig")
     custom = _load_scheduler_config(scheduler_config)
     if scheduler_profile not in BUILTIN_PROFILES and scheduler_profile not in custom:
         known = sorted([*BUILTIN_PROFILES, *custom])
@@ -196,6 +205,7 @@ def serve(
         paths=list(files), host=host, port=port, port_map=_parse_port_map(port_map),
         admin_host=admin_host, admin_port=admin_port, access_log=access_log, watch=watch,
         drain_seconds=drain_seconds, scrape_interval=scrape_interval,
+        discovery=discovery, kubeconfig=kubeconfig,
         gateway=GatewayOptions(max_body_bytes=max_body_bytes, connect_timeout=connect_timeout,
                                seed=seed, scheduler_profile=scheduler_profile,
                                custom_profiles=MappingProxyType(custom),

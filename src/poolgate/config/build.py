@@ -39,6 +39,7 @@ from poolgate.config.routes import (
 )
 from poolgate.config.snapshot import Endpoint, Listener, Pool, Route, Snapshot
 from poolgate.discovery.local import LocalEndpointSource
+from poolgate.discovery.source import EndpointSource
 from poolgate.scheduling.profiles import BUILTIN_PROFILES
 
 # Which endpoint-picker profile serves an InferencePool (else `poolgate serve --scheduler-profile`).
@@ -74,19 +75,21 @@ class LoadResult:
 
 def load_snapshot(
     paths: Sequence[Path], port_overrides: Mapping[int, int] | None = None,
-    profiles: Collection[str] = PROFILE_NAMES,
+    profiles: Collection[str] = PROFILE_NAMES, cluster: EndpointSource | None = None,
 ) -> LoadResult:
     """Load manifests from files/directories and resolve them into a Snapshot.
 
     `port_overrides` maps a listener port in the manifests to the port actually served
     (`poolgate serve --port`). Route matching and parentRef ports use the manifest ports.
     `profiles` are the scheduler profile names a pool's annotation may use (the built-in ones,
-    plus those of `--scheduler-config`).
+    plus those of `--scheduler-config`). `cluster`, when given, adds the endpoints it knows (the
+    Ready pods of `--discovery kubernetes`) to those LocalEndpoints declare.
     """
     manifests = load_manifests(paths)
     report = Report()
     resources = _without_duplicates(manifests.resources, report)
-    snapshot = _Builder(resources, report, dict(port_overrides or {}), frozenset(profiles)).build()
+    snapshot = _Builder(resources, report, dict(port_overrides or {}), frozenset(profiles),
+                        cluster).build()
     problems = tuple(manifests.problems) + tuple(report.problems)
     has_error = any(p.severity == "error" for p in problems)
     loaded = Counter(r.resource.kind for r in manifests.resources)
@@ -126,10 +129,12 @@ class _Builder:
     """One snapshot build: resolves references in dependency order."""
 
     def __init__(self, resources: list[LoadedResource], report: Report,
-                 port_overrides: dict[int, int], profiles: frozenset[str] = PROFILE_NAMES) -> None:
+                 port_overrides: dict[int, int], profiles: frozenset[str] = PROFILE_NAMES,
+                 cluster: EndpointSource | None = None) -> None:
         self.report = report
         self.port_overrides = port_overrides
         self.profiles = profiles
+        self.cluster = cluster
         self.by_kind: dict[str, list[LoadedResource]] = {}
         for r in resources:
             self.by_kind.setdefault(r.resource.kind, []).append(r)
@@ -245,12 +250,15 @@ class _Builder:
         seen: dict[str, Endpoint] = {}
         for port in ports:
             found = source.endpoints_for(res.namespace, selector, port)
+            if self.cluster is not None:
+                found = found + self.cluster.endpoints_for(res.namespace, selector, port)
             for ep in place_endpoints(found, cluster, region):
                 seen.setdefault(ep.address, ep)
         if not seen:
             labels = ",".join(f"{k}={v}" for k, v in selector.items())
             where = f" in cluster {cluster}" if cluster else ""
-            self.report.warning(loaded, f"no LocalEndpoints in namespace {res.namespace}{where} "
+            what = "Ready pods or LocalEndpoints" if self.cluster is not None else "LocalEndpoints"
+            self.report.warning(loaded, f"no {what} in namespace {res.namespace}{where} "
                                         f"match selector {labels}; the pool will answer 503")
         profile = annotations.get(SCHEDULER_PROFILE_ANNOTATION)
         if profile is not None and profile not in self.profiles:

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from poolgate.operator.kube import KubeClient, KubeError
+from poolgate.kube import KubeClient, KubeError
 from poolgate.operator.render import FIELD_MANAGER, render, router_name
 from poolgate.operator.spec import GROUP, PLURAL, VERSION, InvalidSpec
 

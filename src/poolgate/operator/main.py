@@ -10,14 +10,14 @@ from pathlib import Path
 
 import aiohttp
 
-from poolgate.operator.controller import Controller, ControllerOptions
-from poolgate.operator.kube import (
+from poolgate.kube import (
     KubeClient,
     KubeCredentials,
     KubeError,
     in_cluster_credentials,
     kubeconfig_credentials,
 )
+from poolgate.operator.controller import Controller, ControllerOptions
 
 log = logging.getLogger("poolgate.operator")
 

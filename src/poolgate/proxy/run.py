@@ -9,6 +9,8 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
+from poolgate.discovery.kubernetes import PodCache
+from poolgate.kube import KubeError
 from poolgate.proxy.server import ConfigError, GatewayServer, ListenError, ServeOptions, load
 
 log = logging.getLogger("poolgate.server")
@@ -35,14 +37,15 @@ async def wait_for_stop_signal() -> None:
 async def serve_until_stopped(options: ServeOptions,
                               on_started: Callable[[GatewayServer], Awaitable[None]] | None = None) -> int:
     """Start the gateway, run until a stop signal, then drain and stop; returns an exit code."""
+    pods = PodCache() if options.discovery == "kubernetes" else None
     try:
-        snapshot = await asyncio.to_thread(load, options.paths, options.profile_names)
+        snapshot = await asyncio.to_thread(load, options.paths, options.profile_names, pods)
     except ConfigError as e:
         print("poolgate: the configuration has errors:", file=sys.stderr)
         for line in e.problems:
             print(f"  {line}", file=sys.stderr)
         return 2
-    server = GatewayServer(options, snapshot)
+    server = GatewayServer(options, snapshot, pods)
     try:
         await server.start()
     except ConfigError as e:
@@ -52,6 +55,10 @@ async def serve_until_stopped(options: ServeOptions,
         return 2
     except ListenError as e:
         print(f"poolgate: {e}", file=sys.stderr)
+        await server.stop()
+        return 1
+    except KubeError as e:
+        print(f"poolgate: pod discovery: {e}", file=sys.stderr)
         await server.stop()
         return 1
     # Everything built so far (modules, the configuration snapshot, plugins) lives as long as the

@@ -11,19 +11,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 
+from poolgate._aio import cancel_and_wait
 from poolgate.config.build import PROFILE_NAMES
 from poolgate.config.snapshot import Snapshot, load_snapshot
 from poolgate.datalayer import MetricsScraper
 from poolgate.datalayer.health_checker import ActiveHealthChecker, targets_for
+from poolgate.discovery.kubernetes import PodCache, PodWatcher
+from poolgate.discovery.source import EndpointSource
 from poolgate.http1 import UpstreamPool
+from poolgate.kube import KubeClient, in_cluster_credentials, kubeconfig_credentials
 from poolgate.observability.access_log import AccessLog
 from poolgate.observability.metrics import GatewayMetrics
 from poolgate.proxy.gateway import Gateway, GatewayOptions
 
 log = logging.getLogger("poolgate.server")
+
+# Pod discovery: how long start-up waits for the first pod lists, and how long a burst of pod
+# changes is gathered before the snapshot is rebuilt.
+_FIRST_LIST_WAIT = 10.0
+_POD_CHANGE_DEBOUNCE = 0.1
+
+
+def pool_namespaces(snapshot: Snapshot) -> set[str]:
+    """The namespaces of the snapshot's InferencePools (where their pods are looked for)."""
+    return {pool.namespace for pool in snapshot.pools.values()}
 
 
 class ListenError(Exception):
@@ -63,6 +78,10 @@ class ServeOptions:
     drain_seconds: float = 30.0
     scrape_interval: float = 0.05
     gateway: GatewayOptions = field(default_factory=GatewayOptions)
+    # "local": endpoints from LocalEndpoints only; "kubernetes": also the Ready pods each
+    # InferencePool selects, watched through the API (in-cluster, or `kubeconfig`).
+    discovery: str = "local"
+    kubeconfig: Path | None = None
 
     @property
     def profile_names(self) -> frozenset[str]:
@@ -70,10 +89,11 @@ class ServeOptions:
         return PROFILE_NAMES | frozenset(self.gateway.custom_profiles)
 
 
-def load(paths: Sequence[Path], profiles: Collection[str] = PROFILE_NAMES) -> Snapshot:
+def load(paths: Sequence[Path], profiles: Collection[str] = PROFILE_NAMES,
+         cluster: EndpointSource | None = None) -> Snapshot:
     """Load and resolve the manifests; raise `ConfigError` listing every error. `profiles`:
-    the scheduler profile names pools may ask for."""
-    result = load_snapshot(paths, profiles=profiles)
+    the scheduler profile names pools may ask for; `cluster`: discovered endpoints (pods)."""
+    result = load_snapshot(paths, profiles=profiles, cluster=cluster)
     for p in result.problems:
         if p.severity == "warning":
             log.warning("%s", p)
@@ -86,8 +106,16 @@ def load(paths: Sequence[Path], profiles: Collection[str] = PROFILE_NAMES) -> Sn
 class GatewayServer:
     """Owns the listeners, the admin endpoints and the reload loop around one `Gateway`."""
 
-    def __init__(self, options: ServeOptions, snapshot: Snapshot) -> None:
+    def __init__(self, options: ServeOptions, snapshot: Snapshot,
+                 pods: PodCache | None = None) -> None:
         self.options = options
+        # With --discovery kubernetes: the pods seen so far (the caller's first load used it).
+        self.pods = pods
+        self._pod_watcher: PodWatcher | None = None
+        self._kube_session: aiohttp.ClientSession | None = None
+        self._pods_task: asyncio.Task[None] | None = None
+        self._pods_dirty = False
+        self._reload_lock = asyncio.Lock()
         self.metrics = GatewayMetrics()
         self.gateway = Gateway(snapshot, options.gateway, self.metrics,
                                AccessLog.open(options.access_log))
@@ -112,6 +140,8 @@ class GatewayServer:
         self.health_checker.start()
         await self._sync_listeners(self.gateway.snapshot)
         await self._start_admin()
+        if self.pods is not None:
+            await self._start_pod_discovery(self.pods)
         if self.options.watch:
             self._watch_task = asyncio.create_task(self._watch(), name="config-watch")
 
@@ -122,6 +152,12 @@ class GatewayServer:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
+        if self._pods_task is not None:
+            await cancel_and_wait([self._pods_task])
+        if self._pod_watcher is not None:
+            await self._pod_watcher.close()
+        if self._kube_session is not None:
+            await self._kube_session.close()
         for _, site, _ in self._listeners.values():
             await site.stop()
         loop = asyncio.get_running_loop()
@@ -191,11 +227,17 @@ class GatewayServer:
 
     # -- reload ----------------------------------------------------------------------------------
 
-    async def reload(self) -> bool:
-        """Load the manifests again; swap atomically on success, keep the old config on failure."""
+    async def reload(self, why: str = "configuration") -> bool:
+        """Load the manifests again (with the pods seen so far); swap atomically on success,
+        keep the old config on failure."""
+        async with self._reload_lock:
+            return await self._reload(why)
+
+    async def _reload(self, why: str) -> bool:
+        pods = self.pods.copy() if self.pods is not None else None
         try:
             snapshot = await asyncio.to_thread(load, self.options.paths,
-                                               self.options.profile_names)
+                                               self.options.profile_names, pods)
             await self._sync_listeners(snapshot)
         except ConfigError as e:
             self.metrics.reloads.labels("rejected").inc()
@@ -211,9 +253,42 @@ class GatewayServer:
         self._record_pools(snapshot)
         for callback in self.on_reload:
             callback(snapshot)
+        if self._pod_watcher is not None:
+            self._pod_watcher.watch_namespaces(pool_namespaces(snapshot))
         self.metrics.reloads.labels("applied").inc()
-        log.info("configuration reloaded")
+        log.info("%s reloaded", "configuration" if why == "configuration" else f"endpoints ({why})")
         return True
+
+    # -- pod discovery ---------------------------------------------------------------------------
+
+    async def _start_pod_discovery(self, pods: PodCache) -> None:
+        """Watch the pools' namespaces, wait (bounded) for their first lists, then rebuild."""
+        path = self.options.kubeconfig
+        credentials = in_cluster_credentials() if path is None else kubeconfig_credentials(path)
+        self._kube_session = aiohttp.ClientSession()
+        client = KubeClient(credentials, self._kube_session)
+        self._pod_watcher = PodWatcher(client, pods, self._pods_changed,
+                                       seed=self.options.gateway.seed)
+        self._pod_watcher.watch_namespaces(pool_namespaces(self.gateway.snapshot))
+        if not await self._pod_watcher.wait_synced(_FIRST_LIST_WAIT):
+            log.warning("pod discovery: not every namespace listed within %gs; serving with "
+                        "what is known and adding pods as they are seen", _FIRST_LIST_WAIT)
+        self._pods_dirty = False
+        await self.reload("pods")
+
+    def _pods_changed(self) -> None:
+        """A watch changed the endpoints: rebuild soon, once for a burst of changes."""
+        self._pods_dirty = True
+        if self._stopping or (self._pods_task is not None and not self._pods_task.done()):
+            return
+        self._pods_task = asyncio.get_running_loop().create_task(
+            self._apply_pod_changes(), name="poolgate-pods-reload")
+
+    async def _apply_pod_changes(self) -> None:
+        while self._pods_dirty and not self._stopping:
+            await asyncio.sleep(_POD_CHANGE_DEBOUNCE)
+            self._pods_dirty = False
+            await self.reload("pods")
 
     async def _watch(self) -> None:
         from watchfiles import awatch

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from poolgate.kube import KubeError, in_cluster_credentials, kubeconfig_credentials
+from poolgate.kube import object_path as rest_path
 from poolgate.operator.controller import collection_path, object_path
-from poolgate.operator.kube import KubeError, in_cluster_credentials, kubeconfig_credentials
-from poolgate.operator.kube import object_path as rest_path
 
 
 def write_kubeconfig(tmp_path: Path, server: str, **user: str) -> Path:

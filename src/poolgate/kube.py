@@ -1,4 +1,4 @@
-"""A small Kubernetes API client on aiohttp: list, watch, server-side apply, status patch.
+"""A small Kubernetes API client over aiohttp (operator reconciles, gateway pod discovery).
 
 Credentials come from the pod's service account (in-cluster) or from a kubeconfig file
 (current context: bearer token, client certificate, CA, or insecure-skip-tls-verify).
@@ -10,7 +10,7 @@ import base64
 import os
 import ssl
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,7 +102,7 @@ def kubeconfig_credentials(path: Path, context_name: str | None = None) -> KubeC
 
 
 class KubeClient:
-    """The few API calls the operator makes."""
+    """The few API calls poolgate makes (the operator's and the pod watcher's)."""
 
     def __init__(self, credentials: KubeCredentials, session: aiohttp.ClientSession) -> None:
         self.credentials = credentials
@@ -138,7 +138,7 @@ class KubeClient:
         return result
 
     async def watch(self, path: str, resource_version: str,
-                    timeout_seconds: int = 300) -> AsyncIterator[dict[str, Any]]:
+                    timeout_seconds: int = 300) -> AsyncGenerator[dict[str, Any], None]:
         """Stream watch events (`{"type", "object"}`) from `resource_version` on."""
         params = {"watch": "true", "resourceVersion": resource_version,
                   "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout_seconds)}
