@@ -188,10 +188,12 @@ class PodWatcher:
                             self.on_change()
                 backoff = _BACKOFF_MIN
                 continue
-            except KubeError as e:
+            except (KubeError, ValueError, TypeError, AttributeError) as e:
+                # API errors, and answers that are not the JSON a pod list or watch event is:
+                # either way the loop lists again later rather than stop watching this namespace.
                 if not failing:
                     log.warning("pod discovery in namespace %s failing (the last pods seen "
-                                "stay in use): %s", namespace, e)
+                                "stay in use): %s: %s", namespace, type(e).__name__, e)
                     failing = True
             await asyncio.sleep(backoff * self._rng.uniform(0.8, 1.2))
             backoff = min(_BACKOFF_MAX, backoff * 2)

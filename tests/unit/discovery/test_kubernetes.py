@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
 
-from poolgate.discovery.kubernetes import PodCache, pod_from
+from poolgate.discovery.kubernetes import PodCache, PodWatcher, pod_from
 
 
 def pod(name: str, *, ip: str | None = "10.0.0.1", ready: bool = True, ns: str = "ml",
@@ -62,3 +64,44 @@ def test_watch_events_report_only_changes_that_matter() -> None:
     cache.apply("ADDED", pod_from(pod("b")))
     cache.forget("ml")
     assert cache.endpoints_for("ml", {}, 80) == ()
+
+
+class _FlakyApi:
+    """A stand-in for KubeClient: lists from a script, and a watch that breaks off with a bad line."""
+
+    def __init__(self, lists: list[list[dict[str, Any]]]) -> None:
+        self.lists = lists
+        self.calls = 0
+
+    async def list(self, path: str) -> dict[str, Any]:
+        items = self.lists[min(self.calls, len(self.lists) - 1)]
+        self.calls += 1
+        return {"items": items, "metadata": {"resourceVersion": str(self.calls)}}
+
+    async def watch(self, path: str, resource_version: str,
+                    timeout_seconds: int = 300) -> AsyncGenerator[dict[str, Any], None]:
+        yield {"type": "BOOKMARK", "object": {}}
+        if self.calls == 1:
+            raise ValueError("unexpected character")  # what orjson says of a broken line
+        await asyncio.Event().wait()  # a quiet watch
+
+
+async def test_a_broken_watch_lists_again_instead_of_stopping() -> None:
+    api = _FlakyApi([[pod("a", ip="10.0.0.1")], [pod("a", ip="10.0.0.1"), pod("b", ip="10.0.0.2")]])
+    cache = PodCache()
+    changes: list[int] = []
+    watcher = PodWatcher(api, cache, lambda: changes.append(1), seed=1)  # type: ignore[arg-type]
+    watcher.watch_namespaces(["ml"])
+    try:
+        assert await watcher.wait_synced(5.0)
+        for _ in range(100):
+            if api.calls >= 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)
+        assert [e.address for e in cache.endpoints_for("ml", {}, 80)] == ["10.0.0.1:80",
+                                                                          "10.0.0.2:80"]
+        assert len(changes) == 2
+        assert watcher.namespaces == ["ml"]
+    finally:
+        await watcher.close()
