@@ -176,3 +176,45 @@ def test_discovery_outside_a_cluster_without_kubeconfig_says_so(procs: ProcessGr
     out = proc.output()
     assert "pod discovery" in out and "pass --kubeconfig" in out
     assert "Traceback" not in out
+
+
+async def test_start_up_warns_only_about_what_the_pods_do_not_cover(
+        procs: ProcessGroup, tmp_path: Path, fake_api: tuple[FakeApi, int]) -> None:
+    _, api_port = fake_api
+    config = tmp_path / "config"
+    config.mkdir()
+    # Two pools: `served` matches the listed pod, `orphan` matches nothing.
+    pools = "".join(f"""\
+---
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {{name: {name}, namespace: default}}
+spec:
+  targetPorts: [{{number: 8000}}]
+  selector: {{matchLabels: {{app: {app}}}}}
+  endpointPickerRef: {{name: epp}}
+""" for name, app in (("served", "vllm"), ("orphan", "nothing")))
+    (config / "pools.yaml").write_text(GATEWAY_YAML + pools)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "gw"}}],
+        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{api_port}"}}],
+        "users": [{"name": "gw", "user": {"token": TOKEN}}],
+    }))
+    admin = free_port()
+    proc = procs.start(poolgate_command(
+        "serve", "-f", str(config), "--port", str(free_port()), "--admin-port", str(admin),
+        "--host", "127.0.0.1", "--discovery", "kubernetes", "--kubeconfig", str(kubeconfig)))
+    async with aiohttp.ClientSession() as s:
+        async def served_endpoints() -> list[str] | None:
+            try:
+                async with s.get(f"http://127.0.0.1:{admin}/status") as r:
+                    pool = (await r.json())["pools"]["default/served"]
+            except aiohttp.ClientError:
+                return None
+            return [e["address"] for e in pool["endpoints"]]
+
+        await eventually(served_endpoints, "the served pool's pod")
+    warnings = [line for line in proc.output().splitlines() if "will answer 503" in line]
+    assert len(warnings) == 1 and "app=nothing" in warnings[0], warnings

@@ -39,7 +39,10 @@ async def serve_until_stopped(options: ServeOptions,
     """Start the gateway, run until a stop signal, then drain and stop; returns an exit code."""
     pods = PodCache() if options.discovery == "kubernetes" else None
     try:
-        snapshot = await asyncio.to_thread(load, options.paths, options.profile_names, pods)
+        # With pod discovery the pools are empty until the first pod lists: the load redone
+        # then reports what is really missing.
+        snapshot = await asyncio.to_thread(load, options.paths, options.profile_names, pods,
+                                           pods is None)
     except ConfigError as e:
         print("poolgate: the configuration has errors:", file=sys.stderr)
         for line in e.problems:

@@ -90,12 +90,13 @@ class ServeOptions:
 
 
 def load(paths: Sequence[Path], profiles: Collection[str] = PROFILE_NAMES,
-         cluster: EndpointSource | None = None) -> Snapshot:
+         cluster: EndpointSource | None = None, warn: bool = True) -> Snapshot:
     """Load and resolve the manifests; raise `ConfigError` listing every error. `profiles`:
-    the scheduler profile names pools may ask for; `cluster`: discovered endpoints (pods)."""
+    the scheduler profile names pools may ask for; `cluster`: discovered endpoints (pods);
+    `warn`: log the warnings (off for a load that is redone as soon as the pods are known)."""
     result = load_snapshot(paths, profiles=profiles, cluster=cluster)
     for p in result.problems:
-        if p.severity == "warning":
+        if warn and p.severity == "warning":
             log.warning("%s", p)
     errors = [str(p) for p in result.problems if p.severity == "error"]
     if errors or result.snapshot is None:
