@@ -83,6 +83,28 @@ async def fake_api() -> AsyncIterator[tuple[FakeApi, int]]:
         await runner.cleanup()
 
 
+def write_kubeconfig(tmp_path: Path, api_port: int) -> Path:
+    """A kubeconfig whose current context is the fake API server, with its token."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "gw"}}],
+        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{api_port}"}}],
+        "users": [{"name": "gw", "user": {"token": TOKEN}}],
+    }))
+    return kubeconfig
+
+
+async def pool_endpoints(s: aiohttp.ClientSession, admin: int, pool: str) -> list[str] | None:
+    """The endpoint addresses `/status` shows for `pool` (None while the admin port is not up)."""
+    try:
+        async with s.get(f"http://127.0.0.1:{admin}/status") as r:
+            found = (await r.json())["pools"][pool]
+    except aiohttp.ClientError:
+        return None
+    return [e["address"] for e in found["endpoints"]]
+
+
 async def eventually(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -116,13 +138,7 @@ spec:
   selector: {{matchLabels: {{app: vllm}}}}
   endpointPickerRef: {{name: epp}}
 """)
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "gw"}}],
-        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{api_port}"}}],
-        "users": [{"name": "gw", "user": {"token": TOKEN}}],
-    }))
+    kubeconfig = write_kubeconfig(tmp_path, api_port)
     port, admin = free_port(), free_port()
     procs.start(poolgate_command(
         "serve", "-f", str(config), "--port", str(port), "--admin-port", str(admin),
@@ -131,12 +147,7 @@ spec:
 
     async with aiohttp.ClientSession() as s:
         async def endpoints() -> list[str] | None:
-            try:
-                async with s.get(f"http://127.0.0.1:{admin}/status") as r:
-                    pool = (await r.json())["pools"]["default/pool"]
-            except aiohttp.ClientError:
-                return None
-            return [e["address"] for e in pool["endpoints"]]
+            return await pool_endpoints(s, admin, "default/pool")
 
         async def completion_status() -> int:
             async with s.post(f"http://127.0.0.1:{port}/v1/completions", json=body) as r:
@@ -195,25 +206,14 @@ spec:
   endpointPickerRef: {{name: epp}}
 """ for name, app in (("served", "vllm"), ("orphan", "nothing")))
     (config / "pools.yaml").write_text(GATEWAY_YAML + pools)
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "gw"}}],
-        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{api_port}"}}],
-        "users": [{"name": "gw", "user": {"token": TOKEN}}],
-    }))
+    kubeconfig = write_kubeconfig(tmp_path, api_port)
     admin = free_port()
     proc = procs.start(poolgate_command(
         "serve", "-f", str(config), "--port", str(free_port()), "--admin-port", str(admin),
         "--host", "127.0.0.1", "--discovery", "kubernetes", "--kubeconfig", str(kubeconfig)))
     async with aiohttp.ClientSession() as s:
         async def served_endpoints() -> list[str] | None:
-            try:
-                async with s.get(f"http://127.0.0.1:{admin}/status") as r:
-                    pool = (await r.json())["pools"]["default/served"]
-            except aiohttp.ClientError:
-                return None
-            return [e["address"] for e in pool["endpoints"]]
+            return await pool_endpoints(s, admin, "default/served")
 
         await eventually(served_endpoints, "the served pool's pod")
     warnings = [line for line in proc.output().splitlines() if "will answer 503" in line]
