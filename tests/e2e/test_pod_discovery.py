@@ -22,6 +22,7 @@ import yaml
 from aiohttp import web
 
 from tests.e2e.gateway_fleet import GATEWAY_YAML, start_fleet
+from tests.support.apps import serve_app
 from tests.support.processes import ProcessGroup, free_port, poolgate_command
 
 pytestmark = pytest.mark.e2e
@@ -73,14 +74,8 @@ class FakeApi:
 @pytest.fixture
 async def fake_api() -> AsyncIterator[tuple[FakeApi, int]]:
     api = FakeApi(items=[pod("vllm-0", ready=True)])
-    runner = web.AppRunner(api.app(), shutdown_timeout=0.1)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serve_app(api.app()) as port:
         yield api, port
-    finally:
-        await runner.cleanup()
 
 
 def write_kubeconfig(tmp_path: Path, api_port: int) -> Path:

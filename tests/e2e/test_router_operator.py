@@ -21,7 +21,8 @@ import yaml
 from aiohttp import web
 
 from poolgate.operator.render import render
-from tests.support.processes import ProcessGroup, free_port, poolgate_command
+from tests.support.apps import serve_app
+from tests.support.processes import ProcessGroup, poolgate_command
 
 pytestmark = pytest.mark.e2e
 
@@ -90,14 +91,8 @@ class FakeApi:
 @pytest.fixture
 async def fake_api() -> AsyncIterator[tuple[FakeApi, int]]:
     api = FakeApi(items=[isvc("llama", 3, kvEndpoints=["redis-0.kv:6379"], replicas=2)])
-    runner = web.AppRunner(api.app(), shutdown_timeout=0.1)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serve_app(api.app()) as port:
         yield api, port
-    finally:
-        await runner.cleanup()
 
 
 async def eventually(check: Any, timeout: float = 15.0) -> None:

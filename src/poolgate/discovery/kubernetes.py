@@ -25,7 +25,6 @@ from poolgate.kube import KubeClient, KubeError
 
 log = logging.getLogger(__name__)
 
-_EMPTY: Mapping[str, str] = MappingProxyType({})
 # Relist after a watch ends or fails: at once after a clean end, with backoff after errors.
 _BACKOFF_MIN = 0.5
 _BACKOFF_MAX = 30.0

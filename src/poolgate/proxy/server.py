@@ -228,13 +228,13 @@ class GatewayServer:
 
     # -- reload ----------------------------------------------------------------------------------
 
-    async def reload(self, why: str = "configuration") -> bool:
+    async def reload(self, what: str = "configuration") -> bool:
         """Load the manifests again (with the pods seen so far); swap atomically on success,
         keep the old config on failure."""
         async with self._reload_lock:
-            return await self._reload(why)
+            return await self._reload(what)
 
-    async def _reload(self, why: str) -> bool:
+    async def _reload(self, what: str) -> bool:
         pods = self.pods.copy() if self.pods is not None else None
         try:
             snapshot = await asyncio.to_thread(load, self.options.paths,
@@ -257,7 +257,7 @@ class GatewayServer:
         if self._pod_watcher is not None:
             self._pod_watcher.watch_namespaces(pool_namespaces(snapshot))
         self.metrics.reloads.labels("applied").inc()
-        log.info("%s reloaded", "configuration" if why == "configuration" else f"endpoints ({why})")
+        log.info("%s reloaded", what)
         return True
 
     # -- pod discovery ---------------------------------------------------------------------------
@@ -275,7 +275,7 @@ class GatewayServer:
             log.warning("pod discovery: not every namespace listed within %gs; serving with "
                         "what is known and adding pods as they are seen", _FIRST_LIST_WAIT)
         self._pods_dirty = False
-        await self.reload("pods")
+        await self.reload("endpoints (pods)")
 
     def _pods_changed(self) -> None:
         """A watch changed the endpoints: rebuild soon, once for a burst of changes."""
@@ -289,7 +289,7 @@ class GatewayServer:
         while self._pods_dirty and not self._stopping:
             await asyncio.sleep(_POD_CHANGE_DEBOUNCE)
             self._pods_dirty = False
-            await self.reload("pods")
+            await self.reload("endpoints (pods)")
 
     async def _watch(self) -> None:
         from watchfiles import awatch
