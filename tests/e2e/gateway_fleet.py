@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import orjson
 import yaml
 
 from tests.support.processes import (
@@ -92,6 +97,22 @@ class RunningGateway:
     @property
     def admin(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
+
+    async def access_log(self, count: int,
+                         where: Callable[[dict[str, Any]], bool] = lambda rec: True,
+                         timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The access-log records `where` selects, once there are `count` of them.
+
+        The gateway writes a request's record when it is done with it, which is just after the
+        client received the last byte: a test that has its responses waits for the records.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            records = [rec for line in self.proc.output().splitlines() if line.startswith("{")
+                       if where(rec := orjson.loads(line))]
+            if len(records) >= count or time.monotonic() > deadline:
+                return records
+            await asyncio.sleep(0.02)
 
 
 def start_fleet(procs: ProcessGroup, replicas: int = 1, *, model: str = "/model/llama2",

@@ -139,15 +139,11 @@ async def test_saturated_pool_sheds_sheddable_and_serves_critical(procs: Process
         assert 'poolgate_requests_shed_total{pool="default/pool",reason="saturated"} 2.0' in text
 
 
-def _routed(gw: RunningGateway, model: str) -> list[str]:
-    """Endpoints the gateway's access log shows for completed requests of `model`."""
-    out = []
-    for line in gw.proc.output().splitlines():
-        if line.startswith("{"):
-            rec = orjson.loads(line)
-            if rec.get("model") == model and rec.get("status") == 200:
-                out.append(rec["endpoint"])
-    return out
+async def _routed(gw: RunningGateway, model: str, count: int) -> list[str]:
+    """Endpoints the gateway's access log shows for the `count` completed requests of `model`."""
+    records = await gw.access_log(
+        count, lambda rec: rec.get("model") == model and rec.get("status") == 200)
+    return [rec["endpoint"] for rec in records]
 
 
 async def test_lora_requests_go_where_the_adapter_is_loaded(procs: ProcessGroup,
@@ -177,8 +173,8 @@ async def test_lora_requests_go_where_the_adapter_is_loaded(procs: ProcessGroup,
                     assert status == 200, body
         finally:
             await _cancel(hogs)
-    assert _routed(gw, "sql-lora") == [sql_home] * 6
-    assert _routed(gw, "tweet-summary") == [tweet_home] * 6
+    assert await _routed(gw, "sql-lora", 6) == [sql_home] * 6
+    assert await _routed(gw, "tweet-summary", 6) == [tweet_home] * 6
 
 
 async def _stream(s: aiohttp.ClientSession, gw: RunningGateway, max_tokens: int) -> int:
@@ -240,7 +236,7 @@ async def test_pools_run_custom_profiles_from_scheduler_config(procs: ProcessGro
             status, body = await _complete(s, gw, "/model/llama2", 2, prompt="x" * 300)
             assert status == 200, body
     # Requests with one long shared prompt follow the endpoint that served it first.
-    assert len(set(_routed(gw, "/model/llama2"))) == 1
+    assert len(set(await _routed(gw, "/model/llama2", 4))) == 1
 
 
 def test_a_bad_scheduler_config_stops_serve_with_its_reason(procs: ProcessGroup,

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-import orjson
 import pytest
 
 from tests.e2e.gateway_fleet import (
@@ -62,10 +61,6 @@ async def _faults(s: aiohttp.ClientSession, url: str, **settings: object) -> Non
         assert r.status == 200, await r.text()
 
 
-def _log(gw: RunningGateway) -> list[dict[str, object]]:
-    return [orjson.loads(line) for line in gw.proc.output().splitlines() if line.startswith("{")]
-
-
 @pytest.fixture
 def fleet(procs: ProcessGroup) -> Fleet:
     return start_fleet(procs, 2)
@@ -84,9 +79,10 @@ async def test_retry_on_503_goes_to_the_healthy_replica(procs: ProcessGroup, fle
         for _ in range(8):
             async with s.post(f"{gw.url}/v1/completions", json=REQUEST) as r:
                 assert r.status == 200
-    retried = [rec for rec in _log(gw) if rec["attempts"] == 2]
+    records = await gw.access_log(8)
+    retried = [rec for rec in records if rec["attempts"] == 2]
     assert retried, "no request was first sent to the failing replica"
-    assert all(rec["endpoint"] == fleet.addresses[1] for rec in _log(gw))
+    assert all(rec["endpoint"] == fleet.addresses[1] for rec in records)
 
 
 async def test_without_a_retry_policy_the_upstream_error_passes_through(
@@ -117,7 +113,7 @@ async def test_dead_endpoint_answers_envoy_connection_failure_and_retry_avoids_i
         for _ in range(6):
             async with s.post(f"{gw2.url}/v1/completions", json=REQUEST) as r:
                 assert r.status == 200
-    assert {rec["endpoint"] for rec in _log(gw2)} == {fleet.addresses[0]}
+    assert {rec["endpoint"] for rec in await gw2.access_log(6)} == {fleet.addresses[0]}
 
 
 async def test_local_rate_limit_answers_429(procs: ProcessGroup, fleet: Fleet,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
-import orjson
 import pytest
 
 from tests.e2e.gateway_fleet import (
@@ -52,8 +51,7 @@ async def test_router_infers_through_the_gateway(procs: ProcessGroup, tmp_path: 
             assert body["usage"]["completion_tokens"] == 3
             assert isinstance(body["completion"], str) and body["completion"]
     # Every /infer went through the gateway to one of the replicas.
-    records = [orjson.loads(line) for line in gw.proc.output().splitlines()
-               if line.startswith("{") and '"/v1/completions"' in line]
+    records = await gw.access_log(4, lambda rec: rec["path"] == "/v1/completions")
     assert len(records) == 4
     assert {rec["endpoint"] for rec in records} <= set(fleet.addresses)
     assert all(rec["status"] == 200 and rec["model"] == "/model/llama2" for rec in records)

@@ -15,11 +15,10 @@ from __future__ import annotations
 import asyncio
 
 import orjson
-from aiohttp import web
 
 from poolgate.http1 import BodyError, UpstreamResponse
-from poolgate.proxy.headers import downstream_response_headers
-from poolgate.proxy.upstream import RelayOutcome
+from poolgate.proxy.downstream import DownstreamRequest
+from poolgate.proxy.upstream import RelayOutcome, response_headers
 
 EVENT_END = b"\n\n"
 DONE_FRAME = b"data: [DONE]\n\n"
@@ -37,25 +36,17 @@ def is_event_stream(upstream: UpstreamResponse) -> bool:
     return upstream.content_type.startswith("text/event-stream")
 
 
-async def relay_sse_until(request: web.BaseRequest, upstream: UpstreamResponse,
+async def relay_sse_until(request: DownstreamRequest, upstream: UpstreamResponse,
                           deadline: float, on_deadline: bytes,
                           extra_headers: list[tuple[str, str]] | None = None,
-                          ) -> tuple[web.StreamResponse, RelayOutcome, bool]:
+                          ) -> tuple[RelayOutcome, bool]:
     """Stream `upstream` to the client until it ends or the loop time passes `deadline`.
 
-    Returns (response, outcome, cut). When the deadline passes, `on_deadline` (an SSE error
-    frame) is written after the last complete event and the response is ended normally; the
-    outcome is then not `completed` (the caller closes the upstream so the server aborts).
+    Returns (outcome, cut). When the deadline passes, `on_deadline` (an SSE error frame) is
+    written after the last complete event and the response is ended normally; the outcome is
+    then not `completed` (the caller closes the upstream so the server aborts).
     """
-    connection = next((v for k, v in upstream.headers if k.lower() == "connection"), None)
-    headers = downstream_response_headers(upstream.headers,
-                                          {"connection": connection} if connection else {})
-    if extra_headers:
-        headers.extend(extra_headers)
-    resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-    for name, value in headers:
-        resp.headers.add(name, value)
-    await resp.prepare(request)
+    await request.start(upstream.status, upstream.reason, response_headers(upstream, extra_headers))
     sent = 0
     tail = EVENT_END
     chunks = upstream.iter_chunks()
@@ -66,16 +57,16 @@ async def relay_sse_until(request: web.BaseRequest, upstream: UpstreamResponse,
                     chunk = await anext(chunks)
             except StopAsyncIteration:
                 break
-            await resp.write(chunk)
+            await request.write(chunk)
             sent += len(chunk)
             tail = (tail + chunk)[-2:]
     except TimeoutError:
         # Close a half-written event first, so the error frame is parsed as its own event.
         frame = on_deadline if tail == EVENT_END else EVENT_END + on_deadline
-        await resp.write(frame)
-        await resp.write_eof()
-        return resp, RelayOutcome(upstream.status, sent + len(frame), False), True
+        await request.write(frame)
+        await request.end()
+        return RelayOutcome(upstream.status, sent + len(frame), False), True
     except BodyError:
-        return resp, RelayOutcome(upstream.status, sent, False), False
-    await resp.write_eof()
-    return resp, RelayOutcome(upstream.status, sent, True), False
+        return RelayOutcome(upstream.status, sent, False), False
+    await request.end()
+    return RelayOutcome(upstream.status, sent, True), False

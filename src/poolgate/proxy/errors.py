@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 import orjson
-from aiohttp import web
 
+from poolgate.proxy.downstream import DownstreamRequest, reason_phrase
 from poolgate.traffic.errors import LocalReply, PoolgateError
 
 
@@ -59,11 +59,13 @@ class InternalError(PoolgateError):
     default_message: ClassVar[str] = "Internal gateway error; see the gateway log."
 
 
-def to_response(error: PoolgateError, *, envoy_headers: bool = False) -> web.Response:
-    """The aiohttp response for a gateway error."""
+async def send_error(request: DownstreamRequest, error: PoolgateError, *,
+                     envoy_headers: bool = False) -> None:
+    """Answer `request` with a gateway error; when a response is already under way the client
+    can only learn of the error by the connection closing."""
+    if request.started:
+        request.abort()
+        return
     reply = error.reply(envoy_headers=envoy_headers)
-    resp = web.Response(status=reply.status, body=reply.body)
-    resp.headers["Content-Type"] = reply.content_type
-    for name, value in reply.headers:
-        resp.headers[name] = value
-    return resp
+    headers = [("content-type", reply.content_type), *reply.headers]
+    await request.respond(reply.status, reason_phrase(reply.status), headers, reply.body)

@@ -13,8 +13,6 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any
 
-from aiohttp import web
-
 from poolgate.balancing import RegionOrder
 from poolgate.balancing.errors import BackendTimeout
 from poolgate.config.build import SCHEDULER_PROFILE_ANNOTATION
@@ -34,13 +32,13 @@ from poolgate.http1 import UpstreamFailure, UpstreamPool, UpstreamResponse
 from poolgate.observability.access_log import AccessLog
 from poolgate.observability.metrics import GatewayMetrics
 from poolgate.proxy.deadline_relay import error_frame, is_event_stream, relay_sse_until
+from poolgate.proxy.downstream import DownstreamRequest
 from poolgate.proxy.errors import (
-    BadRequest,
     BodyTooLarge,
     InternalError,
     InvalidBackend,
     NoRoute,
-    to_response,
+    send_error,
 )
 from poolgate.proxy.headers import upstream_request_headers
 from poolgate.proxy.inference import OBJECTIVE_HEADER, InferenceRequest, route_inference
@@ -211,7 +209,8 @@ class Gateway:
 
     # -- the request path -------------------------------------------------------------------------
 
-    async def handle(self, request: web.BaseRequest, listener_port: int) -> web.StreamResponse:
+    async def handle(self, request: DownstreamRequest, listener_port: int) -> None:
+        """Answer one client request that arrived on the Gateway listener `listener_port`."""
         started = self._now()
         snap = self.snapshot
         rec: dict[str, Any] = {
@@ -221,7 +220,6 @@ class Gateway:
         self.active_requests += 1
         route_name = "-"
         ttfb: list[float] = []
-        resp: web.StreamResponse | None = None
         try:
             decision = snap.route(listener_port, request.host, request.method, request.path,
                                   request.headers, request.query)
@@ -232,17 +230,15 @@ class Gateway:
             in_flight = self.metrics.route_series(route_name)[2]
             in_flight.inc()
             try:
-                resp = await self._serve_route(request, snap, decision, rec, started, ttfb)
+                await self._serve_route(request, snap, decision, rec, started, ttfb)
             finally:
                 in_flight.dec()
-            return resp
         except PoolgateError as e:
             if rec["flag"] == "-":
                 rec["flag"] = e.flag
             if e.status >= 500 or e.flag != "-":
                 rec["error"] = e.message
-            resp = to_response(e, envoy_headers=snap.envoy_headers)
-            return resp
+            await send_error(request, e, envoy_headers=snap.envoy_headers)
         except asyncio.CancelledError:
             rec["flag"] = "DC"  # downstream (client) connection terminated
             raise
@@ -250,13 +246,12 @@ class Gateway:
             # Never a traceback to the client; keep one in our log.
             log.exception("unexpected error serving %s %s", request.method, request.raw_path)
             rec["error"] = f"{type(e).__name__}: {e}"[:500]
-            resp = to_response(InternalError())
-            return resp
+            await send_error(request, InternalError())
         finally:
             self.active_requests -= 1
             elapsed = self._now() - started
-            if rec["status"] == 0 and resp is not None:
-                rec["status"] = resp.status
+            if rec["status"] == 0:
+                rec["status"] = request.status
             rec["duration_ms"] = round(elapsed * 1000, 3)
             self.metrics.count_request(route_name, rec["model"], rec["status"])
             if route_name != "-":
@@ -267,18 +262,21 @@ class Gateway:
                     ttfb_hist.observe(ttfb[0])
             self.access_log.write(rec)
 
-    async def _serve_route(self, request: web.BaseRequest, snap: Snapshot,
+    async def _serve_route(self, request: DownstreamRequest, snap: Snapshot,
                            decision: RouteDecision, rec: dict[str, Any], started: float,
-                           ttfb: list[float]) -> web.StreamResponse:
+                           ttfb: list[float]) -> None:
         rule = decision.rule
         backend = choose_backend(rule, self.rnd)
         if backend.error is not None:
             raise InvalidBackend(f"The route's backend {backend.kind}/{backend.name} is invalid: "
                                  f"{backend.error}")
-        body = await read_body(request, self.options.max_body_bytes)
+        if request.body_too_large:
+            raise BodyTooLarge("The request body is larger than the gateway's limit of "
+                               f"{self.options.max_body_bytes} bytes.")
+        body = request.body
         path, headers = apply_request_filters(
             rule, decision, request.raw_path,
-            upstream_request_headers(request.headers.items(), request.headers))
+            upstream_request_headers(request.headers.raw, request.headers))
 
         inference: InferenceRequest | None = None
         transform: Callable[[bytes], bytes] | None = None
@@ -358,20 +356,20 @@ class Gateway:
             raise _timeout_error(timed_by) from None
         tickets = [ticket]
         try:
-            return await self._forward(request, snap, backend, breaker, tickets, candidates, pick,
+            await self._forward(request, snap, backend, breaker, tickets, candidates, pick,
                                        path, headers, body, state.retry if state else None,
                                        deadline, rec, started, ttfb, timed_by, transform)
         finally:
             tickets[-1].release()
 
-    async def _forward(self, request: web.BaseRequest, snap: Snapshot, backend: Backend,
+    async def _forward(self, request: DownstreamRequest, snap: Snapshot, backend: Backend,
                        breaker: CircuitBreaker, tickets: list[Ticket],
                        candidates: tuple[str, ...], pick: _PoolPick | None, path: str,
                        headers: list[tuple[str, str]], body: bytes, retry: RetryPolicy | None,
                        deadline: float | None, rec: dict[str, Any], started: float,
                        ttfb: list[float],
                        timed_by: BackendPolicySpec | None = None,
-                       transform: Callable[[bytes], bytes] | None = None) -> web.StreamResponse:
+                       transform: Callable[[bytes], bytes] | None = None) -> None:
         """Send to an endpoint, retrying before the first response byte as the policy allows.
 
         `tickets[-1]` is the breaker slot of the current attempt; a retry gives it back and takes a
@@ -437,7 +435,7 @@ class Gateway:
                 extra = ([("x-envoy-upstream-service-time", str(int(ttfb[0] * 1000)))]
                          if snap.envoy_headers else None)
                 if timed_by is not None and deadline is not None and is_event_stream(upstream):
-                    resp, outcome, cut = await relay_sse_until(
+                    outcome, cut = await relay_sse_until(
                         request, upstream, deadline,
                         error_frame(_timeout_error(timed_by).message), extra)
                     rec["status"] = outcome.status
@@ -446,19 +444,17 @@ class Gateway:
                         rec["flag"] = "UT"  # ended with an SSE error frame, not a reset
                     elif not outcome.completed:
                         rec["flag"] = "UPE"
-                        if request.transport is not None:
-                            request.transport.close()
-                    return resp
+                        request.abort()
+                    return
                 try:
                     async with _deadline_scope(deadline):
-                        resp, outcome = await relay_response(request, upstream, extra, transform)
+                        outcome = await relay_response(request, upstream, extra, transform)
                 except TimeoutError:
-                    # The route timeout fired mid-body: the status line is already out, so end
-                    # the stream; the client sees the connection close.
+                    # The route timeout fired while the body was read or relayed: a 504 when
+                    # nothing was sent yet, else the client sees the connection close.
                     rec["flag"] = "UT"
-                    rec["status"] = upstream.status
-                    if request.transport is not None:
-                        request.transport.close()
+                    if request.started:
+                        rec["status"] = upstream.status  # and the connection is dropped
                     raise UpstreamTimeout() from None
                 except UpstreamFailure as f:
                     raise UpstreamReset(str(f)) from None
@@ -466,9 +462,8 @@ class Gateway:
                 rec["bytes"] = outcome.bytes_sent
                 if not outcome.completed:
                     rec["flag"] = "UPE"  # the upstream reset mid-body
-                    if request.transport is not None:
-                        request.transport.close()
-                return resp
+                    request.abort()
+                return
             finally:
                 store.end(address, unanswered)
                 if upstream is not None:
@@ -555,26 +550,3 @@ def _timeout_error(timed_by: BackendPolicySpec | None) -> UpstreamTimeout:
     if timed_by is not None and timed_by.timeout is not None:
         return BackendTimeout(timed_by.key, timed_by.timeout)
     return UpstreamTimeout()
-
-
-async def read_body(request: web.BaseRequest, limit: int) -> bytes:
-    """The whole request body, refusing more than `limit` bytes (declared or chunked)."""
-    declared = request.content_length
-    if declared is not None and declared > limit:
-        raise BodyTooLarge(f"The request body is larger than the gateway's limit of {limit} bytes.")
-    if declared == 0 or (declared is None and not request.body_exists):
-        return b""
-    if declared is not None:
-        try:
-            return await request.content.readexactly(declared)
-        except asyncio.IncompleteReadError:
-            raise BadRequest("The request body ended before its Content-Length.") from None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(
-                f"The request body is larger than the gateway's limit of {limit} bytes.")
-        chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import errno
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from poolgate.http1 import UpstreamPool
 from poolgate.kube import KubeClient, in_cluster_credentials, kubeconfig_credentials
 from poolgate.observability.access_log import AccessLog
 from poolgate.observability.metrics import GatewayMetrics
+from poolgate.proxy.downstream import DownstreamRequest, HttpServer
 from poolgate.proxy.gateway import Gateway, GatewayOptions
 
 log = logging.getLogger("poolgate.server")
@@ -120,7 +121,7 @@ class GatewayServer:
         self.metrics = GatewayMetrics()
         self.gateway = Gateway(snapshot, options.gateway, self.metrics,
                                AccessLog.open(options.access_log))
-        self._listeners: dict[int, tuple[web.ServerRunner, web.TCPSite, int]] = {}
+        self._listeners: dict[int, tuple[HttpServer, int]] = {}
         self._admin: web.AppRunner | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self.scraper = MetricsScraper(self.gateway.store, interval=options.scrape_interval,
@@ -159,14 +160,14 @@ class GatewayServer:
             await self._pod_watcher.close()
         if self._kube_session is not None:
             await self._kube_session.close()
-        for _, site, _ in self._listeners.values():
-            await site.stop()
+        for listener, _ in self._listeners.values():
+            listener.stop_accepting()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.drain_seconds
         while self.gateway.active_requests > 0 and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        for runner, _, _ in self._listeners.values():
-            await runner.cleanup()
+        for listener, _ in self._listeners.values():
+            await listener.close()
         self._listeners.clear()
         if self._admin is not None:
             await self._admin.cleanup()
@@ -178,7 +179,7 @@ class GatewayServer:
     @property
     def bound_ports(self) -> dict[int, int]:
         """Declared listener port -> the port actually bound."""
-        return {declared: bound for declared, (_, _, bound) in self._listeners.items()}
+        return {declared: bound for declared, (_, bound) in self._listeners.items()}
 
     def _bind_port(self, declared: int) -> int:
         if declared in self.options.port_map:
@@ -196,33 +197,28 @@ class GatewayServer:
             ])
         for declared in list(self._listeners):
             if declared not in wanted:
-                runner, site, _ = self._listeners.pop(declared)
-                await site.stop()
-                await runner.cleanup()
+                listener, _ = self._listeners.pop(declared)
+                await listener.close()
                 log.info("listener on declared port %d removed", declared)
         for declared in wanted:
             if declared in self._listeners:
                 continue
             bound = self._bind_port(declared)
-            handler = self._handler_for(declared)
-            server = web.Server(handler, handler_cancellation=True, access_log=None)
-            runner = web.ServerRunner(server, handle_signals=False, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, self.options.host, bound, reuse_address=True)
+            listener = HttpServer(self._handler_for(declared),
+                                  max_body=self.options.gateway.max_body_bytes)
             try:
-                await site.start()
+                await listener.start(self.options.host, bound)
             except OSError as e:
-                await runner.cleanup()
                 raise ListenError(self.options.host, bound, e) from None
-            self._listeners[declared] = (runner, site, bound)
+            self._listeners[declared] = (listener, bound)
             log.info("listening on %s:%d (Gateway listener port %d)", self.options.host, bound,
                      declared)
 
-    def _handler_for(self, declared: int) -> Callable[[web.BaseRequest], Any]:
+    def _handler_for(self, declared: int) -> Callable[[DownstreamRequest], Awaitable[None]]:
         handle = self.gateway.handle
 
-        async def handler(request: web.BaseRequest) -> web.StreamResponse:
-            return await handle(request, declared)
+        def handler(request: DownstreamRequest) -> Awaitable[None]:
+            return handle(request, declared)
 
         return handler
 
@@ -426,7 +422,7 @@ class GatewayServer:
         status = {
             "listeners": [
                 {"name": lst.name, "port": lst.port,
-                 "bound_port": self._listeners[lst.port][2] if lst.port in self._listeners else None}
+                 "bound_port": self._listeners[lst.port][1] if lst.port in self._listeners else None}
                 for lst in snap.listeners
             ],
             "pools": {

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiohttp import web
-
 from poolgate.http1 import BodyError, UpstreamFailure, UpstreamResponse
+from poolgate.proxy.downstream import DownstreamRequest
 from poolgate.proxy.headers import downstream_response_headers
 
 # Responses with a known length up to this size are read whole and sent in one write: fewer
@@ -24,22 +23,20 @@ class RelayOutcome:
     completed: bool  # False when the upstream stream broke mid-body
 
 
-async def relay_response(request: web.BaseRequest, upstream: UpstreamResponse,
+async def relay_response(request: DownstreamRequest, upstream: UpstreamResponse,
                          extra_headers: list[tuple[str, str]] | None = None,
-                         transform: Callable[[bytes], bytes] | None = None,
-                         ) -> tuple[web.StreamResponse, RelayOutcome]:
+                         transform: Callable[[bytes], bytes] | None = None) -> RelayOutcome:
     """Pass the upstream response to the client; SSE and other unbounded bodies are relayed
     chunk by chunk as they arrive, never buffered. The caller owns releasing `upstream`.
 
     `transform`, when given, rewrites a buffered 200 body (small, with a known length).
     Raises `UpstreamFailure` when a buffered body breaks before anything was sent.
     """
-    connection = next((v for k, v in upstream.headers if k.lower() == "connection"), None)
-    headers = downstream_response_headers(upstream.headers,
-                                          {"connection": connection} if connection else {})
-    if extra_headers:
-        headers.extend(extra_headers)
+    headers = response_headers(upstream, extra_headers)
     length = upstream.content_length
+    if request.method == "HEAD":
+        await request.respond(upstream.status, upstream.reason, headers, b"", length)
+        return RelayOutcome(upstream.status, 0, True)
     if (length is not None and length <= _BUFFER_LIMIT
             and not upstream.content_type.startswith("text/event-stream")):
         try:
@@ -48,29 +45,29 @@ async def relay_response(request: web.BaseRequest, upstream: UpstreamResponse,
             raise UpstreamFailure("connection termination", str(e)) from e
         if transform is not None and upstream.status == 200:
             body = transform(body)
-        whole = web.Response(status=upstream.status, reason=upstream.reason, body=body)
-        _set_headers(whole, headers)
-        return whole, RelayOutcome(upstream.status, len(body), True)
+        await request.respond(upstream.status, upstream.reason, headers, body)
+        return RelayOutcome(upstream.status, len(body), True)
 
-    resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-    _set_headers(resp, headers)
-    if length is not None:
-        resp.content_length = length
-    await resp.prepare(request)
+    await request.start(upstream.status, upstream.reason, headers, length)
     sent = 0
     try:
         async for chunk in upstream.iter_chunks():
-            await resp.write(chunk)
+            await request.write(chunk)
             sent += len(chunk)
     except BodyError:
         # The upstream broke mid-body: headers are already out, so the only honest signal left
         # is to end the stream abnormally (the caller closes the client connection).
-        return resp, RelayOutcome(upstream.status, sent, False)
-    await resp.write_eof()
-    return resp, RelayOutcome(upstream.status, sent, True)
+        return RelayOutcome(upstream.status, sent, False)
+    await request.end()
+    return RelayOutcome(upstream.status, sent, True)
 
 
-def _set_headers(resp: web.StreamResponse, headers: list[tuple[str, str]]) -> None:
-    h = resp.headers
-    for name, value in headers:
-        h.add(name, value)
+def response_headers(upstream: UpstreamResponse,
+                     extra_headers: list[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    """The upstream's headers as they go to the client, then `extra_headers`."""
+    connection = next((v for k, v in upstream.headers if k.lower() == "connection"), None)
+    headers = downstream_response_headers(upstream.headers,
+                                          {"connection": connection} if connection else {})
+    if extra_headers:
+        headers.extend(extra_headers)
+    return headers

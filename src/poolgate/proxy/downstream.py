@@ -1,0 +1,577 @@
+"""The gateway's listener: HTTP/1.1 for clients, parsed by llhttp (httptools) on asyncio.Protocol.
+
+A proxy's listener needs little of a web framework: the request line, the headers, the body, and
+a way to send a response head and then bytes as they come. Measured on the overhead benchmark,
+aiohttp's server spent about a third of the gateway's CPU per request on request objects,
+multidicts, response objects and their preparation; this server does the same work in a few
+allocations (docs/gateway.md, "Where the time goes").
+
+What it does, per connection:
+- requests are handled one at a time, in order (pipelined requests wait their turn); the handler
+  starts once the whole body is in (the gateway needs all of it to route on), except when the
+  body is over `max_body`: then it starts at once with `body_too_large` set, and the connection
+  closes after the response, so the rest of an oversized upload is never held;
+- keep-alive as HTTP/1.1 and HTTP/1.0 define it; `Connection: close` is honoured both ways;
+- responses are framed by Content-Length when the length is known, else chunked (HTTP/1.1) or by
+  closing the connection (HTTP/1.0); HEAD, 1xx, 204 and 304 answers carry no body;
+- `Expect: 100-continue` gets its interim answer when the body is waited for;
+- the handler is cancelled when the client disconnects (the upstream request is then abandoned,
+  which is how a model server learns to stop generating);
+- malformed requests get 400 and oversized heads 431 (Envoy's limit: 60 KiB), in the OpenAI error
+  shape, and the connection closes;
+- connections idle longer than `keepalive_timeout` (also one whose request never completes) are
+  closed by a sweep, so the request path arms no timers;
+- writes wait while the client is slow to read (transport flow control).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import email.utils
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from http import HTTPStatus
+from typing import cast, overload
+from urllib.parse import parse_qsl, unquote
+
+import httptools
+import orjson
+
+log = logging.getLogger("poolgate.server")
+
+# Envoy's default `max_request_headers_kb` (60 KiB): request line and headers together.
+MAX_HEAD_BYTES = 60 * 1024
+KEEPALIVE_TIMEOUT = 75.0
+# Pipelined requests held per connection before reading pauses.
+_MAX_QUEUED = 16
+_SERVER = "poolgate"
+_NO_BODY_STATUS = frozenset({204, 304})
+
+Handler = Callable[["DownstreamRequest"], Awaitable[None]]
+
+
+class RequestHeaders(Mapping[str, str]):
+    """A request's headers: looked up case-insensitively (first value of a name), iterated in
+    the order received with their original names (`raw`), repeated names kept."""
+
+    __slots__ = ("_first", "raw")
+
+    def __init__(self, raw: list[tuple[str, str]], first: dict[str, str]) -> None:
+        self.raw = raw
+        self._first = first
+
+    def __getitem__(self, name: str) -> str:
+        return self._first[name.lower()]
+
+    @overload  # type: ignore[override]
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str) -> str: ...
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self._first.get(name.lower(), default)
+
+    def getall(self, name: str) -> list[str]:
+        """Every value of `name`, in order."""
+        low = name.lower()
+        return [v for n, v in self.raw if n.lower() == low]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._first
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._first)
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+
+_EMPTY_QUERY: Mapping[str, str] = {}
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+
+
+def reason_phrase(status: int) -> str:
+    """The standard reason phrase of a status code ('' for codes without one)."""
+    return _REASONS.get(status, "")
+
+
+class DownstreamRequest:
+    """One client request (complete, body included) and the way to answer it.
+
+    Answer with `respond()` (a whole response in one write), or `start()`, `write()`... `end()`
+    for a body relayed as it comes; `abort()` drops the connection (a body that cannot be
+    finished). `status` is what was sent (0: nothing yet).
+    """
+
+    __slots__ = (
+        "_chunked", "_conn", "_finished", "_no_body", "_query", "body", "body_too_large",
+        "headers", "keep_alive", "method", "path", "query_string", "raw_path", "status",
+        "version",
+    )
+
+    def __init__(self, conn: _Connection, method: str, raw_path: str, version: str,
+                 headers: RequestHeaders, keep_alive: bool) -> None:
+        self._conn = conn
+        self.method = method
+        self.raw_path = raw_path
+        self.version = version
+        self.headers = headers
+        self.keep_alive = keep_alive
+        target, _, self.query_string = raw_path.partition("?")
+        if target[:1] != "/" and "://" in target:
+            # Absolute form (a client that takes us for a forward proxy): route on the path.
+            target = "/" + target.split("://", 1)[1].partition("/")[2]
+        self.path = unquote(target) if "%" in target else target
+        self._query: Mapping[str, str] | None = None if self.query_string else _EMPTY_QUERY
+        self.body = b""
+        self.body_too_large = False
+        self.status = 0
+        self._chunked = False
+        self._no_body = False
+        self._finished = False
+
+    @property
+    def host(self) -> str:
+        """The Host header ('' when absent)."""
+        return self.headers.get("host") or ""
+
+    @property
+    def query(self) -> Mapping[str, str]:
+        """Query parameters (first value of a name), parsed on first use."""
+        query = self._query
+        if query is None:
+            query = {}
+            for name, value in parse_qsl(self.query_string, keep_blank_values=True):
+                query.setdefault(name, value)
+            self._query = query
+        return query
+
+    @property
+    def started(self) -> bool:
+        """The response head was sent."""
+        return self.status != 0
+
+    @property
+    def finished(self) -> bool:
+        """The whole response was sent."""
+        return self._finished
+
+    # -- answering -------------------------------------------------------------------------------
+
+    async def respond(self, status: int, reason: str, headers: Iterable[tuple[str, str]],
+                      body: bytes, content_length: int | None = None) -> None:
+        """Send a whole response. `content_length` overrides the body's length in the head (a
+        HEAD request's answer states the length of a body it does not carry)."""
+        if self.status:
+            raise RuntimeError("the response was already started")
+        conn = self._conn
+        self.status = status
+        self._finished = True
+        no_body = self.method == "HEAD" or status in _NO_BODY_STATUS or status < 200
+        if status in _NO_BODY_STATUS or status < 200:
+            framing = ""
+        else:
+            framing = f"content-length: {len(body) if content_length is None else content_length}\r\n"
+        head = self._head(status, reason, headers, framing)
+        if conn.closed:
+            return
+        conn.write(head if no_body or not body else head + body)
+        if conn.write_paused:
+            await conn.drain()
+
+    async def start(self, status: int, reason: str, headers: Iterable[tuple[str, str]],
+                    content_length: int | None = None) -> None:
+        """Send the response head; the body follows with `write()` and `end()`."""
+        if self.status:
+            raise RuntimeError("the response was already started")
+        self.status = status
+        if self.method == "HEAD" or status in _NO_BODY_STATUS or status < 200:
+            self._no_body = True
+            framing = (f"content-length: {content_length}\r\n"
+                       if content_length is not None and self.method == "HEAD" else "")
+        elif content_length is not None:
+            framing = f"content-length: {content_length}\r\n"
+        elif self.version == "1.1":
+            self._chunked = True
+            framing = "transfer-encoding: chunked\r\n"
+        else:
+            # HTTP/1.0 has no chunks: the end of the connection ends the body.
+            self.keep_alive = False
+            framing = ""
+        conn = self._conn
+        if conn.closed:
+            return
+        conn.write(self._head(status, reason, headers, framing))
+        if conn.write_paused:
+            await conn.drain()
+
+    async def write(self, data: bytes) -> None:
+        """Send body bytes (after `start()`); waits while the client is behind."""
+        conn = self._conn
+        if self._no_body or not data or conn.closed:
+            return
+        if self._chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        conn.write(data)
+        if conn.write_paused:
+            await conn.drain()
+
+    async def end(self) -> None:
+        """Finish the body started with `start()`."""
+        if self._finished:
+            return
+        self._finished = True
+        conn = self._conn
+        if self._chunked and not conn.closed:
+            conn.write(b"0\r\n\r\n")
+            if conn.write_paused:
+                await conn.drain()
+
+    def abort(self) -> None:
+        """Close the client connection now: the response cannot be completed."""
+        self.keep_alive = False
+        self._conn.close()
+
+    def _head(self, status: int, reason: str, headers: Iterable[tuple[str, str]],
+              framing: str) -> bytes:
+        conn = self._conn
+        if not self.keep_alive or conn.server.draining:
+            self.keep_alive = False
+            connection = "connection: close\r\n"
+        elif self.version == "1.0":
+            connection = "connection: keep-alive\r\n"
+        else:
+            connection = ""
+        lines = "".join([f"{name}: {value}\r\n" for name, value in headers])
+        text = (f"HTTP/1.1 {status} {reason}\r\n{lines}{framing}{connection}"
+                f"date: {_http_date()}\r\nserver: {_SERVER}\r\n\r\n")
+        # Header values were decoded as UTF-8 with surrogateescape: the same encoding restores
+        # the upstream's bytes exactly.
+        return text.encode("utf-8", "surrogateescape")
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The current time as an HTTP date, formatted at most once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+def _error_body(status: int, message: str) -> bytes:
+    kind = "BadRequestError" if status < 500 else "InternalServerError"
+    return orjson.dumps({"error": {"message": message, "type": kind, "param": None,
+                                   "code": status}})
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parses requests and runs the handler for each, in order."""
+
+    __slots__ = (
+        "_body", "_body_size", "_first", "_head_size", "_headers", "_parser", "_queue",
+        "_reading_paused", "_request", "_task", "_url", "_write_waiter", "closed", "idle_since", "loop", "server",
+        "transport", "write_paused",
+    )
+
+    def __init__(self, server: HttpServer, loop: asyncio.AbstractEventLoop) -> None:
+        self.server = server
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.write_paused = False
+        self._write_waiter: asyncio.Future[None] | None = None
+        self.idle_since = loop.time()
+        self._parser = httptools.HttpRequestParser(self)
+        self._queue: collections.deque[DownstreamRequest] = collections.deque()
+        self._task: asyncio.Task[None] | None = None
+        self._reading_paused = False
+        # The request being parsed.
+        self._request: DownstreamRequest | None = None
+        self._url = b""
+        self._headers: list[tuple[str, str]] = []
+        self._first: dict[str, str] = {}
+        self._head_size = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # The request asked to switch protocols, which the gateway does not do: it is
+            # answered as a plain request, and nothing after it on this connection is HTTP/1.1.
+            for request in self._queue:
+                request.keep_alive = False
+            if self._request is not None:
+                self._request.keep_alive = False
+        except httptools.HttpParserCallbackError as e:
+            # An exception from one of the callbacks below, as its context.
+            if isinstance(e.__context__, _HeadTooLarge):
+                self._reject(431, "Request Header Fields Too Large",
+                             f"The request line and headers are larger than {MAX_HEAD_BYTES} bytes.")
+            else:
+                log.error("error parsing a request", exc_info=e.__context__ or e)
+                self._reject(500, "Internal Server Error",
+                             "Internal gateway error; see the gateway log.")
+        except httptools.HttpParserError as e:
+            self._reject(400, "Bad Request", f"Malformed HTTP request: {e}.")
+
+    def eof_received(self) -> bool | None:
+        # A client that stops sending has gone (clients do not half-close HTTP/1.1
+        # connections): close, which cancels the request in progress.
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        self._queue.clear()
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+        waiter = self._write_waiter
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        waiter = self._write_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- httptools callbacks ---------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._first = {}
+        self._head_size = 0
+        self._body = []
+        self._body_size = 0
+        self._request = None
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_size += len(url)
+        if self._head_size > MAX_HEAD_BYTES:
+            raise _HeadTooLarge()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > MAX_HEAD_BYTES:
+            raise _HeadTooLarge()
+        key = name.decode("utf-8", "surrogateescape")
+        text = value.decode("utf-8", "surrogateescape")
+        self._headers.append((key, text))
+        self._first.setdefault(key.lower(), text)
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        request = DownstreamRequest(
+            self, parser.get_method().decode("ascii"),
+            self._url.decode("utf-8", "surrogateescape"), parser.get_http_version(),
+            RequestHeaders(self._headers, self._first), parser.should_keep_alive())
+        self._request = request
+        self.idle_since = self.loop.time()
+        length = self._first.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.server.max_body:
+            self._too_large(request)
+        elif (request.version == "1.1" and self.transport is not None
+              and self._first.get("expect", "").lower() == "100-continue"):
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        request = self._request
+        if request is None or request.body_too_large:
+            return
+        self.idle_since = self.loop.time()  # a slow upload is not an idle connection
+        self._body_size += len(body)
+        if self._body_size > self.server.max_body:
+            self._body = []
+            self._too_large(request)
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        request = self._request
+        self._request = None
+        if request is None or request.body_too_large:
+            return  # already handed over when the body went over the limit
+        body = self._body
+        if body:
+            request.body = body[0] if len(body) == 1 else b"".join(body)
+            self._body = []
+        self._enqueue(request)
+
+    # -- running requests ------------------------------------------------------------------------
+
+    def _too_large(self, request: DownstreamRequest) -> None:
+        """Hand the request over now, marked, and stop taking requests from this connection."""
+        request.body_too_large = True
+        request.keep_alive = False
+        self._enqueue(request)
+
+    def _enqueue(self, request: DownstreamRequest) -> None:
+        if self._task is None:
+            self._task = self.loop.create_task(self._run(request))
+            return
+        self._queue.append(request)
+        if len(self._queue) >= _MAX_QUEUED and not self._reading_paused:
+            # Enough pipelined requests: stop reading until they are answered.
+            assert self.transport is not None
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    async def _run(self, request: DownstreamRequest) -> None:
+        try:
+            await self.server.handler(request)
+        except asyncio.CancelledError:
+            return  # the client went away
+        except Exception:
+            log.exception("unexpected error serving %s %s", request.method, request.raw_path)
+            if not request.started and not self.closed:
+                request.keep_alive = False
+                await request.respond(500, "Internal Server Error",
+                                      [("content-type", "application/json")],
+                                      _error_body(500, "Internal gateway error; see the gateway log."))
+        finally:
+            self._task = None
+        self._after(request)
+
+    def _after(self, request: DownstreamRequest) -> None:
+        """A request is done: go on with the next one, or close."""
+        if self.closed:
+            return
+        if not request.finished:
+            if not request.started:
+                log.error("no response was sent for %s %s", request.method, request.raw_path)
+            self.close()
+            return
+        if not request.keep_alive:
+            self.close()
+            return
+        if self._queue:
+            self._task = self.loop.create_task(self._run(self._queue.popleft()))
+            if self._reading_paused and len(self._queue) < _MAX_QUEUED:
+                assert self.transport is not None
+                self._reading_paused = False
+                self.transport.resume_reading()
+            return
+        self.idle_since = self.loop.time()
+        if self.server.draining:
+            self.close()
+
+    def _reject(self, status: int, reason: str, message: str) -> None:
+        """Answer a request that cannot be parsed, then close (the stream is out of sync)."""
+        if self._task is None and self.transport is not None and not self.closed:
+            body = _error_body(status, message)
+            self.transport.write(
+                (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+                 f"content-length: {len(body)}\r\nconnection: close\r\ndate: {_http_date()}\r\n"
+                 f"server: {_SERVER}\r\n\r\n").encode("ascii") + body)
+        self.close()
+
+    # -- used by requests and the server ---------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait until the transport's buffer is below its low-water mark."""
+        if not self.write_paused or self.closed:
+            return
+        waiter = self._write_waiter
+        if waiter is None or waiter.done():
+            waiter = self._write_waiter = self.loop.create_future()
+        await waiter
+
+    @property
+    def idle(self) -> bool:
+        """No request is being answered or waiting."""
+        return self._task is None and not self._queue
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+
+
+class HttpServer:
+    """An HTTP/1.1 listener running `handler` for each request (see the module's docstring)."""
+
+    def __init__(self, handler: Handler, *, max_body: int,
+                 keepalive_timeout: float = KEEPALIVE_TIMEOUT) -> None:
+        self.handler = handler
+        self.max_body = max_body
+        self.keepalive_timeout = keepalive_timeout
+        self.connections: set[_Connection] = set()
+        self.draining = False
+        self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        """Listen on host:port (raises OSError when that is not possible)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self, loop), host, port,
+                                                reuse_address=True)
+        self._sweeper = loop.create_task(self._sweep(), name="poolgate-idle-connections")
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket and the idle connections; requests in progress finish,
+        answered with `connection: close`."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            if conn.idle:
+                conn.close()
+
+    async def close(self) -> None:
+        """Stop accepting and close every connection (requests still running are cancelled)."""
+        self.stop_accepting()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        for conn in list(self.connections):
+            conn.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _sweep(self) -> None:
+        """Close connections idle for longer than the keep-alive timeout (also those whose
+        request never finished arriving)."""
+        period = min(5.0, self.keepalive_timeout / 4)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            limit = loop.time() - self.keepalive_timeout
+            for conn in list(self.connections):
+                if conn.idle and conn.idle_since < limit:
+                    conn.close()
