@@ -227,12 +227,12 @@ class Gateway:
                 raise NoRoute(f"No route matches {request.method} {request.host}{request.path}.")
             route_name = decision.route.key
             rec["route"] = route_name
-            in_flight = self.metrics.route_series(route_name)[2]
-            in_flight.inc()
+            series = self.metrics.route_series(route_name)
+            series.in_flight += 1
             try:
                 await self._serve_route(request, snap, decision, rec, started, ttfb)
             finally:
-                in_flight.dec()
+                series.in_flight -= 1
         except PoolgateError as e:
             if rec["flag"] == "-":
                 rec["flag"] = e.flag
@@ -255,11 +255,11 @@ class Gateway:
             rec["duration_ms"] = round(elapsed * 1000, 3)
             self.metrics.count_request(route_name, rec["model"], rec["status"])
             if route_name != "-":
-                duration, ttfb_hist, _ = self.metrics.route_series(route_name)
-                duration.observe(elapsed)
+                series = self.metrics.route_series(route_name)
+                series.duration.observe(elapsed)
                 if ttfb:
                     rec["ttfb_ms"] = round(ttfb[0] * 1000, 3)
-                    ttfb_hist.observe(ttfb[0])
+                    series.ttfb.observe(ttfb[0])
             self.access_log.write(rec)
 
     async def _serve_route(self, request: DownstreamRequest, snap: Snapshot,
