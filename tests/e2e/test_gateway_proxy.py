@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -168,6 +169,32 @@ async def test_client_errors_in_openai_shape(procs: ProcessGroup, fleet: Fleet, 
     assert set(payload["error"]) == {"message", "type", "param", "code"}
     assert needle in payload["error"]["message"]
     assert payload["error"]["code"] == status
+
+
+async def test_an_oversized_chunked_body_and_malformed_http_are_refused(
+        procs: ProcessGroup, fleet: Fleet, tmp_path: Path) -> None:
+    gw = start_gateway(procs, _config(tmp_path, fleet), "--max-body-bytes", "2048")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"model": "/model/llama2", "prompt": "'
+        for _ in range(10):
+            yield b"a" * 500
+        yield b'"}'
+
+    async with aiohttp.ClientSession() as s, s.post(
+        f"{gw.url}/v1/completions", data=chunks(), headers={"Content-Type": "application/json"}
+    ) as r:
+        assert r.status == 413 and r.headers["Connection"] == "close"
+        assert "larger than the gateway's limit of 2048 bytes" in (await r.json())["error"]["message"]
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    try:
+        writer.write(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request")
+    assert b"Malformed HTTP request" in body
 
 
 async def test_unknown_path_prefix_is_404_and_client_destination_header_is_ignored(

@@ -357,8 +357,8 @@ class Gateway:
         tickets = [ticket]
         try:
             await self._forward(request, snap, backend, breaker, tickets, candidates, pick,
-                                       path, headers, body, state.retry if state else None,
-                                       deadline, rec, started, ttfb, timed_by, transform)
+                                path, headers, body, state.retry if state else None,
+                                deadline, rec, started, ttfb, timed_by, transform)
         finally:
             tickets[-1].release()
 

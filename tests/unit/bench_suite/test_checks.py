@@ -9,6 +9,8 @@ from poolgate.bench.suite.checks import (
     GATEWAY,
     added,
     baseline_row,
+    c1_row,
+    floor_row,
     overhead_checks,
     peer_checks,
     pick_checks,
@@ -137,3 +139,37 @@ def test_peer_checks_miss_and_absent_sections() -> None:
     assert checks["gateway CPU per request vs vllm-router round_robin (same run)"].passed is False
     assert checks["added p50 latency, 64 concurrent tiny requests (peers run)"].passed is False
     assert peer_checks(None, None) == []
+
+
+def test_peer_checks_read_the_unloaded_rows_and_the_ttft_floor() -> None:
+    over = section("peers-overhead", [
+        row("direct", kind="direct", e2e_p50=0.0150),
+        row("poolgate", e2e_p50=0.0160, cpu_us_per_request=130.0),
+        row("vllm-router round_robin", kind="peer", e2e_p50=0.0170, cpu_us_per_request=120.0),
+        row(c1_row("direct"), kind="direct", e2e_p50=0.00090),
+        row(c1_row("poolgate"), e2e_p50=0.00123),
+        row(c1_row("vllm-router round_robin"), kind="peer", e2e_p50=0.00102),
+        row(c1_row("sglang-router round_robin"), kind="peer", e2e_p50=0.00110),
+    ])
+    route = section("peers-routing", [
+        row(profile_row("default"), ttft_p90=0.098, output_throughput=1587.0),
+        row("sglang-router cache_aware", kind="peer", ttft_p90=0.133, output_throughput=1576.0),
+        row(floor_row(profile_row("default"), 5.2), kind="floor", ttft_p90=0.089,
+            output_throughput=330.0),
+    ])
+    checks = {c.what: c for c in peer_checks(over, route)}
+    c1 = checks["added p50 latency, one request at a time (c=1)"]
+    assert c1.passed is True
+    assert c1.measured == "0.33 ms (vllm-router round_robin: 0.12 ms)"
+    ttft = checks["TTFT p90, default vs the best peer configuration"]
+    # The floor row is neither poolgate's result nor a peer: it is shown next to the verdict.
+    assert ttft.passed is False and "sglang-router cache_aware" in ttft.target
+    assert ttft.measured == ("98.0 ms (0.74x); the fleet's floor (at 5.2 req/s): 89.0 ms (0.67x)")
+    tokens = checks["output tokens/s, default vs the best peer configuration"]
+    assert tokens.passed is True and "sglang-router cache_aware" in tokens.target
+
+
+def test_unloaded_check_is_absent_without_the_unloaded_pair() -> None:
+    over = section("peers-overhead", [row("direct", kind="direct", e2e_p50=0.0150),
+                                      row("poolgate", e2e_p50=0.0160)])
+    assert not any("c=1" in c.what for c in peer_checks(over, None))

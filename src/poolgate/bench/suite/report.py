@@ -220,8 +220,9 @@ def peers_md(over: Section | None, route: Section | None) -> str:
              "from PyPI (installed by `make bench-peers` into `.venv-peers/`, never a dependency "
              "of poolgate) in `round_robin` and in `cache_aware`, every other flag at its "
              "default, next to poolgate's default profile. Router CPU is the router process's "
-             "(all its threads). The `(pinned)` rows give each front a CPU of its own, as in "
-             "section 1.\n\n")
+             "(all its threads). The `(c=1)` rows repeat direct and each front with one request "
+             "at a time (added latency without queueing for a CPU), and the `(pinned)` rows "
+             "give each front a CPU of its own, as in section 1.\n\n")
     out = title + intro
     out += "### 4a. Overhead\n\n"
     if over is None:

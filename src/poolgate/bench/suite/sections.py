@@ -13,7 +13,8 @@ from poolgate.bench.suite.checks import (
     DIRECT,
     DIRECT_C1,
     GATEWAY,
-    GATEWAY_C1,
+    c1_row,
+    floor_row,
     pinned_row,
     profile_row,
 )
@@ -100,14 +101,12 @@ def _gateway_profile(name: str, supported: bool) -> str | None:
 
 
 def _overhead_runs(s: OverheadSettings, fronts: list[RunSpec]) -> list[RunSpec]:
-    """Each front at concurrency 64, plus direct and poolgate unloaded (concurrency 1)."""
+    """Direct and each front at concurrency 64, again unloaded (concurrency 1), and pinned."""
     c1 = overhead_config(s, 1, s.c1_requests, 20)
-    runs = [RunSpec(DIRECT, "direct", direct), *fronts]
-    poolgate_front = next((f for f in fronts if f.name == GATEWAY), None)
-    runs.append(RunSpec(DIRECT_C1, "direct", direct, c1))
-    if poolgate_front is not None:
-        runs.append(RunSpec(GATEWAY_C1, "poolgate", poolgate_front.start, c1))
-    return runs + _pinned_runs(fronts)
+    return [RunSpec(DIRECT, "direct", direct), *fronts,
+            RunSpec(DIRECT_C1, "direct", direct, c1),
+            *(dataclasses.replace(f, name=c1_row(f.name), config=c1) for f in fronts),
+            *_pinned_runs(fronts)]
 
 
 def _pinned_runs(fronts: list[RunSpec]) -> list[RunSpec]:
@@ -179,6 +178,10 @@ def pick(s: PickSettings) -> Section:
     )
 
 
+# The rate of the peers-routing floor row, as a fraction of the section's rate.
+FLOOR_RATE_FRACTION = 0.2
+
+
 def _peer_runs(venv: Path, cwd: Path) -> list[RunSpec]:
     return [RunSpec(f"{p.name} {policy}", "peer", peer(p, venv, policy, cwd))
             for p in PEERS for policy in p.policies]
@@ -191,7 +194,7 @@ async def peers_overhead(s: OverheadSettings, venv: Path, workdir: Path, cwd: Pa
     config = overhead_config(s, s.concurrency, s.requests, s.warmup)
     fronts = [RunSpec(GATEWAY, "poolgate", gateway(_gateway_profile("default", profiles))),
               *_peer_runs(venv, cwd)]
-    runs = [RunSpec(DIRECT, "direct", direct), *fronts, *_pinned_runs(fronts)]
+    runs = _overhead_runs(s, fronts)
     outcome = await shared_fleet(s.fleet, runs, config, workdir, s.rounds)
     section = _section("peers-overhead", started, _overhead_settings(s),
                        [sim_command(s.fleet), _bench_command(config)], outcome,
@@ -206,12 +209,24 @@ async def peers_routing(s: RoutingSettings, venv: Path, workdir: Path, cwd: Path
     config = routing_config(s)
     name = profile_row("default") if profiles else "poolgate built-in"
     flags = time_scaled_gateway_flags(s.fleet.time_scale)
-    runs = [RunSpec(name, "poolgate", gateway(_gateway_profile("default", profiles), flags)),
-            *_peer_runs(venv, cwd)]
+    ours = RunSpec(name, "poolgate", gateway(_gateway_profile("default", profiles), flags))
+    # The same requests at a fifth of the rate: nothing queues, every system prompt is cached
+    # after its first use; its TTFT is what no router can beat on this fleet.
+    low = s.rate * FLOOR_RATE_FRACTION
+    floor = dataclasses.replace(
+        ours, name=floor_row(name, low), kind="floor",
+        config=dataclasses.replace(config, load=dataclasses.replace(config.load, rate=low)))
+    runs = [ours, *_peer_runs(venv, cwd), floor]
     outcome = await fresh_fleet_each(s.fleet, runs, config, workdir, scrape=True)
     section = _section("peers-routing", started, _routing_settings(s),
                        [sim_command(s.fleet), _bench_command(config)], outcome,
-                       _profile_notes(profiles))
+                       [*_profile_notes(profiles),
+                        f"the last row is poolgate's default again at {low:g} requests/s "
+                        f"({FLOOR_RATE_FRACTION:g} of the rate): no request waits for another, "
+                        "so its TTFT is the fleet's floor, what the simulated H100s take to "
+                        "prefill a question after a cached system prompt; the TTFT target is "
+                        "judged against the best peer, and the floor shows how far below it "
+                        "any router could go"])
     return section, outcome
 
 
