@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -153,6 +154,29 @@ async def test_an_oversized_body_is_handed_over_marked_and_the_connection_closes
     assert headers["connection"] == "close"
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
+
+
+async def test_an_upload_still_being_sent_does_not_lose_the_early_answer(
+        listener: Listener) -> None:
+    # The client sends a large body and reads only once it has sent all of it, as an HTTP
+    # client does. The server answers after 1000 bytes; it must go on reading (and dropping)
+    # the rest: closing at once would reset the connection, failing the client's writes and
+    # destroying the unread answer in its receive buffer.
+    loop = asyncio.get_running_loop()
+    sock = socket.create_connection(("127.0.0.1", listener.port))
+    sock.setblocking(False)
+    try:
+        await loop.sock_sendall(sock, b"POST /big HTTP/1.1\r\nHost: x\r\n"
+                                      b"Content-Length: 4000000\r\n\r\n")
+        for _ in range(100):
+            await loop.sock_sendall(sock, b"x" * 40_000)
+            await asyncio.sleep(0.002)
+        answer = b""
+        while chunk := await asyncio.wait_for(loop.sock_recv(sock, 65536), 5):
+            answer += chunk
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 200 OK") and b'"too_large":true' in answer
 
 
 async def test_a_malformed_request_gets_400_and_the_connection_closes(listener: Listener) -> None:

@@ -10,7 +10,8 @@ What it does, per connection:
 - requests are handled one at a time, in order (pipelined requests wait their turn); the handler
   starts once the whole body is in (the gateway needs all of it to route on), except when the
   body is over `max_body`: then it starts at once with `body_too_large` set, and the connection
-  closes after the response, so the rest of an oversized upload is never held;
+  closes after the response (lingering: what the client still sends is read and dropped for a
+  while, so it reads the answer instead of a reset), so an oversized upload is never held;
 - keep-alive as HTTP/1.1 and HTTP/1.0 define it; `Connection: close` is honoured both ways;
 - responses are framed by Content-Length when the length is known, else chunked (HTTP/1.1) or by
   closing the connection (HTTP/1.0); HEAD, 1xx, 204 and 304 answers carry no body;
@@ -18,7 +19,7 @@ What it does, per connection:
 - the handler is cancelled when the client disconnects (the upstream request is then abandoned,
   which is how a model server learns to stop generating);
 - malformed requests get 400 and oversized heads 431 (Envoy's limit: 60 KiB), in the OpenAI error
-  shape, and the connection closes;
+  shape, and the connection closes (lingering as above);
 - connections idle longer than `keepalive_timeout` (also one whose request never completes) are
   closed by a sweep, so the request path arms no timers;
 - writes wait while the client is slow to read (transport flow control).
@@ -47,6 +48,9 @@ MAX_HEAD_BYTES = 60 * 1024
 KEEPALIVE_TIMEOUT = 75.0
 # Pipelined requests held per connection before reading pauses.
 _MAX_QUEUED = 16
+# How long a connection answered before its request was read whole keeps reading (and dropping)
+# what the client still sends before it is closed.
+_LINGER_SECONDS = 2.0
 _SERVER = "poolgate"
 _NO_BODY_STATUS = frozenset({204, 304})
 
@@ -279,9 +283,9 @@ class _Connection(asyncio.Protocol):
     """One client connection: parses requests and runs the handler for each, in order."""
 
     __slots__ = (
-        "_body", "_body_size", "_first", "_head_size", "_headers", "_parser", "_queue",
-        "_reading_paused", "_request", "_task", "_url", "_write_waiter", "closed", "idle_since", "loop", "server",
-        "transport", "write_paused",
+        "_body", "_body_size", "_first", "_head_size", "_headers", "_lingering", "_parser",
+        "_queue", "_reading_paused", "_request", "_task", "_url", "_write_waiter", "closed",
+        "idle_since", "loop", "server", "transport", "write_paused",
     )
 
     def __init__(self, server: HttpServer, loop: asyncio.AbstractEventLoop) -> None:
@@ -296,6 +300,7 @@ class _Connection(asyncio.Protocol):
         self._queue: collections.deque[DownstreamRequest] = collections.deque()
         self._task: asyncio.Task[None] | None = None
         self._reading_paused = False
+        self._lingering = False
         # The request being parsed.
         self._request: DownstreamRequest | None = None
         self._url = b""
@@ -313,8 +318,8 @@ class _Connection(asyncio.Protocol):
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return
+        if self.closed or self._lingering:
+            return  # (lingering: what the client still sends is read and dropped)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -338,7 +343,8 @@ class _Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         # A client that stops sending has gone (clients do not half-close HTTP/1.1
-        # connections): close, which cancels the request in progress.
+        # connections): close, which cancels the request in progress. While lingering, this is
+        # the end of what the client had to send.
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -470,7 +476,10 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         if not request.keep_alive:
-            self.close()
+            if request.body_too_large:
+                self._linger()  # the client may still be sending the body
+            else:
+                self.close()
             return
         if self._queue:
             self._task = self.loop.create_task(self._run(self._queue.popleft()))
@@ -491,7 +500,21 @@ class _Connection(asyncio.Protocol):
                 (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
                  f"content-length: {len(body)}\r\nconnection: close\r\ndate: {_http_date()}\r\n"
                  f"server: {_SERVER}\r\n\r\n").encode("ascii") + body)
-        self.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after answering before the request was read to its end: stop sending, then
+        read and drop what the client still sends, for up to `_LINGER_SECONDS`. Closing at once
+        with unread bytes would make the kernel reset the connection, and the client could
+        lose the answer it has not read yet (nginx's lingering close does the same)."""
+        transport = self.transport
+        if self.closed or transport is None or not transport.can_write_eof():
+            self.close()
+            return
+        self._lingering = True
+        self._parser = httptools.HttpRequestParser(self)  # nothing more is parsed
+        transport.write_eof()
+        self.loop.call_later(_LINGER_SECONDS, self.close)
 
     # -- used by requests and the server ---------------------------------------------------------
 
@@ -510,8 +533,8 @@ class _Connection(asyncio.Protocol):
 
     @property
     def idle(self) -> bool:
-        """No request is being answered or waiting."""
-        return self._task is None and not self._queue
+        """No request is being answered or waiting (a lingering close has its own timer)."""
+        return self._task is None and not self._queue and not self._lingering
 
     def close(self) -> None:
         if not self.closed:
