@@ -362,3 +362,39 @@ async def test_idle_connections_are_closed_after_the_keep_alive_timeout(listener
     reader, writer = await listener.connect()
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
     assert await asyncio.wait_for(reader.read(), 5) == b""
+
+
+UPGRADE = (b"Host: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+           b"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n")
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-write", "body-later"])
+async def test_an_upgrade_request_is_answered_over_http_1_1_with_its_body(
+        listener: Listener, split: bool) -> None:
+    # `curl --http2 http://...` asks to switch to h2c; the gateway stays on HTTP/1.1 and reads
+    # the body itself (llhttp stops at the head of a request that asks to upgrade).
+    reader, writer = await listener.connect()
+    head = b"POST /up HTTP/1.1\r\n" + UPGRADE + b"Content-Length: 11\r\n\r\n"
+    if split:
+        writer.write(head + b"hello")
+        await asyncio.sleep(0.05)
+        writer.write(b" world")
+    else:
+        writer.write(head + b"hello world")
+    status, headers, body = await _response(reader)
+    assert status == "HTTP/1.1 200 OK" and headers["connection"] == "close"
+    assert orjson.loads(body)["path"] == "/up" and orjson.loads(body)["body"] == "hello world"
+    assert "upgrade" not in headers
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+
+
+async def test_an_upgrade_request_without_a_body_and_one_with_chunks(listener: Listener) -> None:
+    reader, writer = await listener.connect()
+    writer.write(b"GET /ws HTTP/1.1\r\n" + UPGRADE + b"\r\n")
+    status, _, body = await _response(reader)
+    assert status == "HTTP/1.1 200 OK" and orjson.loads(body)["body"] == ""
+    reader, writer = await listener.connect()
+    writer.write(b"POST /up HTTP/1.1\r\n" + UPGRADE + b"Transfer-Encoding: chunked\r\n\r\n"
+                 b"5\r\nhello\r\n0\r\n\r\n")
+    status, _, body = await _response(reader)
+    assert status == "HTTP/1.1 400 Bad Request" and b"chunked body" in body

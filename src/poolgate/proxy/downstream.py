@@ -279,13 +279,18 @@ class _HeadTooLarge(Exception):
     pass
 
 
+class _UpgradeWithChunks(Exception):
+    pass
+
+
 class _Connection(asyncio.Protocol):
     """One client connection: parses requests and runs the handler for each, in order."""
 
     __slots__ = (
-        "_body", "_body_size", "_first", "_head_size", "_headers", "_lingering", "_parser",
-        "_queue", "_reading_paused", "_request", "_task", "_url", "_write_waiter", "closed",
-        "idle_since", "loop", "server", "transport", "write_paused",
+        "_body", "_body_size", "_first", "_head_size", "_headers", "_ignore_input", "_lingering",
+        "_parser", "_queue", "_reading_paused", "_request", "_task", "_upgrade", "_upgrade_left",
+        "_url", "_write_waiter", "closed", "idle_since", "loop", "server", "transport",
+        "write_paused",
     )
 
     def __init__(self, server: HttpServer, loop: asyncio.AbstractEventLoop) -> None:
@@ -301,6 +306,10 @@ class _Connection(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._reading_paused = False
         self._lingering = False
+        # A request that asked to upgrade: llhttp leaves its body to us (`_upgrade_left` bytes).
+        self._upgrade: DownstreamRequest | None = None
+        self._upgrade_left = 0
+        self._ignore_input = False
         # The request being parsed.
         self._request: DownstreamRequest | None = None
         self._url = b""
@@ -320,20 +329,30 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed or self._lingering:
             return  # (lingering: what the client still sends is read and dropped)
+        if self._upgrade is not None:
+            self._upgrade_body(data)
+            return
+        if self._ignore_input:
+            return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # The request asked to switch protocols, which the gateway does not do: it is
-            # answered as a plain request, and nothing after it on this connection is HTTP/1.1.
-            for request in self._queue:
-                request.keep_alive = False
-            if self._request is not None:
-                self._request.keep_alive = False
+        except httptools.HttpParserUpgrade as e:
+            # The request asked to switch protocols (`Upgrade: h2c` from `curl --http2`, a
+            # websocket), which the gateway does not do: it is answered over HTTP/1.1 and the
+            # connection closes after it. llhttp stops at the end of the head; its body, if any,
+            # is read here.
+            self._ignore_input = True
+            rest = data[e.args[0]:]
+            if self._upgrade is not None and rest:
+                self._upgrade_body(rest)
         except httptools.HttpParserCallbackError as e:
             # An exception from one of the callbacks below, as its context.
             if isinstance(e.__context__, _HeadTooLarge):
                 self._reject(431, "Request Header Fields Too Large",
                              f"The request line and headers are larger than {MAX_HEAD_BYTES} bytes.")
+            elif isinstance(e.__context__, _UpgradeWithChunks):
+                self._reject(400, "Bad Request", "A request that asks to upgrade the connection "
+                                                 "cannot have a chunked body.")
             else:
                 log.error("error parsing a request", exc_info=e.__context__ or e)
                 self._reject(500, "Internal Server Error",
@@ -404,8 +423,15 @@ class _Connection(asyncio.Protocol):
         length = self._first.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.server.max_body:
             self._too_large(request)
-        elif (request.version == "1.1" and self.transport is not None
-              and self._first.get("expect", "").lower() == "100-continue"):
+            return
+        if parser.should_upgrade():
+            request.keep_alive = False
+            if "chunked" in self._first.get("transfer-encoding", "").lower():
+                raise _UpgradeWithChunks()
+            self._upgrade = request
+            self._upgrade_left = int(length) if length is not None and length.isdigit() else 0
+        if (request.version == "1.1" and self.transport is not None
+                and self._first.get("expect", "").lower() == "100-continue"):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
@@ -425,11 +451,29 @@ class _Connection(asyncio.Protocol):
         self._request = None
         if request is None or request.body_too_large:
             return  # already handed over when the body went over the limit
+        if request is self._upgrade:
+            if self._upgrade_left:
+                return  # its body follows (see `_upgrade_body`)
+            self._upgrade = None
         body = self._body
         if body:
             request.body = body[0] if len(body) == 1 else b"".join(body)
             self._body = []
         self._enqueue(request)
+
+    def _upgrade_body(self, data: bytes) -> None:
+        """Body bytes of a request that asked to upgrade (llhttp does not read them)."""
+        request = self._upgrade
+        assert request is not None
+        take = data[:self._upgrade_left]
+        self._upgrade_left -= len(take)
+        self._body.append(take)
+        if self._upgrade_left == 0:
+            self._upgrade = None
+            self._ignore_input = True
+            request.body = b"".join(self._body)
+            self._body = []
+            self._enqueue(request)
 
     # -- running requests ------------------------------------------------------------------------
 
