@@ -121,9 +121,11 @@ async def test_pipelined_requests_are_answered_in_order(listener: Listener) -> N
 async def test_a_chunked_request_body_is_decoded(listener: Listener) -> None:
     reader, writer = await listener.connect()
     writer.write(b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                 b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+                 b"5\r\nhello\r\n6\r\n world\r\n0\r\nUser-Agent: trailer\r\n\r\n")
     status, _, body = await _response(reader)
     assert status == "HTTP/1.1 200 OK" and orjson.loads(body)["body"] == "hello world"
+    # A trailer field is not a request header.
+    assert orjson.loads(body)["agent"] is None and "user-agent" not in listener.seen[0].headers
     writer.close()
 
 

@@ -404,6 +404,8 @@ class _Connection(asyncio.Protocol):
             raise _HeadTooLarge()
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._request is not None:
+            return  # a trailer field after a chunked body: not a request header
         self._head_size += len(name) + len(value) + 4
         if self._head_size > MAX_HEAD_BYTES:
             raise _HeadTooLarge()
