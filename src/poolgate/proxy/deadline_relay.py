@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
-
 from poolgate.http1 import BodyError, UpstreamResponse
 from poolgate.proxy.downstream import DownstreamRequest
 from poolgate.proxy.upstream import RelayOutcome, response_headers
+from poolgate.traffic.errors import openai_error_body
 
 EVENT_END = b"\n\n"
 DONE_FRAME = b"data: [DONE]\n\n"
@@ -26,9 +25,7 @@ DONE_FRAME = b"data: [DONE]\n\n"
 
 def error_frame(message: str, status: int = 504, type_: str = "GatewayTimeoutError") -> bytes:
     """An SSE event carrying an OpenAI-shaped error, then the `[DONE]` terminator."""
-    body = orjson.dumps({"error": {"message": message, "type": type_, "param": None,
-                                   "code": status}})
-    return b"data: " + body + EVENT_END + DONE_FRAME
+    return b"data: " + openai_error_body(message, type_, status) + EVENT_END + DONE_FRAME
 
 
 def is_event_stream(upstream: UpstreamResponse) -> bool:

@@ -39,7 +39,8 @@ from typing import cast, overload
 from urllib.parse import parse_qsl, unquote
 
 import httptools
-import orjson
+
+from poolgate.traffic.errors import openai_error_body
 
 log = logging.getLogger("poolgate.server")
 
@@ -271,8 +272,7 @@ def _http_date() -> str:
 
 def _error_body(status: int, message: str) -> bytes:
     kind = "BadRequestError" if status < 500 else "InternalServerError"
-    return orjson.dumps({"error": {"message": message, "type": kind, "param": None,
-                                   "code": status}})
+    return openai_error_body(message, kind, status)
 
 
 class _HeadTooLarge(Exception):

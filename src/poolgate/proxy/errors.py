@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import orjson
-
 from poolgate.proxy.downstream import DownstreamRequest, reason_phrase
-from poolgate.traffic.errors import LocalReply, PoolgateError
+from poolgate.traffic.errors import LocalReply, PoolgateError, openai_error_body
 
 
 class NoRoute(PoolgateError):
@@ -31,9 +29,7 @@ class BadRequest(PoolgateError):
         self.param = param
 
     def reply(self, *, envoy_headers: bool = False) -> LocalReply:
-        body = orjson.dumps({"error": {
-            "message": self.message, "type": self.type, "param": self.param, "code": self.status,
-        }})
+        body = openai_error_body(self.message, self.type, self.status, self.param)
         return LocalReply(self.status, "application/json", body, tuple(self.headers.items()))
 
 

@@ -30,6 +30,13 @@ class BodyFormat(enum.Enum):
     OPENAI_JSON = "openai_json"  # {"error": {"message", "type", "param", "code"}}
 
 
+def openai_error_body(message: str, type_: str, code: int | str,
+                      param: str | None = None) -> bytes:
+    """The OpenAI error shape as vLLM writes it: `{"error": {"message", "type", "param", "code"}}`."""
+    return orjson.dumps({"error": {"message": message, "type": type_, "param": param,
+                                   "code": code}})
+
+
 @dataclass(frozen=True, slots=True)
 class LocalReply:
     """A response the gateway writes itself: everything the proxy needs, no HTTP types."""
@@ -77,13 +84,9 @@ class PoolgateError(Exception):
             headers.extend(self.envoy_headers)
         if self.body_format is BodyFormat.ENVOY_TEXT:
             return LocalReply(self.status, "text/plain", self.message.encode(), tuple(headers))
-        body = orjson.dumps({"error": {
-            "message": self.message,
-            "type": self.type,
-            "param": None,
-            # vLLM puts the numeric status in `code` when there is no symbolic code.
-            "code": self.code if self.code is not None else self.status,
-        }})
+        # vLLM puts the numeric status in `code` when there is no symbolic code.
+        body = openai_error_body(self.message, self.type,
+                                 self.code if self.code is not None else self.status)
         return LocalReply(self.status, "application/json", body, tuple(headers))
 
 
