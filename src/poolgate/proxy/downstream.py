@@ -175,8 +175,9 @@ class DownstreamRequest:
         conn = self._conn
         self.status = status
         self._finished = True
-        no_body = self.method == "HEAD" or status in _NO_BODY_STATUS or status < 200
-        if status in _NO_BODY_STATUS or status < 200:
+        bodiless = _bodiless(status)
+        no_body = bodiless or self.method == "HEAD"
+        if bodiless:
             framing = ""
         else:
             framing = f"content-length: {len(body) if content_length is None else content_length}\r\n"
@@ -193,7 +194,7 @@ class DownstreamRequest:
         if self.status:
             raise RuntimeError("the response was already started")
         self.status = status
-        if self.method == "HEAD" or status in _NO_BODY_STATUS or status < 200:
+        if self.method == "HEAD" or _bodiless(status):
             self._no_body = True
             framing = (f"content-length: {content_length}\r\n"
                        if content_length is not None and self.method == "HEAD" else "")
@@ -256,6 +257,11 @@ class DownstreamRequest:
         # Header values were decoded as UTF-8 with surrogateescape: the same encoding restores
         # the upstream's bytes exactly.
         return text.encode("utf-8", "surrogateescape")
+
+
+def _bodiless(status: int) -> bool:
+    """1xx, 204 and 304 answers never carry a body, nor a length for one."""
+    return status < 200 or status in _NO_BODY_STATUS
 
 
 _date_cache: tuple[int, str] = (0, "")
