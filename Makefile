@@ -39,14 +39,14 @@ run: $(VENV)/.installed-base
 	$(BIN)/poolgate demo
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
 test: $(VENV)/.installed-test os-deps lint
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed-bench
-	$(BIN)/python -m poolgate.bench.suite --out docs/benchmarks.md
+	$(BIN)/python -m benchmarks.suite --out docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache .mypy_cache .ruff_cache
@@ -60,4 +60,4 @@ $(PEERS_VENV)/.installed: benchmarks/peers-requirements.txt benchmarks/install-p
 	@touch $@
 
 bench-peers: $(VENV)/.installed-bench $(PEERS_VENV)/.installed
-	$(BIN)/python -m poolgate.bench.suite --only peers --peers-venv $(PEERS_VENV) --out docs/benchmarks.md
+	$(BIN)/python -m benchmarks.suite --only peers --peers-venv $(PEERS_VENV) --out docs/benchmarks.md

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from poolgate.bench.suite.processes import free_port, free_port_range
+from benchmarks.suite.processes import free_port, free_port_range
 
 __all__ = [
     "ProcessGroup", "ServerProcess", "free_port", "free_port_range", "poolgate_command",

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from poolgate.bench.suite.manifests import POOL_LABEL_KEY, POOL_LABEL_VALUE
+from benchmarks.suite.manifests import POOL_LABEL_KEY, POOL_LABEL_VALUE
 
 HOST = "127.0.0.1"
 

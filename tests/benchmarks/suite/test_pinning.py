@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from poolgate.bench.suite.pinning import can_pin, pinned, process_tree, threads, usable_cpus
+from benchmarks.suite.pinning import can_pin, pinned, process_tree, threads, usable_cpus
 
 
 def _proc(tmp_path: Path, pid: int, ppid: int, tids: list[int]) -> None:

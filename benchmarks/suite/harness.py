@@ -12,14 +12,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.suite.commands import CONFIG_DIR, SIM_PORT, SimSpec, display, sim_argv
+from benchmarks.suite.manifests import ENDPOINTS_FILE
+from benchmarks.suite.model import RunRow, median_row
+from benchmarks.suite.pinning import FRONT_CPU_INDEX, LOAD_CPU_INDEX, pinned, usable_cpus
+from benchmarks.suite.processes import ProcessGroup
+from benchmarks.suite.stack import Fleet, StartFront, start_fleet
 from poolgate.bench import BenchConfig, BenchError, BenchResult, Target, run_benchmark
 from poolgate.bench.cpu import cpu_seconds
-from poolgate.bench.suite.commands import CONFIG_DIR, SIM_PORT, SimSpec, display, sim_argv
-from poolgate.bench.suite.manifests import ENDPOINTS_FILE
-from poolgate.bench.suite.model import RunRow, median_row
-from poolgate.bench.suite.pinning import FRONT_CPU_INDEX, LOAD_CPU_INDEX, pinned, usable_cpus
-from poolgate.bench.suite.processes import ProcessGroup
-from poolgate.bench.suite.stack import Fleet, StartFront, start_fleet
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from poolgate.bench.suite import _format as fmt
+from benchmarks.suite import _format as fmt
 
 
 def test_units_and_missing() -> None:

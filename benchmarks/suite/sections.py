@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from poolgate.bench import BenchConfig, LengthSpec, LoadConfig, WorkloadConfig
-from poolgate.bench.suite.checks import (
+from benchmarks.suite.checks import (
     DIRECT,
     DIRECT_C1,
     GATEWAY,
@@ -18,18 +17,19 @@ from poolgate.bench.suite.checks import (
     pinned_row,
     profile_row,
 )
-from poolgate.bench.suite.commands import PEERS, time_scaled_gateway_flags
-from poolgate.bench.suite.harness import (
+from benchmarks.suite.commands import PEERS, time_scaled_gateway_flags
+from benchmarks.suite.harness import (
     Outcome,
     RunSpec,
     fresh_fleet_each,
     shared_fleet,
     sim_command,
 )
-from poolgate.bench.suite.model import Section
-from poolgate.bench.suite.pinning import can_pin
-from poolgate.bench.suite.settings import OverheadSettings, PickSettings, RoutingSettings
-from poolgate.bench.suite.stack import direct, gateway, peer
+from benchmarks.suite.model import Section
+from benchmarks.suite.pinning import can_pin
+from benchmarks.suite.settings import OverheadSettings, PickSettings, RoutingSettings
+from benchmarks.suite.stack import direct, gateway, peer
+from poolgate.bench import BenchConfig, LengthSpec, LoadConfig, WorkloadConfig
 
 
 def overhead_config(s: OverheadSettings, concurrency: int, requests: int, warmup: int) -> BenchConfig:
@@ -149,14 +149,14 @@ async def routing(s: RoutingSettings, workdir: Path,
 
 
 def pick(s: PickSettings) -> Section:
-    """Issue 4: µs per pick at each fleet size, from the scheduling package's own measurer."""
+    """Issue 4: µs per pick at each fleet size, from `benchmarks.pick`'s measurer."""
     started = time.monotonic()
     notes: list[str] = []
     costs: dict[str, dict[str, float]] = {}
     try:
-        from poolgate.scheduling.benchmark import measure_pick_cost
+        from benchmarks.pick import measure_pick_cost
     except ImportError as e:
-        notes.append(f"not measured: poolgate.scheduling.benchmark is not importable ({e})")
+        notes.append(f"not measured: benchmarks.pick is not importable ({e})")
     else:
         for profile in s.profiles:
             # The best of several calls, as measure_pick_cost itself takes the best of its
@@ -170,7 +170,7 @@ def pick(s: PickSettings) -> Section:
         duration_s=round(time.monotonic() - started, 1),
         settings={"sizes": list(s.sizes), "picks": s.picks, "repeats": s.repeats,
                   "profiles": list(s.profiles)},
-        commands=[f"python -m poolgate.scheduling.bench_pick {p}" for p in s.profiles],
+        commands=[f"python -m benchmarks.pick {p}" for p in s.profiles],
         notes=[*notes, f"the best of {s.repeats} calls of measure_pick_cost, each the best of 5 "
                        "rounds of `pick` + `on_picked` over a synthetic fleet with fresh signals "
                        "and a prefix index warmed by max(200, 4 x endpoints) earlier requests"],

@@ -7,13 +7,13 @@ import json
 
 import pytest
 
+from benchmarks.suite.model import RunRow, Section, median_row
 from poolgate.bench import BenchConfig, LoadConfig, Target, WorkloadConfig
 from poolgate.bench.cpu import CpuUsage
 from poolgate.bench.records import RequestRecord
 from poolgate.bench.result import BenchResult
 from poolgate.bench.scrape import QueueStats, ScrapeRound
-from poolgate.bench.suite.model import RunRow, Section, median_row
-from tests.unit.bench_suite._rows import row, section
+from tests.benchmarks.suite._rows import row, section
 
 
 def _record(i: int, ttft: float, cached: int) -> RequestRecord:

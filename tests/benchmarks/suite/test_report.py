@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from poolgate.bench.suite import multicluster
-from poolgate.bench.suite.checks import DIRECT, DIRECT_C1, GATEWAY, GATEWAY_C1, profile_row
-from poolgate.bench.suite.machine import Machine
-from poolgate.bench.suite.model import Section
-from poolgate.bench.suite.report import render, routing_md
-from poolgate.bench.suite.tables import markdown_table, overhead_table, routing_table
-from tests.unit.bench_suite._rows import row, section
+from benchmarks.suite import multicluster
+from benchmarks.suite.checks import DIRECT, DIRECT_C1, GATEWAY, GATEWAY_C1, profile_row
+from benchmarks.suite.machine import Machine
+from benchmarks.suite.model import Section
+from benchmarks.suite.report import render, routing_md
+from benchmarks.suite.tables import markdown_table, overhead_table, routing_table
+from tests.benchmarks.suite._rows import row, section
 
 MACHINE = Machine(cores=2, cpu_model="Test CPU", memory_gib=24.0, os="Linux 6", python="3.11.7",
                   packages={"poolgate": "0.1.0"}, peers={"vllm-router": "0.1.17"})

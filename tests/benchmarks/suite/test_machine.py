@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from poolgate.bench.suite.machine import (
+from benchmarks.suite.machine import (
     Machine,
     _cpu_model,
     _mem_total_gib,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from poolgate.bench.suite.commands import (
+from benchmarks.suite.commands import (
     PEERS,
     Peer,
     SimSpec,

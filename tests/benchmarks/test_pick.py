@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from poolgate.scheduling.bench_pick import main
-from poolgate.scheduling.benchmark import measure_pick_cost
+from benchmarks.pick import main, measure_pick_cost
 
 
 @pytest.mark.parametrize("profile", ["default", "round-robin"])
@@ -19,7 +18,7 @@ def test_unknown_profile_is_reported() -> None:
 
 def test_bench_pick_prints_three_sizes(capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    import poolgate.scheduling.bench_pick as bench
+    import benchmarks.pick as bench
 
     monkeypatch.setattr(bench, "measure_pick_cost", lambda n, profile: float(n))
     main(["queue-kv"])

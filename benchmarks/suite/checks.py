@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from poolgate.bench.suite import _format as fmt
-from poolgate.bench.suite.model import QUEUE_FLOOR, Check, Section
+from benchmarks.suite import _format as fmt
+from benchmarks.suite.model import QUEUE_FLOOR, Check, Section
 
 # Row names the sections use and the checks look up.
 DIRECT = "direct"

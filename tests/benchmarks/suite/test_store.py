@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from poolgate.bench.suite.store import data_dir, load_sections, note_foreign_cpu, save_section
-from tests.unit.bench_suite._rows import row, section
+from benchmarks.suite.store import data_dir, load_sections, note_foreign_cpu, save_section
+from tests.benchmarks.suite._rows import row, section
 
 
 def test_data_dir_is_the_report_stem() -> None:

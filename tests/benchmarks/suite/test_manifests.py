@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from poolgate.bench.suite.manifests import gateway_manifests, write_config_dir
+from benchmarks.suite.manifests import gateway_manifests, write_config_dir
 
 
 def test_manifests_route_everything_to_a_v1_pool_selecting_the_sim() -> None:

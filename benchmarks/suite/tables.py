@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from poolgate.bench.suite import _format as fmt
-from poolgate.bench.suite.checks import added, baseline_row
-from poolgate.bench.suite.model import Check, RunRow
+from benchmarks.suite import _format as fmt
+from benchmarks.suite.checks import added, baseline_row
+from benchmarks.suite.model import Check, RunRow
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from poolgate.bench.suite.commands import SimSpec
+from benchmarks.suite.commands import SimSpec
 
 ROUTING_PROFILES = ("default", "round-robin", "random", "least-in-flight", "prefix-only")
 PICK_SIZES = (8, 64, 512)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from poolgate.bench.suite.foreign import CpuSnapshot, busy_seconds, foreign_share
+from benchmarks.suite.foreign import CpuSnapshot, busy_seconds, foreign_share
 
 STAT = """cpu  100 20 30 1000 50 5 5 10 0 0
 cpu0 50 10 15 500 25 2 2 5 0 0

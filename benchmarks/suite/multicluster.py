@@ -17,11 +17,11 @@ import aiohttp
 import orjson
 import yaml
 
+from benchmarks.suite.model import Section
+from benchmarks.suite.processes import ProcessGroup, free_port, free_port_range, wait_ready
 from poolgate.bench.errors import BenchError
-from poolgate.bench.suite.model import Section
-from poolgate.bench.suite.processes import ProcessGroup, free_port, free_port_range, wait_ready
 
-EXAMPLE = Path(__file__).resolve().parents[4] / "examples" / "seed-002-multi-cluster"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "seed-002-multi-cluster"
 NEAR, FAR = "europe-west3", "us-east4"
 MODEL = "food-review-1"
 
@@ -179,7 +179,7 @@ def markdown(section: Section | None, plot_dir: str) -> str:
     """The report's multi-cluster section."""
     title = "## 5. Multi-cluster spill-over: two regions, a load ramp (issue 6)\n"
     if section is None:
-        return title + "\nNot measured yet: `python -m poolgate.bench.suite --only multicluster`.\n"
+        return title + "\nNot measured yet: `python -m benchmarks.suite --only multicluster`.\n"
     s = section.settings
     rows = ["| clients | requests | share " + NEAR + " | share " + FAR + " | TTFT p90 |",
             "| --- | --- | --- | --- | --- |"]

@@ -1,4 +1,4 @@
-"""`python -m poolgate.bench.suite`: run the benchmark sections and regenerate the report."""
+"""`python -m benchmarks.suite`: run the benchmark sections and regenerate the report."""
 
 from __future__ import annotations
 
@@ -18,22 +18,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from poolgate.bench import BenchError, BenchResult, plot
-from poolgate.bench.suite import multicluster
-from poolgate.bench.suite import sections as run
-from poolgate.bench.suite.commands import PEERS
-from poolgate.bench.suite.foreign import CpuSnapshot, foreign_share
-from poolgate.bench.suite.machine import peer_versions, this_machine
-from poolgate.bench.suite.model import Section
-from poolgate.bench.suite.multicluster import ramp_settings
-from poolgate.bench.suite.report import render
-from poolgate.bench.suite.settings import (
+from benchmarks.suite import multicluster
+from benchmarks.suite import sections as run
+from benchmarks.suite.commands import PEERS
+from benchmarks.suite.foreign import CpuSnapshot, foreign_share
+from benchmarks.suite.machine import peer_versions, this_machine
+from benchmarks.suite.model import Section
+from benchmarks.suite.multicluster import ramp_settings
+from benchmarks.suite.report import render
+from benchmarks.suite.settings import (
     overhead_settings,
     pick_settings,
     routing_settings,
 )
-from poolgate.bench.suite.stack import serve_has_scheduler_profile
-from poolgate.bench.suite.store import data_dir, load_sections, note_foreign_cpu, save_section
+from benchmarks.suite.stack import serve_has_scheduler_profile
+from benchmarks.suite.store import data_dir, load_sections, note_foreign_cpu, save_section
+from poolgate.bench import BenchError, BenchResult, plot
 
 SECTIONS = ("overhead", "routing", "pick", "multicluster", "peers")
 DEFAULT_SECTIONS = ("overhead", "routing", "pick", "multicluster")
@@ -64,7 +64,7 @@ def parse_sections(text: str) -> tuple[str, ...]:
 
 def parse_args(argv: Sequence[str]) -> SuiteOptions:
     parser = argparse.ArgumentParser(
-        prog="python -m poolgate.bench.suite",
+        prog="python -m benchmarks.suite",
         description="Run poolgate's benchmark suite and regenerate docs/benchmarks.md.")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"),
                         help="report to write; JSON and plots go to its stem directory")

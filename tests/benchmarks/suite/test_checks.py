@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from poolgate.bench.suite.checks import (
+from benchmarks.suite.checks import (
     DIRECT,
     GATEWAY,
     added,
@@ -18,7 +18,7 @@ from poolgate.bench.suite.checks import (
     profile_row,
     routing_checks,
 )
-from tests.unit.bench_suite._rows import row, section
+from tests.benchmarks.suite._rows import row, section
 
 
 def test_overhead_pass_and_miss() -> None:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from poolgate.bench.suite.commands import (
+from benchmarks.suite.commands import (
     ADMIN_PORT,
     CONFIG_DIR,
     HOST,
@@ -23,8 +23,8 @@ from poolgate.bench.suite.commands import (
     serve_argv,
     sim_argv,
 )
-from poolgate.bench.suite.manifests import write_config_dir
-from poolgate.bench.suite.processes import (
+from benchmarks.suite.manifests import write_config_dir
+from benchmarks.suite.processes import (
     Managed,
     ProcessGroup,
     free_port,

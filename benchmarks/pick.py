@@ -1,5 +1,8 @@
 """Measuring the cost of one `Scheduler.pick` (plus `on_picked`) with a warm prefix index.
 
+`python -m benchmarks.pick [PROFILE]` (from the repository root) prints it at 8, 64 and 512
+endpoints; the benchmark suite's pick section calls `measure_pick_cost` directly.
+
 The fleet is synthetic: every endpoint has fresh vLLM-like signals (varied queues, KV use, one
 LoRA adapter on some), the prefix index holds the blocks of earlier requests, and each measured
 request shares a ~1,000-character system prompt with the others and adds its own ~400-character
@@ -9,6 +12,7 @@ question (22 hashed blocks of 64 characters).
 from __future__ import annotations
 
 import random
+import sys
 import time
 
 from poolgate.datalayer.signals import Signals
@@ -58,3 +62,14 @@ def measure_pick_cost(n_endpoints: int, profile: str = "default", picks: int = 2
             scheduler.on_picked(req, scheduler.pick(req, addresses, now).address)
         best = min(best, (time.perf_counter() - start) / per_round * 1e6)
     return best
+
+
+def main(argv: list[str]) -> None:
+    """Print one line per fleet size for the profile named in `argv` (default `default`)."""
+    profile = argv[0] if argv else "default"
+    for n in (8, 64, 512):
+        print(f"profile={profile} endpoints={n}: {measure_pick_cost(n, profile):.1f} us per pick")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

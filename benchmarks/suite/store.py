@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from poolgate.bench.suite.model import Section
+from benchmarks.suite.model import Section
 
 SECTION_NAMES = ("overhead", "routing", "pick", "multicluster", "peers-overhead", "peers-routing")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from poolgate.bench.suite.model import RunRow, Section
+from benchmarks.suite.model import RunRow, Section
 
 
 def row(name: str, kind: str = "poolgate", **fields: Any) -> RunRow:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from poolgate.bench.suite.main import DEFAULT_SECTIONS, main, parse_args, parse_sections
+from benchmarks.suite.main import DEFAULT_SECTIONS, main, parse_args, parse_sections
 
 
 def test_defaults() -> None:
