@@ -15,7 +15,7 @@ from aiohttp import web
 
 from poolgate.datalayer.scraper import MetricsScraper, ScrapeError
 from poolgate.datalayer.store import EndpointStore
-from poolgate.http1 import BodyTooLarge, UpstreamPool
+from poolgate.http.client import BodyTooLarge, UpstreamPool
 from tests.support.processes import ProcessGroup, free_port, poolgate_command, wait_http
 
 pytestmark = pytest.mark.e2e

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from poolgate.traffic.errors import BodyFormat, PoolgateError, UpstreamTimeout
+from poolgate.core.errors import BodyFormat, PoolgateError
+from poolgate.traffic.errors import UpstreamTimeout
 
 
 class InFlightCapReached(PoolgateError):

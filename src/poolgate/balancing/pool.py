@@ -12,8 +12,8 @@ from poolgate.balancing.decision import (
     mean_utilization,
 )
 from poolgate.balancing.regions import RegionOrder
-from poolgate.config.policy import BackendPolicySpec
-from poolgate.config.snapshot import Pool
+from poolgate.balancing.spec import BackendPolicySpec
+from poolgate.core.pools import Pool
 from poolgate.traffic.outlier import OutlierDetector
 
 # Envoy's default healthy_panic_threshold: below this share of usable endpoints, use them all.

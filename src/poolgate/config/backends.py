@@ -8,7 +8,8 @@ from poolgate.api import gateway, inference
 from poolgate.api.kinds import GATEWAY_GROUP
 from poolgate.api.local import GROUP as POOLGATE_GROUP
 from poolgate.api.local import parse_address
-from poolgate.config.snapshot import Backend, Pool
+from poolgate.config.snapshot import Backend
+from poolgate.core.pools import Pool
 from poolgate.discovery.local import SERVICE_LABEL, LocalEndpointSource
 
 INFERENCE_POOL_GROUPS = frozenset({inference.GROUP_X, inference.GROUP_V1})

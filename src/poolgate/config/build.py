@@ -29,7 +29,7 @@ from poolgate.config.multicluster import (
     with_imports,
 )
 from poolgate.config.policies import traffic_policy
-from poolgate.config.policy import ActiveHealthCheckSpec, TrafficPolicy
+from poolgate.config.policy import TrafficPolicy
 from poolgate.config.routes import (
     GatewayListeners,
     PlacedRoute,
@@ -37,7 +37,9 @@ from poolgate.config.routes import (
     build_tables,
     compile_rule,
 )
-from poolgate.config.snapshot import Endpoint, Listener, Pool, Route, Snapshot
+from poolgate.config.snapshot import Listener, Route, Snapshot
+from poolgate.core.pools import Endpoint, Pool
+from poolgate.datalayer.health_spec import ActiveHealthCheckSpec
 from poolgate.discovery.local import LocalEndpointSource
 from poolgate.discovery.source import EndpointSource
 from poolgate.scheduling.profiles import BUILTIN_PROFILES

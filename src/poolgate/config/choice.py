@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from poolgate.config.snapshot import Backend, InferenceModelSpec, RouteRule
+from poolgate.config.snapshot import Backend, InferenceModelSpec, RouteRule
 
 
 def _no_backend(rule: RouteRule) -> Backend:
-    from poolgate.config.snapshot import Backend
-
     message = (
         "the route rule has no backendRefs" if not rule.backends
         else "every backendRef of the route rule has weight 0"

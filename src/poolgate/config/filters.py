@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-if TYPE_CHECKING:
-    from poolgate.config.snapshot import HeaderModifier, RouteDecision, RouteRule, URLRewrite
+from poolgate.config.snapshot import HeaderModifier, RouteDecision, RouteRule, URLRewrite
 
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
 

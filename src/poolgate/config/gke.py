@@ -6,10 +6,11 @@ from collections.abc import Mapping, Sequence
 
 from poolgate.api import gke, inference
 from poolgate.api.loader import LoadedResource
+from poolgate.balancing.spec import BackendPolicySpec
 from poolgate.config._report import Report
 from poolgate.config.multicluster import is_import_ref
-from poolgate.config.policy import ActiveHealthCheckSpec, BackendPolicySpec
-from poolgate.config.snapshot import Pool
+from poolgate.core.pools import Pool
+from poolgate.datalayer.health_spec import ActiveHealthCheckSpec
 
 NAMED_METRIC_PREFIX = "gke.named_metrics."
 # Model-server metrics that are a KV-cache utilisation in [0, 1]: what poolgate balances on.

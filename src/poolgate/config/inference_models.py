@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from poolgate.api import inference
 from poolgate.api.loader import LoadedResource
 from poolgate.config._report import Report
-from poolgate.config.snapshot import InferenceModelSpec, ObjectiveSpec, Pool, TargetModel
+from poolgate.config.snapshot import InferenceModelSpec, ObjectiveSpec, TargetModel
+from poolgate.core.pools import Pool
 
 
 def resolve_pool_key(loaded: LoadedResource, ref: inference.PoolObjectReference,

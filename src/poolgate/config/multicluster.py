@@ -22,7 +22,8 @@ from dataclasses import replace
 from poolgate.api import gateway, inference
 from poolgate.api.gke import GKE_NETWORKING_GROUP
 from poolgate.config.backends import reference_granted
-from poolgate.config.snapshot import Backend, Endpoint, Pool, RouteRule
+from poolgate.config.snapshot import Backend, RouteRule
+from poolgate.core.pools import Endpoint, Pool
 
 CLUSTER_ANNOTATION = "poolgate.dev/cluster"
 REGION_ANNOTATION = "poolgate.dev/region"

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from poolgate.api import envoy
 from poolgate.api.loader import LoadedResource
 from poolgate.config._report import Report
-from poolgate.config.policy import (
-    DEFAULT_BACKOFF_BASE,
-    DEFAULT_RETRY_STATUS_CODES,
-    DEFAULT_RETRY_TRIGGERS,
-    ActiveHealthCheckSpec,
-    CircuitBreakerSpec,
-    HealthCheckSpec,
-    PassiveHealthCheckSpec,
-    RateLimitRule,
-    RetrySpec,
-    TrafficPolicy,
-)
+from poolgate.config.policy import HealthCheckSpec, TrafficPolicy
+from poolgate.datalayer.health_spec import ActiveHealthCheckSpec
+from poolgate.traffic.circuit_breaker import BreakerLimits
+from poolgate.traffic.outlier import OutlierSpec
+from poolgate.traffic.rate_limit import RateLimitRule
+from poolgate.traffic.retry import DEFAULT_BACKOFF_BASE, RetrySpec, Trigger
 
 UNIT_SECONDS = {
     "Second": 1.0, "Minute": 60.0, "Hour": 3600.0, "Day": 86400.0,
@@ -24,55 +20,55 @@ UNIT_SECONDS = {
 }
 
 
-def circuit_breaker(cb: envoy.CircuitBreaker) -> CircuitBreakerSpec:
+def circuit_breaker(cb: envoy.CircuitBreaker, report: Report,
+                    about: LoadedResource) -> BreakerLimits | None:
     """`circuitBreaker` with Envoy's 1024 default for every unset threshold."""
-    d = CircuitBreakerSpec()
-    return CircuitBreakerSpec(
-        max_connections=d.max_connections if cb.max_connections is None else cb.max_connections,
-        max_pending_requests=(d.max_pending_requests if cb.max_pending_requests is None
-                              else cb.max_pending_requests),
-        max_parallel_requests=(d.max_parallel_requests if cb.max_parallel_requests is None
-                               else cb.max_parallel_requests),
-        max_parallel_retries=(d.max_parallel_retries if cb.max_parallel_retries is None
-                              else cb.max_parallel_retries),
-        max_requests_per_connection=cb.max_requests_per_connection,
-        per_endpoint_max_connections=cb.per_endpoint.max_connections if cb.per_endpoint else None,
-    )
+    values = {
+        "max_connections": cb.max_connections,
+        "max_pending_requests": cb.max_pending_requests,
+        "max_parallel_requests": cb.max_parallel_requests,
+        "max_parallel_retries": cb.max_parallel_retries,
+        "max_requests_per_connection": cb.max_requests_per_connection,
+        "per_endpoint_max_connections": (cb.per_endpoint.max_connections
+                                         if cb.per_endpoint is not None else None),
+    }
+    try:
+        return BreakerLimits(**{k: v for k, v in values.items() if v is not None})
+    except ValueError as e:
+        report.error(about, f"spec.circuitBreaker: {e}")
+        return None
 
 
-def retry(r: envoy.Retry, report: Report, about: LoadedResource) -> RetrySpec:
+def retry(r: envoy.Retry, report: Report, about: LoadedResource) -> RetrySpec | None:
     """`retry` with Envoy Gateway's defaults (2 retries; connect-failure, refused-stream,
     unavailable, cancelled and 503 when `retryOn` is absent)."""
-    if r.retry_on is None:
-        triggers, codes = DEFAULT_RETRY_TRIGGERS, DEFAULT_RETRY_STATUS_CODES
-    else:
+    d = RetrySpec()
+    triggers: frozenset[str] = frozenset(d.triggers)
+    codes: frozenset[int] = d.http_status_codes
+    if r.retry_on is not None:
         triggers = frozenset(r.retry_on.triggers or ())
         codes = frozenset(r.retry_on.http_status_codes or ())
         if codes:
             # Status codes only take effect with this trigger; Envoy Gateway adds it itself.
-            triggers = triggers | {"retriable-status-codes"}
+            triggers = triggers | {Trigger.RETRIABLE_STATUS_CODES.value}
         if not triggers:
             report.warning(about, "spec.retry.retryOn has no triggers and no httpStatusCodes: "
                                   "nothing will be retried")
     per = r.per_retry
-    base = DEFAULT_BACKOFF_BASE
-    maximum: float | None = None
-    if per is not None and per.back_off is not None:
-        if per.back_off.base_interval is not None:
-            base = per.back_off.base_interval
-        maximum = per.back_off.max_interval
-    if maximum is None:
-        maximum = base * 10  # Envoy: max_interval defaults to 10x base_interval
-    if maximum < base:
-        report.error(about, "spec.retry.perRetry.backOff.maxInterval is shorter than baseInterval")
-    return RetrySpec(
-        num_retries=2 if r.num_retries is None else r.num_retries,
-        triggers=triggers,
-        http_status_codes=codes,
-        per_retry_timeout=per.timeout if per is not None else None,
-        backoff_base=base,
-        backoff_max=maximum,
-    )
+    back_off = per.back_off if per is not None else None
+    try:
+        return RetrySpec(
+            num_retries=d.num_retries if r.num_retries is None else r.num_retries,
+            triggers=frozenset(Trigger(t) for t in triggers),
+            http_status_codes=codes,
+            per_retry_timeout=per.timeout if per is not None else None,
+            backoff_base=(back_off.base_interval if back_off is not None
+                          and back_off.base_interval is not None else DEFAULT_BACKOFF_BASE),
+            backoff_max=back_off.max_interval if back_off is not None else None,
+        )
+    except ValueError as e:
+        report.error(about, f"spec.retry: {e}")
+        return None
 
 
 def rate_limits(rl: envoy.RateLimit, report: Report, about: LoadedResource) -> tuple[RateLimitRule, ...]:
@@ -117,21 +113,20 @@ def health_check(hc: envoy.HealthCheck, report: Report, about: LoadedResource) -
         )
     passive = None
     if hc.passive is not None:
-        p, dp = hc.passive, PassiveHealthCheckSpec()
-        passive = PassiveHealthCheckSpec(
-            consecutive_5xx=dp.consecutive_5xx if p.consecutive_5xx_errors is None
-            else p.consecutive_5xx_errors,
-            consecutive_gateway_errors=dp.consecutive_gateway_errors
-            if p.consecutive_gateway_errors is None else p.consecutive_gateway_errors,
-            consecutive_local_origin_failures=dp.consecutive_local_origin_failures
-            if p.consecutive_local_origin_failures is None else p.consecutive_local_origin_failures,
-            split_external_local_origin_errors=bool(p.split_external_local_origin_errors),
-            interval=dp.interval if p.interval is None else p.interval,
-            base_ejection_time=dp.base_ejection_time if p.base_ejection_time is None
-            else p.base_ejection_time,
-            max_ejection_percent=dp.max_ejection_percent if p.max_ejection_percent is None
-            else p.max_ejection_percent,
-        )
+        p = hc.passive
+        values: dict[str, Any] = {
+            "consecutive_5xx": p.consecutive_5xx_errors,
+            "consecutive_gateway_failure": p.consecutive_gateway_errors,
+            "consecutive_local_origin_failure": p.consecutive_local_origin_failures,
+            "split_external_local_origin_errors": p.split_external_local_origin_errors,
+            "interval": p.interval,
+            "base_ejection_time": p.base_ejection_time,
+            "max_ejection_percent": p.max_ejection_percent,
+        }
+        try:
+            passive = OutlierSpec(**{k: v for k, v in values.items() if v is not None})
+        except ValueError as e:
+            report.error(about, f"spec.healthCheck.passive: {e}")
     return HealthCheckSpec(active, passive)
 
 
@@ -146,7 +141,8 @@ def traffic_policy(about: LoadedResource, report: Report) -> TrafficPolicy:
     return TrafficPolicy(
         namespace=res.namespace,
         name=res.name,
-        circuit_breaker=circuit_breaker(spec.circuit_breaker) if spec.circuit_breaker else None,
+        circuit_breaker=(circuit_breaker(spec.circuit_breaker, report, about)
+                         if spec.circuit_breaker else None),
         retry=retry(spec.retry, report, about) if spec.retry is not None else None,
         request_timeout=http.request_timeout if http is not None else None,
         rate_limits=rate_limits(spec.rate_limit, report, about) if spec.rate_limit else (),

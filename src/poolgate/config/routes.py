@@ -20,13 +20,13 @@ from poolgate.config.snapshot import (
     CandidateGroup,
     HeaderModifier,
     Listener,
-    Pool,
     Route,
     RouteDecision,
     RouteRule,
     RouteTable,
     URLRewrite,
 )
+from poolgate.core.pools import Pool
 from poolgate.discovery.local import LocalEndpointSource
 
 SUPPORTED_FILTERS = ("RequestHeaderModifier", "URLRewrite")

@@ -9,128 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
 
-from poolgate.config.choice import choose_backend, choose_target_model
-from poolgate.config.filters import FilteredRequest, apply_request_filters
-from poolgate.config.matching import RouteMatch, ValueMatch, normalize_host
-from poolgate.config.policy import (
-    ActiveHealthCheckSpec,
-    BackendPolicySpec,
-    CircuitBreakerSpec,
-    HealthCheckSpec,
-    PassiveHealthCheckSpec,
-    RateLimitRule,
-    RetrySpec,
-    TrafficPolicy,
-)
+from poolgate.balancing.spec import BackendPolicySpec
+from poolgate.config.matching import RouteMatch, normalize_host
+from poolgate.config.policy import TrafficPolicy
+from poolgate.core.pools import Criticality, Endpoint, Pool
+from poolgate.datalayer.health_spec import ActiveHealthCheckSpec
 
-__all__ = [
-    "ActiveHealthCheckSpec",
-    "Backend",
-    "BackendPolicySpec",
-    "CircuitBreakerSpec",
-    "Endpoint",
-    "FilteredRequest",
-    "HeaderModifier",
-    "HealthCheckSpec",
-    "InferenceModelSpec",
-    "Listener",
-    "LoadResult",
-    "ObjectiveSpec",
-    "PassiveHealthCheckSpec",
-    "Pool",
-    "Problem",
-    "RateLimitRule",
-    "RetrySpec",
-    "Route",
-    "RouteDecision",
-    "RouteMatch",
-    "RouteRule",
-    "RouteTable",
-    "Snapshot",
-    "TargetModel",
-    "TrafficPolicy",
-    "URLRewrite",
-    "ValueMatch",
-    "apply_request_filters",
-    "choose_backend",
-    "choose_target_model",
-    "load_snapshot",
-]
-
-if TYPE_CHECKING:
-    from poolgate.api.problems import Problem
-    from poolgate.config.build import LoadResult, load_snapshot
-
-
-def __getattr__(name: str) -> Any:
-    # `load_snapshot`, `LoadResult` and `Problem` are part of this module's contract but live
-    # in modules that import this one; resolve them lazily to avoid an import cycle.
-    if name in ("load_snapshot", "LoadResult"):
-        from poolgate.config import build
-
-        return getattr(build, name)
-    if name == "Problem":
-        from poolgate.api import problems
-
-        return problems.Problem
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-FailureMode = Literal["FailOpen", "FailClose"]
-Criticality = Literal["Critical", "Standard", "Sheddable"]
 _EMPTY: Mapping[str, str] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One model server; `address` ("host:port") keys all per-endpoint live state."""
-
-    host: str
-    port: int
-    labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    cluster: str | None = None
-    region: str | None = None
-
-    def __hash__(self) -> int:
-        return hash((self.host, self.port))
-
-    @property
-    def address(self) -> str:
-        """`host:port` (`[v6]:port` for IPv6)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class Pool:
-    """An InferencePool with its endpoints resolved."""
-
-    namespace: str
-    name: str
-    target_port: int
-    selector: Mapping[str, str]
-    endpoints: tuple[Endpoint, ...]
-    failure_mode: FailureMode = "FailClose"
-    picker_ref: str | None = None
-    annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    addresses: tuple[str, ...] = ()  # the endpoints' `host:port`, in order (filled when built)
-    # Exported for multi-cluster import (annotation networking.gke.io/export or
-    # inference.networking.x-k8s.io/export "true" on at least one declaration).
-    exported: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.addresses and self.endpoints:
-            object.__setattr__(self, "addresses", tuple(ep.address for ep in self.endpoints))
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    @property
-    def key(self) -> str:
-        """`namespace/name`."""
-        return f"{self.namespace}/{self.name}"
 
 
 @dataclass(frozen=True, slots=True)

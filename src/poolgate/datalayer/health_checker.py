@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import aiohttp
 
 from poolgate._aio import cancel_and_wait
-from poolgate.config.policy import ActiveHealthCheckSpec
-from poolgate.config.snapshot import Endpoint, Pool
+from poolgate.core.pools import Endpoint, Pool
 from poolgate.datalayer.health import HealthTracker
+from poolgate.datalayer.health_spec import ActiveHealthCheckSpec
 
 log = logging.getLogger(__name__)
 

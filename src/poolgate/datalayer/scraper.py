@@ -3,7 +3,7 @@
 Each endpoint has its own asyncio task: scrape, sleep for the rest of the interval, repeat. There
 is no round barrier, so a slow or dead endpoint only delays its own next scrape (bounded by
 `timeout`); the others keep their cadence. Starts are spread over the first interval so that many
-endpoints do not fire in lockstep. All tasks share one `poolgate.http1.UpstreamPool` of their own
+endpoints do not fire in lockstep. All tasks share one `poolgate.http.client.UpstreamPool` of their own
 (plain HTTP/1.1, keep-alive, parsed by llhttp): a general-purpose client cost more CPU per scrape
 than parsing the page.
 """
@@ -22,7 +22,13 @@ from poolgate.datalayer.metric_names import MetricNames
 from poolgate.datalayer.metrics_parser import MetricsParseError, detect_server, parse_signals
 from poolgate.datalayer.signals import Signals
 from poolgate.datalayer.store import DEFAULT_STALENESS, EndpointStore
-from poolgate.http1 import BodyError, BodyTooLarge, UpstreamFailure, UpstreamPool, UpstreamResponse
+from poolgate.http.client import (
+    BodyError,
+    BodyTooLarge,
+    UpstreamFailure,
+    UpstreamPool,
+    UpstreamResponse,
+)
 
 log = logging.getLogger(__name__)
 

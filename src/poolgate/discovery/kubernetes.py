@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from poolgate._aio import cancel_and_wait
-from poolgate.config.snapshot import Endpoint
+from poolgate.core.pools import Endpoint
 from poolgate.discovery.local import selector_matches
 from poolgate.kube import KubeClient, KubeError
 

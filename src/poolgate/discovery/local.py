@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from poolgate.api.local import LocalEndpoints, parse_address
-from poolgate.config.snapshot import Endpoint
+from poolgate.core.pools import Endpoint
 
 SERVICE_LABEL = "poolgate.dev/service"
 

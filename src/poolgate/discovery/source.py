@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from poolgate.config.snapshot import Endpoint
+from poolgate.core.pools import Endpoint
 
 
 class EndpointSource(Protocol):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from poolgate.proxy.downstream import DownstreamRequest, reason_phrase
-from poolgate.traffic.errors import LocalReply, PoolgateError, openai_error_body
+from poolgate.core.errors import LocalReply, PoolgateError, openai_error_body
+from poolgate.http.server import reason_phrase
+from poolgate.proxy.responder import Responder
 
 
 class NoRoute(PoolgateError):
@@ -55,7 +56,7 @@ class InternalError(PoolgateError):
     default_message: ClassVar[str] = "Internal gateway error; see the gateway log."
 
 
-async def send_error(request: DownstreamRequest, error: PoolgateError, *,
+async def send_error(request: Responder, error: PoolgateError, *,
                      envoy_headers: bool = False) -> None:
     """Answer `request` with a gateway error; when a response is already under way the client
     can only learn of the error by the connection closing."""

@@ -1,4 +1,14 @@
-"""The request path of the gateway: route, admit, pick an endpoint, proxy, account."""
+"""The gateway's request path, as its stages: resolve -> admit -> attempt -> outcome.
+
+- resolve: route, backendRef, filters, InferenceModel / InferenceObjective (sync, no I/O);
+- admit: saturation shedding, then the local rate limit (sync decisions);
+- attempt: pick an endpoint, take a circuit-breaker connection for it (waiting as pending when
+  the breaker says so), send, retry before the first byte as the policy allows, relay;
+- outcome: `RequestLease.close()` releases everything and records metrics and the access log.
+
+Everything a request acts on comes from the `Runtime` that was current when it arrived (built
+at swap, `poolgate.proxy.cluster`); a request never builds policy objects.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +17,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from types import MappingProxyType
@@ -15,67 +25,44 @@ from typing import Any
 
 from poolgate.balancing import RegionOrder
 from poolgate.balancing.errors import BackendTimeout
-from poolgate.config.build import SCHEDULER_PROFILE_ANNOTATION
-from poolgate.config.policy import BackendPolicySpec, TrafficPolicy
-from poolgate.config.snapshot import (
-    Backend,
-    Endpoint,
-    Pool,
-    RouteDecision,
-    RouteRule,
-    Snapshot,
-    apply_request_filters,
-    choose_backend,
-)
+from poolgate.balancing.metrics import BalancingMetrics
+from poolgate.config.choice import choose_backend
+from poolgate.config.filters import apply_request_filters
+from poolgate.config.snapshot import Snapshot
+from poolgate.core.errors import PoolgateError
+from poolgate.core.pools import Pool
 from poolgate.datalayer import EndpointStore
-from poolgate.http1 import UpstreamFailure, UpstreamPool, UpstreamResponse
+from poolgate.datalayer.health import HealthTracker
+from poolgate.http.client import UpstreamFailure, UpstreamPool, UpstreamResponse
 from poolgate.observability.access_log import AccessLog
 from poolgate.observability.metrics import GatewayMetrics
-from poolgate.proxy.deadline_relay import error_frame, is_event_stream, relay_sse_until
-from poolgate.proxy.downstream import DownstreamRequest
-from poolgate.proxy.errors import (
-    BodyTooLarge,
-    InternalError,
-    InvalidBackend,
-    NoRoute,
-    send_error,
-)
+from poolgate.proxy.cluster import BackendCluster, RuntimeSettings, build_runtime
+from poolgate.proxy.context import Attempt, RequestContext
+from poolgate.proxy.errors import BodyTooLarge, InternalError, InvalidBackend, NoRoute, send_error
 from poolgate.proxy.headers import upstream_request_headers
-from poolgate.proxy.inference import OBJECTIVE_HEADER, InferenceRequest, route_inference
+from poolgate.proxy.inference import OBJECTIVE_HEADER, route_inference
+from poolgate.proxy.lease import RequestLease
 from poolgate.proxy.models import merge_model_list
-from poolgate.proxy.steering import BackendSteering, OutlierState, Steering
-from poolgate.proxy.upstream import RelayOutcome, relay_response
-from poolgate.scheduling import (
-    RequestShed,
-    SaturationDetector,
-    Scheduler,
-    build_scheduler,
-    request_from_body,
-    should_shed,
-)
+from poolgate.proxy.relay import error_frame, relay
+from poolgate.proxy.responder import Responder
+from poolgate.proxy.steering import Steering
+from poolgate.scheduling import RequestShed, SaturationDetector, request_from_body, should_shed
 from poolgate.scheduling.config import SchedulerConfig
-from poolgate.scheduling.interfaces import LLMRequest
 from poolgate.scheduling.profiles import DEFAULT_PROFILE
-from poolgate.traffic.circuit_breaker import (
-    Admitted,
-    BreakerSet,
-    CircuitBreaker,
-    Overflow,
-    Ticket,
-)
+from poolgate.scheduling.scheduler import Scheduler
+from poolgate.traffic.circuit_breaker import Admitted, Overflow, Ticket
 from poolgate.traffic.errors import (
     CircuitOverflow,
     NoHealthyEndpoint,
-    PoolgateError,
     RateLimited,
     UpstreamConnectError,
     UpstreamReset,
     UpstreamTimeout,
 )
+from poolgate.traffic.outlier import OutlierDetector
 from poolgate.traffic.pending import wait_for_admission
-from poolgate.traffic.rate_limit import LocalRateLimiter
 from poolgate.traffic.retry import AttemptOutcome, FailureKind, RetryPolicy
-from poolgate.traffic.timeouts import Timeouts, resolve_timeouts
+from poolgate.traffic.timeouts import DEFAULT_CONNECT_TIMEOUT
 
 log = logging.getLogger("poolgate.gateway")
 
@@ -85,7 +72,7 @@ class GatewayOptions:
     """Process-wide settings of the data plane (from the command line)."""
 
     max_body_bytes: int = 16 << 20
-    connect_timeout: float = 10.0
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     seed: int | None = None
     scheduler_profile: str = DEFAULT_PROFILE  # pools without the profile annotation use this
     # Profiles from --scheduler-config, by name (next to the built-in ones).
@@ -98,58 +85,47 @@ class GatewayOptions:
     region_order: tuple[str, ...] = ()  # regions nearest first
 
 
-@dataclass(slots=True)
-class _PolicyState:
-    """Per-process objects derived from one TrafficPolicy (rebuilt when the policy changes)."""
-
-    policy: TrafficPolicy
-    retry: RetryPolicy | None
-    rate_limiter: LocalRateLimiter | None
-
-
 class Gateway:
-    """Per-process gateway state that outlives requests: the current snapshot (swapped atomically
-    on reload), circuit breakers, per-endpoint in-flight counts, the upstream client."""
+    """Per-process gateway state that outlives requests: the current runtime (swapped atomically
+    on reload), per-endpoint live state, active health results, the upstream connections."""
 
     def __init__(self, snapshot: Snapshot, options: GatewayOptions, metrics: GatewayMetrics,
                  access_log: AccessLog) -> None:
-        self.snapshot = snapshot
         self.options = options
         self.metrics = metrics
         self.access_log = access_log
-        self.breakers = BreakerSet()
         self.store = EndpointStore()
+        self.health = HealthTracker()  # fed by the server's active health checker
         self.saturation = SaturationDetector(options.saturation_queue, options.saturation_kv,
                                              options.staleness)
-        self._schedulers: dict[str, tuple[str, Scheduler]] = {}
         self.rnd = random.Random(options.seed)
-        self.session: UpstreamPool | None = None
+        self.upstreams = UpstreamPool(options.connect_timeout)
+        self.steering = Steering(self.store, self.health, options.staleness,
+                                 BalancingMetrics(metrics.registry))
         self.active_requests = 0
         # Cached: on Python 3.11 every asyncio.get_running_loop() is a getpid() system call.
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._policies: dict[tuple[str, str], _PolicyState] = {}
-        # Per-rule results derived from the immutable snapshot, dropped on reload; keyed by
-        # identity (hashing a frozen rule would hash all its fields on every request).
-        self._timeouts: dict[int, tuple[RouteRule, Timeouts]] = {}
-        self.steering = Steering(self.store, options.staleness,
-                                 RegionOrder(options.region, options.region_order),
-                                 metrics.registry)
+        self._settings = RuntimeSettings(
+            connect_timeout=options.connect_timeout,
+            scheduler_profile=options.scheduler_profile,
+            custom_profiles=options.custom_profiles,
+            staleness=options.staleness,
+            seed=options.seed,
+            region_order=RegionOrder(options.region, options.region_order),
+        )
+        self.runtime = build_runtime(snapshot, None, self._settings, self.store)
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The configuration new requests use."""
+        return self.runtime.snapshot
 
     def swap(self, snapshot: Snapshot) -> None:
-        """Install a new configuration; requests already running finish on the one they started
-        with. Breakers of backendRefs that no longer exist are dropped."""
-        self.snapshot = snapshot
-        self.breakers.retain(b.key for r in snapshot.routes for rule in r.rules for b in rule.backends)
-        self._policies.clear()
-        self._timeouts.clear()
-        self.steering.retain(snapshot)
-        # Schedulers (and their prefix indexes) survive a reload when the pool keeps its profile.
-        for key in list(self._schedulers):
-            pool = snapshot.pools.get(key)
-            if pool is None or self._profile_of(pool) != self._schedulers[key][0]:
-                del self._schedulers[key]
-            else:
-                self._schedulers[key][1].retain(pool.addresses)
+        """Install a new configuration; requests already running finish on the runtime they
+        started with. Live state carries over where its spec is unchanged (`build_runtime`)."""
+        self.runtime = build_runtime(snapshot, self.runtime, self._settings, self.store)
         self.store.retain(self.pool_addresses())
 
     def pool_addresses(self) -> list[str]:
@@ -162,43 +138,22 @@ class Gateway:
 
     def scheduler_profile_of(self, pool: Pool) -> str:
         """The endpoint-picker profile serving `pool`."""
-        return self._profile_of(pool)
-
-    def _profile_of(self, pool: Pool) -> str:
-        return pool.annotations.get(SCHEDULER_PROFILE_ANNOTATION, self.options.scheduler_profile)
+        return self.runtime.pickers[pool.key].profile
 
     def scheduler(self, pool: Pool) -> Scheduler:
-        """The pool's endpoint picker, built on first use."""
-        entry = self._schedulers.get(pool.key)
-        if entry is None:
-            profile = self._profile_of(pool)
-            entry = (profile, build_scheduler(self._scheduler_config(profile), self.store,
-                                              seed=self.options.seed))
-            self._schedulers[pool.key] = entry
-        return entry[1]
+        """The pool's endpoint picker."""
+        return self.runtime.pickers[pool.key].scheduler
 
-    def _scheduler_config(self, profile: str) -> SchedulerConfig:
-        """The named profile (built-in or from --scheduler-config) with the gateway's metrics
-        staleness, unless a custom profile sets its own."""
-        staleness = self.options.staleness
-        config = self.options.custom_profiles.get(profile)
-        if config is None:
-            return SchedulerConfig(profile=profile, staleness=staleness)
-        if "staleness" in config.model_fields_set:
-            return config
-        return config.model_copy(update={"staleness": staleness})
+    def outlier_detector(self, backend_key: str) -> OutlierDetector | None:
+        """The passive outlier detector of a backendRef, if it has one (for /status)."""
+        cluster = self.runtime.clusters.get(backend_key)
+        if cluster is None or cluster.outlier is None:
+            return None
+        return cluster.outlier.detector
 
-    def _policy_state(self, policy: TrafficPolicy) -> _PolicyState:
-        key = (policy.namespace, policy.name)
-        state = self._policies.get(key)
-        if state is None or state.policy is not policy:
-            state = _PolicyState(
-                policy,
-                RetryPolicy(policy.retry) if policy.retry is not None else None,
-                LocalRateLimiter(policy.rate_limits) if policy.rate_limits else None,
-            )
-            self._policies[key] = state
-        return state
+    async def close(self) -> None:
+        """Close the upstream connections."""
+        await self.upstreams.close()
 
     def _now(self) -> float:
         """The event loop's clock (the loop is looked up once, see `_loop`)."""
@@ -207,64 +162,47 @@ class Gateway:
             loop = self._loop = asyncio.get_running_loop()
         return loop.time()
 
-    # -- the request path -------------------------------------------------------------------------
+    # -- the request path ------------------------------------------------------------------------
 
-    async def handle(self, request: DownstreamRequest, listener_port: int) -> None:
+    async def handle(self, request: Responder, listener_port: int) -> None:
         """Answer one client request that arrived on the Gateway listener `listener_port`."""
-        started = self._now()
-        snap = self.snapshot
-        rec: dict[str, Any] = {
-            "method": request.method, "path": request.raw_path, "route": "-", "model": "-",
-            "endpoint": "-", "status": 0, "flag": "-", "attempts": 0,
-        }
+        ctx = RequestContext(request, listener_port, self._now(), self.runtime)
+        lease = RequestLease(ctx, self.store, self.steering, self._now, self._finish)
         self.active_requests += 1
-        route_name = "-"
-        ttfb: list[float] = []
         try:
-            decision = snap.route(listener_port, request.host, request.method, request.path,
-                                  request.headers, request.query)
-            if decision is None:
-                raise NoRoute(f"No route matches {request.method} {request.host}{request.path}.")
-            route_name = decision.route.key
-            rec["route"] = route_name
-            series = self.metrics.route_series(route_name)
-            series.in_flight += 1
-            try:
-                await self._serve_route(request, snap, decision, rec, started, ttfb)
-            finally:
-                series.in_flight -= 1
+            self.resolve(ctx)
+            self.admit(ctx)
+            await self.attempt(ctx, lease)
         except PoolgateError as e:
-            if rec["flag"] == "-":
-                rec["flag"] = e.flag
+            outcome = ctx.outcome
+            if outcome.flag == "-":
+                outcome.flag = e.flag
             if e.status >= 500 or e.flag != "-":
-                rec["error"] = e.message
-            await send_error(request, e, envoy_headers=snap.envoy_headers)
+                outcome.error = e.message
+            await send_error(request, e, envoy_headers=ctx.runtime.snapshot.envoy_headers)
         except asyncio.CancelledError:
-            rec["flag"] = "DC"  # downstream (client) connection terminated
+            ctx.outcome.flag = "DC"  # downstream (client) connection terminated
             raise
         except Exception as e:
             # Never a traceback to the client; keep one in our log.
             log.exception("unexpected error serving %s %s", request.method, request.raw_path)
-            rec["error"] = f"{type(e).__name__}: {e}"[:500]
+            ctx.outcome.error = f"{type(e).__name__}: {e}"[:500]
             await send_error(request, InternalError())
         finally:
             self.active_requests -= 1
-            elapsed = self._now() - started
-            if rec["status"] == 0:
-                rec["status"] = request.status
-            rec["duration_ms"] = round(elapsed * 1000, 3)
-            self.metrics.count_request(route_name, rec["model"], rec["status"])
-            if route_name != "-":
-                series = self.metrics.route_series(route_name)
-                series.duration.observe(elapsed)
-                if ttfb:
-                    rec["ttfb_ms"] = round(ttfb[0] * 1000, 3)
-                    series.ttfb.observe(ttfb[0])
-            self.access_log.write(rec)
+            lease.close()
 
-    async def _serve_route(self, request: DownstreamRequest, snap: Snapshot,
-                           decision: RouteDecision, rec: dict[str, Any], started: float,
-                           ttfb: list[float]) -> None:
+    # -- resolve ---------------------------------------------------------------------------------
+
+    def resolve(self, ctx: RequestContext) -> None:
+        """Route, backendRef, filters and, for an InferencePool, the model and objective."""
+        request, snap = ctx.request, ctx.runtime.snapshot
+        decision = snap.route(ctx.listener_port, request.host, request.method, request.path,
+                              request.headers, request.query)
+        if decision is None:
+            raise NoRoute(f"No route matches {request.method} {request.host}{request.path}.")
+        ctx.route = decision
+        self.metrics.route_series(decision.route.key).in_flight += 1
         rule = decision.rule
         backend = choose_backend(rule, self.rnd)
         if backend.error is not None:
@@ -273,259 +211,247 @@ class Gateway:
         if request.body_too_large:
             raise BodyTooLarge("The request body is larger than the gateway's limit of "
                                f"{self.options.max_body_bytes} bytes.")
-        body = request.body
-        path, headers = apply_request_filters(
+        ctx.backend = backend
+        ctx.cluster = ctx.runtime.cluster(backend)
+        ctx.body = request.body
+        ctx.path, ctx.headers = apply_request_filters(
             rule, decision, request.raw_path,
             upstream_request_headers(request.headers.raw, request.headers))
-
-        inference: InferenceRequest | None = None
-        transform: Callable[[bytes], bytes] | None = None
         if backend.pool is not None:
-            if request.method == "GET" and path.partition("?")[0].endswith("/v1/models"):
-                names = snap.pool_models(backend.pool.key)
-                if names:
-                    created = int(time.time())
-                    transform = partial(merge_model_list, names=names, created=created)
-            inference = route_inference(body, request.headers.get("Content-Type", ""),
-                                        request.method, snap, backend.pool.key, self.rnd)
-            body = inference.body
-            if inference.model is not None:
-                rec["model"] = inference.model
-                if inference.target_model != inference.model:
-                    rec["target_model"] = inference.target_model
-            pool = backend.pool
-            candidates = pool.addresses
-            if not candidates:
-                raise NoHealthyEndpoint()
-            priority: int | None = None
-            objective_name = request.headers.get(OBJECTIVE_HEADER)
-            if objective_name:
-                rec["objective"] = objective_name
-                objective = snap.objective(objective_name)
-                if objective is not None:
-                    priority = objective.priority
-            now = self._now()
-            if (should_shed(inference.criticality, priority, True)
-                    and self.saturation.is_saturated(candidates, self.store, now)):
-                self.metrics.shed.labels(pool.key, "saturated").inc()
-                raise RequestShed()
-            target = inference.target_model or ""
-            pick = _PoolPick(
-                self.scheduler(pool),
-                request_from_body(inference.payload or {}, target_model=target,
-                                  adapters=self.store.known_adapters(candidates),
-                                  criticality=inference.criticality, priority=priority),
-                self.steering.for_backend(snap, backend, pool, rule.policy),
-            )
-        else:
-            assert backend.host is not None and backend.port is not None
-            candidates = (Endpoint(backend.host, backend.port).address,)
-            pick = None
+            self._resolve_inference(ctx, backend.pool)
 
-        policy = rule.policy
-        state = self._policy_state(policy) if policy is not None else None
-        if state is not None and state.rate_limiter is not None:
+    def _resolve_inference(self, ctx: RequestContext, pool: Pool) -> None:
+        """The InferenceModel (target model, criticality), the objective (priority) and what the
+        endpoint picker reads."""
+        request, snap = ctx.request, ctx.runtime.snapshot
+        if request.method == "GET" and ctx.path.partition("?")[0].endswith("/v1/models"):
+            names = snap.pool_models(pool.key)
+            if names:
+                ctx.transform = partial(merge_model_list, names=names, created=int(time.time()))
+        inference = route_inference(ctx.body, request.headers.get("content-type") or "",
+                                    request.method, snap, pool.key, self.rnd)
+        ctx.inference = inference
+        ctx.body = inference.body
+        if not pool.addresses:
+            raise NoHealthyEndpoint()
+        objective_name = request.headers.get(OBJECTIVE_HEADER)
+        if objective_name:
+            ctx.objective = objective_name
+            objective = snap.objective(objective_name)
+            if objective is not None:
+                ctx.priority = objective.priority
+        ctx.llm = request_from_body(inference.payload or {},
+                                    target_model=inference.target_model or "",
+                                    adapters=self.store.known_adapters(pool.addresses),
+                                    criticality=inference.criticality, priority=ctx.priority)
+
+    # -- admit -----------------------------------------------------------------------------------
+
+    def admit(self, ctx: RequestContext) -> None:
+        """Shed sheddable requests to a saturated pool (429), then the local rate limit (429);
+        set the request's deadline. The circuit breaker admits each attempt (`attempt`)."""
+        cluster = ctx.cluster
+        assert cluster is not None
+        pool, inference = cluster.pool, ctx.inference
+        if (pool is not None and inference is not None
+                and should_shed(inference.criticality, ctx.priority, True)
+                and self.saturation.is_saturated(pool.addresses, self.store, self._now())):
+            self.metrics.shed.labels(pool.key, "saturated").inc()
+            raise RequestShed()
+        limiter = cluster.rate_limiter
+        if limiter is not None:
             now = self._now()
-            if not state.rate_limiter.try_take(now):
-                self.metrics.shed.labels(backend.key, "rate_limited").inc()
-                raise RateLimited(headers=state.rate_limiter.ratelimit_headers(now))
-        cached = self._timeouts.get(id(rule))
-        if cached is not None and cached[0] is rule:
-            timeouts = cached[1]
-        else:
-            timeouts = resolve_timeouts(
-                rule.effective_request_timeout,
-                policy.request_timeout if policy is not None else None,
-                connect=self.options.connect_timeout,
-            )
-            self._timeouts[id(rule)] = (rule, timeouts)
-        breaker = self.breakers.get(backend.key, policy.circuit_breaker if policy else None)
-        deadline = None if timeouts.total is None else started + timeouts.total
+            if not limiter.try_take(now):
+                self.metrics.shed.labels(cluster.key, "rate_limited").inc()
+                raise RateLimited(headers=limiter.ratelimit_headers(now))
+        total = cluster.timeouts.total
+        ctx.deadline = None if total is None else ctx.started + total
         # GCPBackendPolicy timeoutSec bounds the backend request too; the shorter limit wins.
-        timed_by = self.steering.backend_timeout(snap, backend, timeouts.total)
-        if timed_by is not None and timed_by.timeout is not None:
-            deadline = started + timed_by.timeout
-        try:
-            async with _deadline_scope(deadline):
-                ticket = await breaker.acquire()
-        except CircuitOverflow as e:
-            self.metrics.overflows.labels(backend.key, e.reason).inc()
-            raise
-        except TimeoutError:
-            # Waited as pending until the route timeout: Envoy answers 504 as well.
-            raise _timeout_error(timed_by) from None
-        tickets = [ticket]
-        try:
-            await self._forward(request, snap, backend, breaker, tickets, candidates, pick,
-                                path, headers, body, state.retry if state else None,
-                                deadline, rec, started, ttfb, timed_by, transform)
-        finally:
-            tickets[-1].release()
+        if cluster.timed_by is not None and cluster.timed_by.timeout is not None:
+            ctx.deadline = ctx.started + cluster.timed_by.timeout
 
-    async def _forward(self, request: DownstreamRequest, snap: Snapshot, backend: Backend,
-                       breaker: CircuitBreaker, tickets: list[Ticket],
-                       candidates: tuple[str, ...], pick: _PoolPick | None, path: str,
-                       headers: list[tuple[str, str]], body: bytes, retry: RetryPolicy | None,
-                       deadline: float | None, rec: dict[str, Any], started: float,
-                       ttfb: list[float],
-                       timed_by: BackendPolicySpec | None = None,
-                       transform: Callable[[bytes], bytes] | None = None) -> None:
-        """Send to an endpoint, retrying before the first response byte as the policy allows.
+    # -- attempt ---------------------------------------------------------------------------------
 
-        `tickets[-1]` is the breaker slot of the current attempt; a retry gives it back and takes a
-        retry slot (Envoy's `maxParallelRetries`); a retry that overflows answers the last failure.
-        """
-        session = self.session
-        assert session is not None, "gateway not started"
-        loop = self._loop or asyncio.get_running_loop()
+    async def attempt(self, ctx: RequestContext, lease: RequestLease) -> None:
+        """Send to an endpoint, retrying before the first response byte as the policy allows,
+        then relay the answer."""
+        cluster = ctx.cluster
+        assert cluster is not None
+        retry = cluster.retry
         tried: list[str] = []
-        attempt = 0
-        store = self.store
-        # A stream's response head comes with its first token: until then the server is still
-        # queueing or prefilling it, which the picker reads (prefix affinity's prefill bound).
-        streamed = pick is not None and pick.request.stream
+        n = 0  # attempts made before this one
         while True:
-            address = self._pick(candidates, tried, pick, loop.time())
+            address = self._pick(ctx, cluster, tried)
             tried.append(address)
-            rec["endpoint"] = address
-            rec["attempts"] = attempt + 1
-            store.begin(address, streamed)
-            unanswered = streamed
-            upstream: UpstreamResponse | None = None
-            outcome: RelayOutcome | None = None
-            outlier = pick.outlier if pick is not None else None
-            try:
-                try:
-                    async with _deadline_scope(deadline):
-                        upstream = await session.request(address, request.method, path,
-                                                         headers, body)
-                except TimeoutError:
-                    self.metrics.upstream_errors.labels(backend.key, "timeout").inc()
-                    self.steering.record(outlier, backend, address, FailureKind.TIMEOUT)
-                    raise _timeout_error(timed_by) from None
-                except UpstreamFailure as f:
-                    self.metrics.upstream_errors.labels(backend.key, f.reason).inc()
-                    self.steering.record(outlier, backend, address, _failure_kind(f.reason))
-                    rec["error"] = str(f)
-                    if (retry is not None
-                            and retry.should_retry(attempt, AttemptOutcome(failure=f.reason))
-                            and await self._retry_slot(breaker, tickets, backend)):
-                        await self._backoff(retry, attempt, deadline, loop)
-                        attempt += 1
-                        continue
-                    if f.reason == "connection failure":
-                        raise UpstreamConnectError(retried=attempt > 0) from None
-                    raise UpstreamReset(retried=attempt > 0) from None
-                if unanswered:
-                    store.answered(address)
-                    unanswered = False
-                ttfb[:] = [loop.time() - started]
-                self.steering.record(outlier, backend, address, upstream.status)
-                if (retry is not None
-                        and retry.should_retry(attempt, AttemptOutcome(status=upstream.status))):
-                    self.metrics.upstream_errors.labels(
-                        backend.key, f"status_{upstream.status}").inc()
-                    # When the breaker refuses the retry, this response goes to the client as is.
-                    if await self._retry_slot(breaker, tickets, backend):
-                        upstream.close()
-                        upstream = None
-                        await self._backoff(retry, attempt, deadline, loop)
-                        attempt += 1
-                        continue
-                extra = ([("x-envoy-upstream-service-time", str(int(ttfb[0] * 1000)))]
-                         if snap.envoy_headers else None)
-                if timed_by is not None and deadline is not None and is_event_stream(upstream):
-                    outcome, cut = await relay_sse_until(
-                        request, upstream, deadline,
-                        error_frame(_timeout_error(timed_by).message), extra)
-                    rec["status"] = outcome.status
-                    rec["bytes"] = outcome.bytes_sent
-                    if cut:
-                        rec["flag"] = "UT"  # ended with an SSE error frame, not a reset
-                    elif not outcome.completed:
-                        rec["flag"] = "UPE"
-                        request.abort()
-                    return
-                try:
-                    async with _deadline_scope(deadline):
-                        outcome = await relay_response(request, upstream, extra, transform)
-                except TimeoutError:
-                    # The route timeout fired while the body was read or relayed: a 504 when
-                    # nothing was sent yet, else the client sees the connection close.
-                    rec["flag"] = "UT"
-                    if request.started:
-                        rec["status"] = upstream.status  # and the connection is dropped
-                    raise UpstreamTimeout() from None
-                except UpstreamFailure as f:
-                    raise UpstreamReset(str(f)) from None
-                rec["status"] = outcome.status
-                rec["bytes"] = outcome.bytes_sent
-                if not outcome.completed:
-                    rec["flag"] = "UPE"  # the upstream reset mid-body
-                    request.abort()
-                return
-            finally:
-                store.end(address, unanswered)
-                if upstream is not None:
-                    if outcome is not None and outcome.completed:
-                        upstream.release()
-                    else:
-                        # Unfinished body (client gone, timeout, error): close the connection so
-                        # the model server sees the disconnect and frees the request's slot.
-                        upstream.close()
+            ticket = await self._admit_attempt(ctx, cluster, address, retry=n > 0)
+            lease.hold(address, ticket)
+            attempt = Attempt(address)
+            ctx.attempts.append(attempt)
+            started = self._now()
+            deadline = cluster.timeouts.attempt_deadline(started, ctx.deadline)
+            failure = await self._send(ctx, cluster, lease, attempt, deadline)
+            if failure is not None:
+                kind, error = failure
+                # The attempt's own limit (perRetry.timeout / backendRequest) fired, not the
+                # request's: Envoy retries that under `5xx` / `gateway-error`, else answers 504.
+                per_try_fired = kind is FailureKind.TIMEOUT and deadline != ctx.deadline
+                if per_try_fired:
+                    error = UpstreamTimeout()
+                retriable = kind is not FailureKind.TIMEOUT or per_try_fired
+                if retriable and self._may_retry(cluster, retry, n, AttemptOutcome(failure=kind)):
+                    lease.end_attempt()
+                    await self._backoff(ctx, retry, n)
+                    n += 1
+                    continue
+                raise error
+            upstream = lease.upstream
+            assert upstream is not None
+            if retry is not None and retry.should_retry(n, AttemptOutcome(status=upstream.status)):
+                self.metrics.upstream_errors.labels(cluster.key, f"status_{upstream.status}").inc()
+                # When the breaker refuses the retry, this response goes to the client as is.
+                if self._retry_permitted(cluster):
+                    lease.end_attempt()
+                    await self._backoff(ctx, retry, n)
+                    n += 1
+                    continue
+            await self._relay(ctx, cluster, lease, upstream, deadline)
+            return
 
-    async def _retry_slot(self, breaker: CircuitBreaker, tickets: list[Ticket],
-                          backend: Backend) -> bool:
-        """Trade the failed attempt's breaker slot for a retry slot; False when the breaker
-        refuses the retry (`maxParallelRetries`), in which case the attempt's slot is kept."""
-        decision = breaker.try_acquire(retry=True)
-        if isinstance(decision, Overflow):
-            self.metrics.overflows.labels(backend.key, decision.reason).inc()
-            return False
-        tickets[-1].release()
-        if isinstance(decision, Admitted):
-            tickets.append(decision.ticket)
-        else:
-            tickets.append(await wait_for_admission(decision.waiter))
-        self.metrics.retries.labels(backend.key).inc()
-        return True
-
-    async def _backoff(self, retry: RetryPolicy, attempt: int, deadline: float | None,
-                       loop: asyncio.AbstractEventLoop) -> None:
-        delay = retry.backoff(attempt, self.rnd)
-        if deadline is not None:
-            delay = min(delay, max(0.0, deadline - loop.time()))
-        await asyncio.sleep(delay)
-
-    def _pick(self, candidates: tuple[str, ...], tried: list[str], pick: _PoolPick | None,
-              now: float) -> str:
-        """The endpoint for this attempt: the pool's picker over the endpoints not tried yet for
-        this request (all of them when every one was tried)."""
-        if pick is not None and pick.steering is not None:
-            candidates = self.steering.narrow(pick.steering, candidates, now)
+    def _pick(self, ctx: RequestContext, cluster: BackendCluster, tried: list[str]) -> str:
+        """The endpoint for this attempt: the pool's picker over the usable endpoints not tried
+        yet for this request (all of them when every one was tried), preferring endpoints below
+        the breaker's `perEndpoint.maxConnections`."""
+        now = self._now()
+        candidates = self.steering.narrow(cluster, now)
+        breaker = cluster.breaker
+        if breaker.limits.per_endpoint_max_connections is not None and len(candidates) > 1:
+            candidates = tuple(c for c in candidates if breaker.endpoint_has_capacity(c)) \
+                or candidates
         if len(candidates) == 1:
             return candidates[0]
         if tried:
             candidates = tuple(c for c in candidates if c not in tried) or candidates
-        if pick is None:
+        picker, llm = cluster.picker, ctx.llm
+        if picker is None or llm is None:
             return self.rnd.choice(candidates)
-        address = pick.scheduler.pick(pick.request, candidates, now).address
-        pick.scheduler.on_picked(pick.request, address)
-        return address
+        return picker.scheduler.pick(llm, candidates, now).address
 
+    async def _admit_attempt(self, ctx: RequestContext, cluster: BackendCluster, address: str,
+                             retry: bool) -> Ticket:
+        """A breaker connection to `address`: at once, after waiting as pending (bounded by the
+        request's deadline: then 504), or `CircuitOverflow` (503) at once."""
+        decision = cluster.breaker.try_acquire(address, retry)
+        if isinstance(decision, Admitted):
+            return decision.ticket
+        if isinstance(decision, Overflow):
+            self.metrics.overflows.labels(cluster.key, decision.reason).inc()
+            raise CircuitOverflow(decision.reason)
+        try:
+            async with _deadline_scope(ctx.deadline):
+                return await wait_for_admission(decision.waiter)
+        except TimeoutError:
+            # Waited as pending until the route timeout: Envoy answers 504 as well.
+            raise _timeout_error(cluster) from None
 
-@dataclass(slots=True)
-class _PoolPick:
-    """What the endpoint picker needs for one request to an InferencePool."""
+    async def _send(self, ctx: RequestContext, cluster: BackendCluster, lease: RequestLease,
+                    attempt: Attempt, deadline: float | None
+                    ) -> tuple[FailureKind, PoolgateError] | None:
+        """Send the request and wait for the response head (then in `lease.upstream`); on a
+        failure without a response, the failure and the error to answer if it is not retried."""
+        request = ctx.request
+        try:
+            async with _deadline_scope(deadline):
+                upstream = await self.upstreams.request(
+                    attempt.endpoint, request.method, ctx.path, ctx.headers, ctx.body,
+                    cluster.connections)
+        except TimeoutError:
+            self.metrics.upstream_errors.labels(cluster.key, "timeout").inc()
+            attempt.failure = FailureKind.TIMEOUT.value
+            lease.failed(FailureKind.TIMEOUT)
+            return FailureKind.TIMEOUT, _timeout_error(cluster)
+        except UpstreamFailure as f:
+            self.metrics.upstream_errors.labels(cluster.key, f.reason).inc()
+            kind = _failure_kind(f.reason)
+            attempt.failure = f.reason
+            lease.failed(kind)
+            ctx.outcome.error = str(f)
+            retried = len(ctx.attempts) > 1
+            if kind is FailureKind.CONNECT_FAILURE:
+                return kind, UpstreamConnectError(retried=retried)
+            return kind, UpstreamReset(retried=retried)
+        attempt.status = upstream.status
+        lease.answered(upstream)
+        ctx.outcome.ttfb = self._now() - ctx.started
+        return None
 
-    scheduler: Scheduler
-    request: LLMRequest
-    # Set when health, ejection or a GCPBackendPolicy narrows the endpoints before each pick.
-    steering: BackendSteering | None = None
+    def _may_retry(self, cluster: BackendCluster, retry: RetryPolicy | None, n: int,
+                   outcome: AttemptOutcome) -> bool:
+        return (retry is not None and retry.should_retry(n, outcome)
+                and self._retry_permitted(cluster))
 
-    @property
-    def outlier(self) -> OutlierState | None:
-        return self.steering.outlier if self.steering is not None else None
+    def _retry_permitted(self, cluster: BackendCluster) -> bool:
+        """Whether the breaker allows one more retry now (`maxParallelRetries`)."""
+        overflow = cluster.breaker.check_retry()
+        if overflow is not None:
+            self.metrics.overflows.labels(cluster.key, overflow.reason).inc()
+            return False
+        self.metrics.retries.labels(cluster.key).inc()
+        return True
+
+    async def _backoff(self, ctx: RequestContext, retry: RetryPolicy | None, n: int) -> None:
+        assert retry is not None
+        delay = retry.backoff(n, self.rnd)
+        if ctx.deadline is not None:
+            delay = min(delay, max(0.0, ctx.deadline - self._now()))
+        await asyncio.sleep(delay)
+
+    async def _relay(self, ctx: RequestContext, cluster: BackendCluster, lease: RequestLease,
+                     upstream: UpstreamResponse, deadline: float | None) -> None:
+        """Relay the response; record what reached the client."""
+        request, outcome = ctx.request, ctx.outcome
+        extra = None
+        if ctx.runtime.snapshot.envoy_headers:
+            ttfb = outcome.ttfb or 0.0
+            extra = [("x-envoy-upstream-service-time", str(int(ttfb * 1000)))]
+        # A stream cut by GCPBackendPolicy timeoutSec ends with an SSE error frame.
+        cut_frame = None
+        if cluster.timed_by is not None and deadline == ctx.deadline:
+            cut_frame = error_frame(_timeout_error(cluster).message)
+        try:
+            result = await relay(request, upstream, extra, ctx.transform, deadline, cut_frame)
+        except TimeoutError:
+            outcome.flag = "UT"  # before anything was sent: 504
+            raise UpstreamTimeout() from None
+        except UpstreamFailure as f:
+            raise UpstreamReset(str(f)) from None
+        lease.relayed(result.completed)
+        outcome.status = result.status
+        outcome.bytes_sent = result.bytes_sent
+        if result.cut:
+            outcome.flag = "UT"  # ended with an SSE error frame, not a reset
+        elif result.timed_out:
+            outcome.flag = "UT"
+            outcome.error = UpstreamTimeout.default_message
+            request.abort()
+        elif not result.completed:
+            outcome.flag = "UPE"  # the upstream reset mid-body
+            request.abort()
+
+    # -- outcome ---------------------------------------------------------------------------------
+
+    def _finish(self, ctx: RequestContext) -> None:
+        """Metrics and the access-log line of a finished request (called once, by its lease)."""
+        elapsed = self._now() - ctx.started
+        outcome = ctx.outcome
+        route = ctx.route_key
+        self.metrics.count_request(route, ctx.model, outcome.status or ctx.request.status)
+        if ctx.route is not None:
+            series = self.metrics.route_series(route)
+            series.in_flight -= 1
+            series.duration.observe(elapsed)
+            if outcome.ttfb is not None:
+                series.ttfb.observe(outcome.ttfb)
+        self.access_log.write(ctx.access_record(elapsed))
 
 
 # Entering asyncio.timeout_at(None) still costs a Timeout object and two running-loop lookups:
@@ -545,8 +471,9 @@ def _failure_kind(reason: str) -> FailureKind:
         return FailureKind.RESET  # e.g. a protocol error: the exchange broke before headers
 
 
-def _timeout_error(timed_by: BackendPolicySpec | None) -> UpstreamTimeout:
+def _timeout_error(cluster: BackendCluster) -> UpstreamTimeout:
     """504 for the timeout that fired: the GCPBackendPolicy's (with details) or the route's."""
+    timed_by = cluster.timed_by
     if timed_by is not None and timed_by.timeout is not None:
         return BackendTimeout(timed_by.key, timed_by.timeout)
     return UpstreamTimeout()

@@ -8,7 +8,8 @@ from typing import Any
 
 import orjson
 
-from poolgate.config.snapshot import Snapshot, choose_target_model
+from poolgate.config.choice import choose_target_model
+from poolgate.config.snapshot import Snapshot
 from poolgate.proxy.errors import BadRequest
 
 OBJECTIVE_HEADER = "x-gateway-inference-objective"

@@ -16,17 +16,16 @@ import orjson
 from aiohttp import web
 
 from poolgate._aio import cancel_and_wait
-from poolgate.config.build import PROFILE_NAMES
-from poolgate.config.snapshot import Snapshot, load_snapshot
+from poolgate.config.build import PROFILE_NAMES, load_snapshot
+from poolgate.config.snapshot import Snapshot
 from poolgate.datalayer import MetricsScraper
 from poolgate.datalayer.health_checker import ActiveHealthChecker, targets_for
 from poolgate.discovery.kubernetes import PodCache, PodWatcher
 from poolgate.discovery.source import EndpointSource
-from poolgate.http1 import UpstreamPool
+from poolgate.http.server import DownstreamRequest, HttpServer
 from poolgate.kube import KubeClient, in_cluster_credentials, kubeconfig_credentials
 from poolgate.observability.access_log import AccessLog
 from poolgate.observability.metrics import GatewayMetrics
-from poolgate.proxy.downstream import DownstreamRequest, HttpServer
 from poolgate.proxy.gateway import Gateway, GatewayOptions
 
 log = logging.getLogger("poolgate.server")
@@ -127,7 +126,7 @@ class GatewayServer:
         self.scraper = MetricsScraper(self.gateway.store, interval=options.scrape_interval,
                                       staleness=options.gateway.staleness,
                                       seed=options.gateway.seed)
-        self.health_checker = ActiveHealthChecker(self.gateway.steering.health, seed=options.gateway.seed)
+        self.health_checker = ActiveHealthChecker(self.gateway.health, seed=options.gateway.seed)
         self.health_checker.set_targets(targets_for(snapshot.pools, snapshot.health_checks))
         self._stopping = False
         self.on_reload: list[Callable[[Snapshot], None]] = []
@@ -136,7 +135,6 @@ class GatewayServer:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.gateway.session = UpstreamPool(self.options.gateway.connect_timeout)
         self.scraper.set_endpoints(self.gateway.pool_addresses())
         self.scraper.start()
         self.health_checker.start()
@@ -173,8 +171,7 @@ class GatewayServer:
             await self._admin.cleanup()
         await self.scraper.close()
         await self.health_checker.close()
-        if self.gateway.session is not None:
-            await self.gateway.session.close()
+        await self.gateway.close()
 
     @property
     def bound_ports(self) -> dict[int, int]:
@@ -346,7 +343,7 @@ class GatewayServer:
             state = store.get(address)
             if state is None or state.scrapes_ok + state.scrapes_failed == 0:
                 return f"waiting for the first metrics scrape of {address}"
-        health = self.gateway.steering.health
+        health = self.gateway.health
         for address in self.health_checker.targets:
             if not health.checked(address):
                 return f"waiting for the first health check of {address}"
@@ -372,7 +369,7 @@ class GatewayServer:
                                "awaiting_first_token":
                                    state.awaiting_first_token if state is not None else 0,
                                "metrics_fresh": signals is not None}
-        health = self.gateway.steering.health.get(address)
+        health = self.gateway.health.get(address)
         if health is not None:
             out["healthy"] = health.healthy
             if health.last_error is not None:
@@ -411,7 +408,7 @@ class GatewayServer:
         for route in snap.routes:
             for rule in route.rules:
                 for b in rule.backends:
-                    detector = self.gateway.steering.outlier_detector(b.key)
+                    detector = self.gateway.outlier_detector(b.key)
                     if detector is not None and b.pool is not None:
                         out[b.key] = [a for a in b.pool.addresses if detector.is_ejected(a, now)]
         return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from poolgate.traffic.errors import PoolgateError
+from poolgate.core.errors import PoolgateError
 
 SHED_MESSAGE = "system saturated, sheddable request dropped"
 

@@ -17,15 +17,15 @@ skipping waiters whose endpoint is still full), so a newcomer never overtakes a 
 
 The core is synchronous bookkeeping: `try_acquire` decides `Admitted | MustWait | Overflow`.
 `acquire` is the thin asyncio wrapper (`traffic.pending.wait_for_admission`).
-`max_requests_per_connection` is carried for the proxy's connection pool; the breaker itself
-does not count requests per connection.
+`max_requests_per_connection` is carried for the upstream connection pool (`poolgate.http.client`),
+which closes a connection after that many requests; the breaker does not count them.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from types import TracebackType
 
@@ -60,20 +60,6 @@ class BreakerLimits:
                 raise ValueError(f"circuit breaker {f.name} must be an integer >= 0, got {value!r}")
         if self.max_requests_per_connection == 0:
             raise ValueError("circuit breaker max_requests_per_connection must be >= 1 when set")
-
-    @classmethod
-    def from_spec(cls, spec: object | None) -> BreakerLimits:
-        """Limits from any object with these attribute names; absent or None means default."""
-        if spec is None:
-            return cls()
-        if isinstance(spec, BreakerLimits):
-            return spec
-        values: dict[str, int | None] = {}
-        for f in fields(cls):
-            value = getattr(spec, f.name, None)
-            if value is not None:
-                values[f.name] = value
-        return cls(**values)  # type: ignore[arg-type]
 
 
 class WaitState(enum.Enum):
@@ -173,8 +159,8 @@ Admission = Admitted | MustWait | Overflow
 class CircuitBreaker:
     """Counts active, pending and retrying requests of one cluster against `BreakerLimits`."""
 
-    def __init__(self, spec: object | None = None) -> None:
-        self.limits = BreakerLimits.from_spec(spec)
+    def __init__(self, limits: BreakerLimits | None = None) -> None:
+        self.limits = limits if limits is not None else BreakerLimits()
         self.active = 0
         self.active_retries = 0
         self.overflows_total: dict[str, int] = dict.fromkeys(OVERFLOW_REASONS, 0)
@@ -221,6 +207,14 @@ class CircuitBreaker:
             self.active_retries += 1
         self._waiting.append(waiter)
         return MustWait(waiter)
+
+    def check_retry(self) -> Overflow | None:
+        """Whether a retry may start now: an `Overflow` (counted) when `max_parallel_retries`
+        retries are already active or waiting, else None. The retry's own `try_acquire(...,
+        retry=True)` then takes the permit with its connection."""
+        if self.active_retries >= self.limits.max_parallel_retries:
+            return self._overflow(MAX_PARALLEL_RETRIES)
+        return None
 
     async def acquire(self, endpoint: str | None = None, retry: bool = False) -> Ticket:
         """Admit the request, waiting FIFO while pending; raises `CircuitOverflow` at once.
@@ -305,49 +299,3 @@ class CircuitBreaker:
                 f" connections={self.connections_busy}/{limits.max_connections}"
                 f" retries={self.active_retries}/{limits.max_parallel_retries}"
                 f" overflows={overflows}>")
-
-
-class BreakerSet:
-    """The process's breakers, one per cluster key, created lazily and rebuilt on new limits.
-
-    A breaker replaced on reload keeps serving the tickets and waiters it issued, so in-flight
-    requests release against the breaker that admitted them.
-    """
-
-    def __init__(self) -> None:
-        self._breakers: dict[str, CircuitBreaker] = {}
-        # key -> the spec object last seen for it: specs come from an immutable snapshot, so the
-        # same object means the same limits and the per-request call skips re-validating them.
-        self._specs: dict[str, object | None] = {}
-
-    def get(self, key: str, spec: object | None = None) -> CircuitBreaker:
-        """The breaker for `key` with limits from `spec` (None: Envoy's defaults)."""
-        breaker = self._breakers.get(key)
-        if breaker is not None and key in self._specs and self._specs[key] is spec:
-            return breaker
-        limits = BreakerLimits.from_spec(spec)
-        if breaker is None or breaker.limits != limits:
-            breaker = CircuitBreaker(limits)
-            self._breakers[key] = breaker
-        self._specs[key] = spec
-        return breaker
-
-    def retain(self, keys: Iterable[str]) -> None:
-        """Forget breakers whose cluster is no longer configured."""
-        keep = set(keys)
-        for key in [k for k in self._breakers if k not in keep]:
-            del self._breakers[key]
-            self._specs.pop(key, None)
-
-    def items(self) -> Iterator[tuple[str, CircuitBreaker]]:
-        """(key, breaker) pairs, for metrics."""
-        return iter(list(self._breakers.items()))
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._breakers
-
-    def __len__(self) -> int:
-        return len(self._breakers)
-
-    def __repr__(self) -> str:
-        return f"<BreakerSet {sorted(self._breakers)}>"

@@ -77,29 +77,6 @@ class OutlierSpec:
             return self.max_ejection_time
         return max(300.0, self.base_ejection_time)
 
-    @classmethod
-    def from_spec(cls, spec: object | None) -> OutlierSpec:
-        """Settings from any object with these attribute names; absent or None means default."""
-        if spec is None:
-            return cls()
-        if isinstance(spec, OutlierSpec):
-            return spec
-        values: dict[str, object] = {}
-        for name in cls.__dataclass_fields__:
-            for source in (name, *_ALIASES.get(name, ())):
-                value = getattr(spec, source, None)
-                if value is not None:
-                    values[name] = value
-                    break
-        return cls(**values)  # type: ignore[arg-type]
-
-
-# Attribute names poolgate.config.policy.PassiveHealthCheckSpec uses for the same settings.
-_ALIASES = {
-    "consecutive_gateway_failure": ("consecutive_gateway_errors",),
-    "consecutive_local_origin_failure": ("consecutive_local_origin_failures",),
-}
-
 
 class EjectionType(enum.Enum):
     """Why an endpoint was ejected."""
@@ -136,8 +113,8 @@ _FAILURE_STATUS = {FailureKind.CONNECT_FAILURE: 503, FailureKind.RESET: 503,
 class OutlierDetector:
     """Tracks one cluster's endpoints and ejects the ones that keep failing; pure, `now` in."""
 
-    def __init__(self, spec: object | None = None) -> None:
-        self.spec = OutlierSpec.from_spec(spec)
+    def __init__(self, spec: OutlierSpec | None = None) -> None:
+        self.spec = spec if spec is not None else OutlierSpec()
         self._endpoints: dict[str, _Endpoint] = {}
         self.ejections_total: dict[EjectionType, int] = dict.fromkeys(EjectionType, 0)
         self.ejections_overflow = 0  # ejections refused by max_ejection_percent

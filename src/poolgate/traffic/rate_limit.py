@@ -13,7 +13,6 @@ import enum
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
 
 class RateUnit(enum.StrEnum):
@@ -36,7 +35,7 @@ _UNIT_SECONDS = {RateUnit.SECOND: 1.0, RateUnit.MINUTE: 60.0, RateUnit.HOUR: 360
 
 @dataclass(frozen=True, slots=True)
 class RateLimitRule:
-    """`requests` per `unit_seconds` (the same shape as `poolgate.config.policy.RateLimitRule`)."""
+    """`requests` per `unit_seconds` (`rateLimit.local.rules[].limit`)."""
 
     requests: int
     unit_seconds: float
@@ -59,16 +58,6 @@ class RateLimitRule:
         return cls(requests, parsed.seconds)
 
 
-class RuleLike(Protocol):
-    """Any rule object with these attributes (ours or the config snapshot's)."""
-
-    @property
-    def requests(self) -> int: ...
-
-    @property
-    def unit_seconds(self) -> float: ...
-
-
 class TokenBucket:
     """Envoy's token bucket: `max_tokens`, refilled by `tokens_per_fill` every `fill_interval`."""
 
@@ -85,7 +74,7 @@ class TokenBucket:
         self._fills = 0  # fill intervals already credited
 
     @classmethod
-    def for_rule(cls, rule: RuleLike) -> TokenBucket:
+    def for_rule(cls, rule: RateLimitRule) -> TokenBucket:
         """The bucket Envoy Gateway configures for a local rule."""
         return cls(rule.requests, max(rule.requests, 1), rule.unit_seconds)
 
@@ -137,7 +126,7 @@ class LocalRateLimiter:
     """The buckets of a policy's local rules; a request passes only if every rule it matches
     has a token (rules are matched to requests by the caller, via client selectors)."""
 
-    def __init__(self, rules: Iterable[RuleLike]) -> None:
+    def __init__(self, rules: Iterable[RateLimitRule]) -> None:
         self.rules = tuple(rules)
         self.buckets = tuple(TokenBucket.for_rule(r) for r in self.rules)
 

@@ -12,6 +12,7 @@ Which outcome each trigger retries (Envoy's router):
 | `gateway-error`          | 502, 503, 504, and every failure without a response (incl. timeout)  |
 | `reset`                  | every failure without a response (not the per-try timeout)         |
 | `connect-failure`        | a failed connection attempt                                        |
+| `reset-before-request`   | a failed connection attempt (the request was never sent)           |
 | `refused-stream`         | an HTTP/2 REFUSED_STREAM                                           |
 | `retriable-4xx`          | 409                                                                |
 | `retriable-status-codes` | the statuses in `http_status_codes`                                |
@@ -26,7 +27,7 @@ from __future__ import annotations
 import enum
 import math
 import random
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -39,6 +40,7 @@ class Trigger(enum.StrEnum):
     FIVE_XX = "5xx"
     GATEWAY_ERROR = "gateway-error"
     RESET = "reset"
+    RESET_BEFORE_REQUEST = "reset-before-request"
     CONNECT_FAILURE = "connect-failure"
     RETRIABLE_4XX = "retriable-4xx"
     REFUSED_STREAM = "refused-stream"
@@ -81,53 +83,63 @@ class AttemptOutcome:
 
 @dataclass(frozen=True, slots=True)
 class RetrySpec:
-    """The retry settings; None fields take Envoy Gateway's defaults."""
+    """The retry settings (`BackendTrafficPolicy.spec.retry`), Envoy Gateway's defaults filled in.
 
-    num_retries: int | None = None
-    triggers: Sequence[str] | None = None
-    http_status_codes: Sequence[int] | None = None
+    `triggers` and `http_status_codes` accept any iterable (stored as frozensets); an empty
+    `triggers` retries nothing. `backoff_max` None means 10 x `backoff_base` (Envoy's default).
+    Raises ValueError for a setting Envoy would refuse.
+    """
+
+    num_retries: int = DEFAULT_NUM_RETRIES
+    triggers: frozenset[Trigger] = DEFAULT_TRIGGERS
+    http_status_codes: frozenset[int] = DEFAULT_STATUS_CODES
     per_retry_timeout: float | None = None
-    backoff_base_interval: float | None = None
-    backoff_max_interval: float | None = None
+    backoff_base: float = DEFAULT_BACKOFF_BASE
+    backoff_max: float | None = None
+
+    def __post_init__(self) -> None:
+        num = self.num_retries
+        if isinstance(num, bool) or not isinstance(num, int) or num < 0:
+            raise ValueError(f"retry num_retries must be an integer >= 0, got {num!r}")
+        try:
+            triggers = frozenset(Trigger(t) for t in self.triggers)
+        except ValueError:
+            known = ", ".join(t.value for t in Trigger)
+            raise ValueError(f"retry triggers {sorted(self.triggers)} contain an unknown value; "
+                             f"known: {known}") from None
+        object.__setattr__(self, "triggers", triggers)
+        codes = frozenset(int(c) for c in self.http_status_codes)
+        for code in codes:
+            if not 100 <= code <= 599:
+                raise ValueError(f"retry http_status_codes must be HTTP statuses, got {code}")
+        object.__setattr__(self, "http_status_codes", codes)
+        if self.per_retry_timeout is not None:
+            _positive("per_retry_timeout", self.per_retry_timeout)
+        _positive("backoff_base_interval", self.backoff_base)
+        if self.backoff_max is None:
+            object.__setattr__(self, "backoff_max", 10 * self.backoff_base)
+        else:
+            _positive("backoff_max_interval", self.backoff_max)
+            if self.backoff_max < self.backoff_base:
+                raise ValueError(f"retry backoff_max_interval ({self.backoff_max}s) must be >= "
+                                 f"backoff_base_interval ({self.backoff_base}s)")
 
 
 class RetryPolicy:
     """Decides whether and when to retry an attempt; pure, no clock, randomness passed in."""
 
-    def __init__(self, spec: object | None = None) -> None:
-        num = getattr(spec, "num_retries", None)
-        self.num_retries: int = DEFAULT_NUM_RETRIES if num is None else num
-        if isinstance(self.num_retries, bool) or not isinstance(self.num_retries, int) \
-                or self.num_retries < 0:
-            raise ValueError(f"retry num_retries must be an integer >= 0, got {num!r}")
-        # None means "not configured" (defaults); an empty collection means "retry nothing".
-        triggers = getattr(spec, "triggers", None)
-        try:
-            self.triggers: frozenset[Trigger] = (
-                DEFAULT_TRIGGERS if triggers is None else frozenset(Trigger(t) for t in triggers))
-        except ValueError:
-            known = ", ".join(t.value for t in Trigger)
-            raise ValueError(f"retry triggers {list(triggers or ())} contain an unknown value; "
-                             f"known: {known}") from None
-        codes = getattr(spec, "http_status_codes", None)
-        self.http_status_codes: frozenset[int] = (
-            DEFAULT_STATUS_CODES if codes is None else frozenset(int(c) for c in codes))
-        for code in self.http_status_codes:
-            if not 100 <= code <= 599:
-                raise ValueError(f"retry http_status_codes must be HTTP statuses, got {code}")
-        self.per_retry_timeout: float | None = getattr(spec, "per_retry_timeout", None)
-        if self.per_retry_timeout is not None:
-            _positive("per_retry_timeout", self.per_retry_timeout)
-        # `backoff_base`/`backoff_max` are the names poolgate.config.policy.RetrySpec uses.
-        base = _first_set(spec, "backoff_base_interval", "backoff_base")
-        self.backoff_base: float = DEFAULT_BACKOFF_BASE if base is None else base
-        _positive("backoff_base_interval", self.backoff_base)
-        cap = _first_set(spec, "backoff_max_interval", "backoff_max")
-        self.backoff_max: float = 10 * self.backoff_base if cap is None else cap
-        _positive("backoff_max_interval", self.backoff_max)
-        if self.backoff_max < self.backoff_base:
-            raise ValueError(f"retry backoff_max_interval ({self.backoff_max}s) must be >= "
-                             f"backoff_base_interval ({self.backoff_base}s)")
+    __slots__ = ("backoff_base", "backoff_max", "http_status_codes", "num_retries",
+                 "per_retry_timeout", "spec", "triggers")
+
+    def __init__(self, spec: RetrySpec | None = None) -> None:
+        self.spec = spec = spec if spec is not None else RetrySpec()
+        self.num_retries = spec.num_retries
+        self.triggers = spec.triggers
+        self.http_status_codes = spec.http_status_codes
+        self.per_retry_timeout = spec.per_retry_timeout
+        self.backoff_base = spec.backoff_base
+        self.backoff_max: float = spec.backoff_max if spec.backoff_max is not None \
+            else 10 * spec.backoff_base
 
     def should_retry(self, attempt: int, outcome: AttemptOutcome) -> bool:
         """Whether to retry after attempt number `attempt` (0 = the original) ended so."""
@@ -149,7 +161,8 @@ class RetryPolicy:
         if Trigger.RESET in t or Trigger.FIVE_XX in t or Trigger.GATEWAY_ERROR in t:
             return True
         if failure is FailureKind.CONNECT_FAILURE:
-            return Trigger.CONNECT_FAILURE in t
+            # The request never left: `reset-before-request` covers it too.
+            return Trigger.CONNECT_FAILURE in t or Trigger.RESET_BEFORE_REQUEST in t
         if failure is FailureKind.REFUSED_STREAM:
             return Trigger.REFUSED_STREAM in t
         return False
@@ -178,14 +191,6 @@ class RetryPolicy:
         return (f"<RetryPolicy num_retries={self.num_retries} triggers={triggers} codes={codes}"
                 f" per_retry_timeout={self.per_retry_timeout}"
                 f" backoff={self.backoff_base}..{self.backoff_max}>")
-
-
-def _first_set(spec: object, *names: str) -> float | None:
-    for name in names:
-        value = getattr(spec, name, None)
-        if value is not None:
-            return float(value)
-    return None
 
 
 def _positive(name: str, value: float) -> None:

@@ -27,24 +27,31 @@ def _check(name: str, value: float | None, *, allow_none: bool = True) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Timeouts in seconds for one upstream hop; None means no limit.
+    """Timeouts in seconds of one backend cluster's requests; None means no limit.
 
-    - `connect`: establishing the TCP connection to the endpoint.
-    - `first_byte`: from sending the request to the response headers (per attempt).
-    - `idle_read`: longest silence between two body chunks of the response.
+    - `connect`: establishing the TCP connection to the endpoint (each attempt).
+    - `per_try`: one attempt, from sending the request to the end of its response
+      (`retry.perRetry.timeout`); an attempt that exceeds it before a response byte reached the
+      client may be retried, one that exceeds it later is cut.
     - `total`: the whole request, all retries and the streamed body included.
     """
 
     connect: float = DEFAULT_CONNECT_TIMEOUT
-    first_byte: float | None = None
-    idle_read: float | None = None
+    per_try: float | None = None
     total: float | None = None
 
     def __post_init__(self) -> None:
         _check("connect", self.connect, allow_none=False)
-        _check("first_byte", self.first_byte)
-        _check("idle_read", self.idle_read)
+        _check("per_try", self.per_try)
         _check("total", self.total)
+
+    def attempt_deadline(self, now: float, request_deadline: float | None) -> float | None:
+        """When an attempt starting at `now` must end: the sooner of its per-try limit and
+        the request's deadline."""
+        if self.per_try is None:
+            return request_deadline
+        own = now + self.per_try
+        return own if request_deadline is None or own < request_deadline else request_deadline
 
 
 DEFAULT_TIMEOUTS = Timeouts()
@@ -63,14 +70,14 @@ def _request_timeout(name: str, value: float | None) -> float | None:
 def resolve_timeouts(route_request_timeout: float | None,
                      policy_request_timeout: float | None,
                      defaults: Timeouts = DEFAULT_TIMEOUTS, *,
-                     connect: float | None = None) -> Timeouts:
+                     connect: float | None = None, per_try: float | None = None) -> Timeouts:
     """The timeouts for one request of a route rule.
 
     `route_request_timeout` is HTTPRoute `timeouts.request`, `policy_request_timeout` is
     BackendTrafficPolicy `timeout.http.requestTimeout` (seconds, None when unset, 0 to disable).
     The route's value wins when set (its 0 disables the policy's too). `connect`, when given
     (BackendTrafficPolicy `timeout.tcp.connectTimeout` or the command line), replaces
-    `defaults.connect`.
+    `defaults.connect`; `per_try` (`retry.perRetry.timeout`) replaces `defaults.per_try`.
     """
     if route_request_timeout is not None:
         total = _request_timeout("HTTPRoute timeouts.request", route_request_timeout)
@@ -79,4 +86,5 @@ def resolve_timeouts(route_request_timeout: float | None,
     else:
         total = defaults.total
     return replace(defaults, total=total,
-                   connect=defaults.connect if connect is None else connect)
+                   connect=defaults.connect if connect is None else connect,
+                   per_try=defaults.per_try if per_try is None else per_try)

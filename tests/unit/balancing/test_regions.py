@@ -5,8 +5,8 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from poolgate.balancing import PoolBalancer, RegionOrder, usable_endpoints
-from poolgate.config.policy import BackendPolicySpec
-from poolgate.config.snapshot import Endpoint, Pool
+from poolgate.balancing.spec import BackendPolicySpec
+from poolgate.core.pools import Endpoint, Pool
 
 
 def pool(*placed: tuple[int, str | None]) -> Pool:

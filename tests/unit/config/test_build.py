@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from poolgate.config.build import load_snapshot
-from poolgate.config.policy import DEFAULT_RETRY_TRIGGERS
 from poolgate.config.snapshot import Backend, Snapshot
+from poolgate.traffic.retry import DEFAULT_TRIGGERS as DEFAULT_RETRY_TRIGGERS
 from tests.unit.config.manifests import GATEWAY, POOL, load, messages, route
 
 REPO = Path(__file__).resolve().parents[3]

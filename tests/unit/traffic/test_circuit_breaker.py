@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,7 +9,6 @@ from hypothesis import strategies as st
 from poolgate.traffic.circuit_breaker import (
     Admitted,
     BreakerLimits,
-    BreakerSet,
     CircuitBreaker,
     MustWait,
     Overflow,
@@ -224,35 +221,15 @@ def test_invalid_limits_are_refused_with_the_field_name(fields: dict[str, object
         BreakerLimits(**fields)  # type: ignore[arg-type]
 
 
-@dataclass
-class ApiSpec:
-    """Stands in for the API layer's model: same attribute names, unset fields None."""
-
-    max_connections: int | None = None
-    max_pending_requests: int | None = None
-    max_parallel_requests: int | None = None
-    max_parallel_retries: int | None = None
-
-
-def test_limits_from_any_spec_object_fill_defaults() -> None:
-    limits = BreakerLimits.from_spec(ApiSpec(max_pending_requests=1, max_parallel_requests=1))
-    assert limits == BreakerLimits(max_pending_requests=1, max_parallel_requests=1)
-    assert BreakerLimits.from_spec(None) == BreakerLimits()
-
-
-def test_breaker_set_creates_lazily_reuses_and_rebuilds_on_new_limits() -> None:
-    breakers = BreakerSet()
-    assert "cluster" not in breakers
-    old = breakers.get("cluster", ApiSpec(max_parallel_requests=1))
-    assert breakers.get("cluster", ApiSpec(max_parallel_requests=1)) is old
-    ticket = admitted(old.try_acquire())
-    new = breakers.get("cluster", ApiSpec(max_parallel_requests=2))
-    assert new is not old and new.limits.max_parallel_requests == 2
-    ticket.release()  # the in-flight ticket releases against the breaker that admitted it
-    assert (old.active, new.active) == (0, 0)
-    assert breakers.get("other") is not new
-    breakers.retain(["cluster"])
-    assert len(breakers) == 1 and [k for k, _ in breakers.items()] == ["cluster"]
+def test_check_retry_counts_an_overflow_only_at_the_retry_limit() -> None:
+    b = breaker(max_parallel_retries=1)
+    assert b.check_retry() is None
+    ticket = admitted(b.try_acquire(retry=True))
+    overflow = b.check_retry()
+    assert overflow is not None and overflow.reason == "max_parallel_retries"
+    assert b.overflows_total["max_parallel_retries"] == 1
+    ticket.release()
+    assert b.check_retry() is None
 
 
 @settings(max_examples=150, deadline=None)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from poolgate.core.errors import BodyFormat, LocalReply, PoolgateError
 from poolgate.traffic.errors import (
-    BodyFormat,
     CircuitOverflow,
-    LocalReply,
     NoHealthyEndpoint,
-    PoolgateError,
     QueueTimeout,
     RateLimited,
     UpstreamConnectError,

@@ -167,13 +167,8 @@ def test_membership_updates_keep_state_of_kept_endpoints() -> None:
                        f"{EPS[5]}:in,5xx=0,gw=0,x0>")
 
 
-def test_spec_from_any_object_and_validation() -> None:
-    class Passive:
-        consecutive_5xx = 3
-        base_ejection_time = 10.0
-        interval = None
-
-    spec = OutlierSpec.from_spec(Passive())
+def test_spec_defaults_and_validation() -> None:
+    spec = OutlierSpec(consecutive_5xx=3, base_ejection_time=10.0)
     assert (spec.consecutive_5xx, spec.base_ejection_time, spec.interval) == (3, 10.0, 3.0)
     assert spec.effective_max_ejection_time == 300.0
     with pytest.raises(ValueError, match="max_ejection_time"):
@@ -196,18 +191,8 @@ def test_never_more_than_max_percent_ejected_beyond_the_first(
         assert sum(d.is_ejected(ep, now) for ep in EPS) <= 2
 
 
-def test_config_snapshot_passive_names_are_understood() -> None:
-    class ConfigPassive:
-        consecutive_5xx = 5
-        consecutive_gateway_errors = 2
-        consecutive_local_origin_failures = 7
-        split_external_local_origin_errors = False
-        interval = 3.0
-        base_ejection_time = 30.0
-        max_ejection_percent = 10
-
-    spec = OutlierSpec.from_spec(ConfigPassive())
-    assert (spec.consecutive_gateway_failure, spec.consecutive_local_origin_failure) == (2, 7)
-    d = OutlierDetector(ConfigPassive())
+def test_gateway_failure_ejection_from_a_loaded_spec() -> None:
+    spec = OutlierSpec(consecutive_gateway_failure=2, consecutive_local_origin_failure=7)
+    d = OutlierDetector(spec)
     d.update_endpoints(EPS)
     assert fail(d, EPS[0], 2, 0.0) == [None, EjectionType.CONSECUTIVE_GATEWAY_FAILURE]

@@ -25,13 +25,13 @@ def test_request_timeout_precedence(route: float | None, policy: float | None,
 
 
 def test_defaults_connect_like_envoy_and_never_cut_streams() -> None:
-    assert Timeouts(connect=10.0, first_byte=None, idle_read=None, total=None) == DEFAULT_TIMEOUTS
+    assert Timeouts(connect=10.0, per_try=None, total=None) == DEFAULT_TIMEOUTS
 
 
 def test_connect_override_and_other_defaults_are_kept() -> None:
-    defaults = Timeouts(connect=3.0, first_byte=20.0, idle_read=60.0)
+    defaults = Timeouts(connect=3.0, per_try=20.0)
     resolved = resolve_timeouts(None, 120.0, defaults, connect=1.5)
-    assert resolved == Timeouts(connect=1.5, first_byte=20.0, idle_read=60.0, total=120.0)
+    assert resolved == Timeouts(connect=1.5, per_try=20.0, total=120.0)
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ def test_connect_override_and_other_defaults_are_kept() -> None:
         pytest.param(lambda: resolve_timeouts(None, float("inf")), "requestTimeout",
                      id="infinite-policy"),
         pytest.param(lambda: Timeouts(connect=0), "connect", id="zero-connect"),
-        pytest.param(lambda: Timeouts(idle_read=-2), "idle_read", id="negative-idle"),
+        pytest.param(lambda: Timeouts(per_try=-2), "per_try", id="negative-per-try"),
     ],
 )
 def test_invalid_values_are_refused(call: object, message: str) -> None:

@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, unquote
 
 import httptools
 
-from poolgate.traffic.errors import openai_error_body
+from poolgate.core.errors import openai_error_body
 
 log = logging.getLogger("poolgate.server")
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from poolgate.http1 import BodyError, UpstreamFailure, UpstreamPool
+from poolgate.http.client import BodyError, UpstreamFailure, UpstreamPool
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.e2e

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import enum
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 import httptools
@@ -22,6 +24,40 @@ _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
 # uvicorn (vLLM's server) closes idle keep-alive connections after 5 s: never reuse one that old.
 _MAX_IDLE = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    """How one backend cluster uses its upstream connections (Envoy cluster settings).
+
+    - `connect_timeout`: establishing a TCP connection (`timeout.tcp.connectTimeout`);
+    - `max_requests_per_connection`: a connection is closed after serving this many requests
+      (`circuitBreaker.maxRequestsPerConnection`; None: no limit);
+    - `idle_timeout`: an idle connection is not reused (and is closed) once idle this long
+      (`timeout.http.connectionIdleTimeout`); never longer than 4 s, below the 5 s after which
+      uvicorn, vLLM's server, closes idle connections itself.
+    """
+
+    connect_timeout: float
+    max_requests_per_connection: int | None = None
+    idle_timeout: float = _MAX_IDLE
+
+    def __post_init__(self) -> None:
+        if not self.connect_timeout > 0:
+            raise ValueError(f"connect timeout must be > 0 s, got {self.connect_timeout!r}")
+        if self.max_requests_per_connection is not None and self.max_requests_per_connection < 1:
+            raise ValueError("max requests per connection must be >= 1 when set")
+        object.__setattr__(self, "idle_timeout", min(self.idle_timeout, _MAX_IDLE))
+
+
+
+class ConnectionState(enum.Enum):
+    """Where an upstream connection stands (shown in its repr)."""
+
+    NEW = "new"  # connecting, or connected and not used yet
+    ACTIVE = "active"  # a request is in flight on it
+    IDLE = "idle"  # in the pool, ready for the next request
+    CLOSED = "closed"
 
 
 class UpstreamFailure(Exception):
@@ -166,6 +202,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.idle_since = 0.0
+        self.state = ConnectionState.NEW
+        self.requests = 0  # requests sent on this connection
+        self.max_requests: int | None = None  # from the settings of the latest request
         self._parser = httptools.HttpResponseParser(self)
         self._response: UpstreamResponse | None = None
         self._headers_ready: asyncio.Future[UpstreamResponse] | None = None
@@ -189,6 +228,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self.state = ConnectionState.CLOSED
         self.pool.forget(self)
         response = self._response
         if response is not None and response.status and not response._done:
@@ -244,9 +284,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- use -------------------------------------------------------------------------------------
 
-    async def send(self, head: bytes, body: bytes) -> UpstreamResponse:
+    async def send(self, head: bytes, body: bytes,
+                   settings: ConnectionSettings) -> UpstreamResponse:
         """Write the request and wait for the response headers."""
         assert self.transport is not None
+        self.state = ConnectionState.ACTIVE
+        self.requests += 1
+        self.max_requests = settings.max_requests_per_connection
         self._response = UpstreamResponse(self)
         self._headers_ready = self.loop.create_future()
         self.transport.write(head + body if len(body) < 65536 else head)
@@ -281,14 +325,17 @@ class UpstreamConnection(asyncio.Protocol):
         if response is not self._response:
             return
         self._response = None
-        if response.complete and self._keep_alive and not self._closed:
+        spent = self.max_requests is not None and self.requests >= self.max_requests
+        if response.complete and self._keep_alive and not self._closed and not spent:
             self.resume_reading()
+            self.state = ConnectionState.IDLE
             self.pool.put_idle(self)
         else:
             self.close()
 
     def close(self) -> None:
         self._response = None
+        self.state = ConnectionState.CLOSED
         if not self._closed:
             self._closed = True
             self.pool.forget(self)
@@ -299,53 +346,59 @@ class UpstreamConnection(asyncio.Protocol):
     def usable(self) -> bool:
         return not self._closed and self.transport is not None and not self.transport.is_closing()
 
+    def __repr__(self) -> str:
+        return f"<UpstreamConnection {self.address} {self.state.value} requests={self.requests}>"
+
 
 class UpstreamPool:
     """Keep-alive connections to every endpoint, reused most-recently-idle first."""
 
     def __init__(self, connect_timeout: float) -> None:
-        self.connect_timeout = connect_timeout
+        # The default for requests sent without their cluster's settings (metrics scrapes).
+        self.settings = ConnectionSettings(connect_timeout=connect_timeout)
         self._idle: dict[str, list[UpstreamConnection]] = {}
         self._all: set[UpstreamConnection] = set()
 
     async def request(self, address: str, method: str, path: str,
-                      headers: Sequence[tuple[str, str]], body: bytes) -> UpstreamResponse:
+                      headers: Sequence[tuple[str, str]], body: bytes,
+                      settings: ConnectionSettings | None = None) -> UpstreamResponse:
         """Send a request to `address` (`host:port`) and return once its headers arrived.
 
         Raises `UpstreamFailure` when no response started (connect refused, reset, bad bytes).
         A request that fails on a reused idle connection before any response byte is sent again
         once on a new connection: the model server had closed the idle connection.
         """
+        settings = settings or self.settings
         head = _request_head(method, path, address, headers, len(body))
-        conn = self._idle_connection(address)
+        conn = self._idle_connection(address, settings.idle_timeout)
         if conn is not None:
             try:
-                return await conn.send(head, body)
+                return await conn.send(head, body, settings)
             except UpstreamFailure as e:
                 if e.reason != "connection termination":
                     raise
-        conn = await self._connect(address)
-        return await conn.send(head, body)
+        conn = await self._connect(address, settings.connect_timeout)
+        return await conn.send(head, body, settings)
 
-    def _idle_connection(self, address: str) -> UpstreamConnection | None:
+    def _idle_connection(self, address: str, max_idle: float) -> UpstreamConnection | None:
         idle = self._idle.get(address)
         if not idle:
             return None
         now = time.monotonic()
         while idle:
             conn = idle.pop()
-            if conn.usable and now - conn.idle_since < _MAX_IDLE:
+            if conn.usable and now - conn.idle_since < max_idle:
                 return conn
             conn.close()
         return None
 
-    async def _connect(self, address: str) -> UpstreamConnection:
+    async def _connect(self, address: str, timeout: float) -> UpstreamConnection:
         host, _, port = address.rpartition(":")
         if host.startswith("["):
             host = host[1:-1]
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            async with asyncio.timeout(timeout):
                 _, conn = await loop.create_connection(
                     lambda: UpstreamConnection(self, address, loop), host, int(port))
         except TimeoutError:
@@ -364,6 +417,15 @@ class UpstreamPool:
         idle = self._idle.get(conn.address)
         if idle and conn in idle:
             idle.remove(conn)
+
+    def connections(self) -> list[UpstreamConnection]:
+        """Every open connection (for tests and the status page)."""
+        return list(self._all)
+
+    def __repr__(self) -> str:
+        counts = collections.Counter(c.state.value for c in self._all)
+        states = " ".join(f"{state}={n}" for state, n in sorted(counts.items()))
+        return f"<UpstreamPool {states or 'empty'}>"
 
     async def close(self) -> None:
         """Close every connection."""

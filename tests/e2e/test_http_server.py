@@ -1,4 +1,4 @@
-"""The gateway's HTTP/1.1 listener (`poolgate.proxy.downstream`) against real clients on 127.0.0.1:
+"""The gateway's HTTP/1.1 listener (`poolgate.http.server`) against real clients on 127.0.0.1:
 aiohttp's client, and raw sockets for what a client library would not send."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
-from poolgate.proxy.downstream import MAX_HEAD_BYTES, DownstreamRequest, HttpServer
+from poolgate.http.server import MAX_HEAD_BYTES, DownstreamRequest, HttpServer
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.e2e
