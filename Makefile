@@ -41,6 +41,7 @@ run: $(VENV)/.installed-base
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: $(VENV)/.installed-test os-deps lint
 	$(BIN)/pytest

@@ -99,24 +99,29 @@ def attach_route(
                 report.warning(loaded, f"{where}: listener {spec.name} selects namespaces by "
                                        "label, which cannot be evaluated outside a cluster; "
                                        "the route is allowed")
-            hostnames: tuple[str, ...] | None
-            if route.spec.hostnames:
-                hostnames = tuple(dict.fromkeys(
-                    h for h in (intersect_hostnames(spec.hostname, r.lower())
-                                for r in route.spec.hostnames) if h is not None
-                ))
-                if not hostnames:
-                    reasons.append(f"listener {spec.name} hostname {spec.hostname} matches none "
-                                   "of the route's hostnames")
-                    continue
-            else:
-                hostnames = (spec.hostname,) if spec.hostname else None
+            hostnames = _attached_hostnames(spec.hostname, route.spec.hostnames)
+            if hostnames == ():
+                reasons.append(f"listener {spec.name} hostname {spec.hostname} matches none "
+                               "of the route's hostnames")
+                continue
             out.append(Attachment(gw_key, listener, hostnames))
             attached += 1
         if attached == 0:
             detail = "; ".join(reasons) or "no listener matches sectionName/port"
             report.warning(loaded, f"{where}: not attached to Gateway {gw_key}: {detail}")
     return out
+
+
+def _attached_hostnames(listener: str | None,
+                        route: Sequence[str]) -> tuple[str, ...] | None:
+    """The hostnames a route serves on a listener: the intersections of the route's hostnames
+    with the listener's (empty: none intersects), or the listener's own when the route names
+    none (None: any host)."""
+    if route:
+        return tuple(dict.fromkeys(
+            h for h in (intersect_hostnames(listener, r.lower()) for r in route) if h is not None
+        ))
+    return (listener,) if listener else None
 
 
 def _value_matches(

@@ -80,7 +80,8 @@ class PrefixIndex:
         if not holders:
             del self._owners[h]
 
-    def match_lengths(self, hashes: Sequence[int], candidates: Collection[str]) -> dict[str, int]:
+    def match_lengths(  # noqa: C901, PLR0912 - one flat function on the pick's hot path
+            self, hashes: Sequence[int], candidates: Collection[str]) -> dict[str, int]:
         """For each candidate holding the first block, how many leading blocks it holds (>= 1).
 
         Candidates that do not hold the first block are left out (their match is 0).
