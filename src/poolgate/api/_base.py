@@ -26,6 +26,20 @@ class ApiModel(BaseModel):
     )
 
 
+def unknown_fields(model: BaseModel, path: str) -> list[str]:
+    """The dotted paths (camelCase, as written) of every field under `model` that its schema
+    does not define: kept by `extra="allow"`, and for the loader to report."""
+    found = [f"{path}.{name}" for name in (model.model_extra or {})]
+    for name, field in type(model).model_fields.items():
+        where = f"{path}.{field.alias or name}"
+        value = getattr(model, name)
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            if isinstance(item, BaseModel):
+                found += unknown_fields(item, f"{where}[{i}]" if isinstance(value, list) else where)
+    return found
+
+
 def _check_labels(labels: dict[str, str]) -> dict[str, str]:
     for key, value in labels.items():
         prefix, _, name = key.rpartition("/")

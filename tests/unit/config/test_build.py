@@ -404,3 +404,30 @@ def test_invalid_regex_is_an_error(tmp_path: Path) -> None:
     """))
     assert result.snapshot is None
     assert result.errors[0].message.startswith("spec.rules[0].matches[0]: invalid regular expression")
+
+
+def test_policy_fields_poolgate_does_not_act_on_are_reported(tmp_path: Path) -> None:
+    body = """
+  circuitBreaker: {maxParallelRequest: 1}
+  loadBalancer: {type: RoundRobin}
+  healthCheck: {passive: {consecutive5XxErrors: 3, ejectAfter: 2}}
+"""
+    result = load(tmp_path, GATEWAY, route("r", "- {}"), btp("p", "HTTPRoute", "r", body))
+    reported = [m for m in messages(result) if "not a field poolgate supports" in m]
+    assert len(reported) == 3
+    assert any("spec.circuitBreaker.maxParallelRequest is not" in m for m in reported)
+    assert any("spec.loadBalancer is not" in m for m in reported)
+    assert any("spec.healthCheck.passive.ejectAfter is not" in m for m in reported)
+
+
+def test_invalid_policy_values_are_errors_at_load(tmp_path: Path) -> None:
+    body = """
+  circuitBreaker: {maxRequestsPerConnection: 0}
+  healthCheck: {passive: {consecutive5XxErrors: 0}}
+"""
+    result = load(tmp_path, GATEWAY, route("r", "- {}"), btp("p", "HTTPRoute", "r", body))
+    errors = [str(p) for p in result.errors]
+    assert any("spec.circuitBreaker: circuit breaker max_requests_per_connection must be >= 1"
+               in m for m in errors), errors
+    assert any("spec.healthCheck.passive: outlier consecutive_5xx must be" in m
+               for m in errors), errors
