@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from poolgate.http.client import BodyError, UpstreamFailure, UpstreamPool
+from poolgate.http.client import BodyError, ConnectionSettings, UpstreamFailure, UpstreamPool
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.e2e
@@ -198,3 +198,21 @@ async def test_body_error_when_the_stream_breaks(pool: UpstreamPool) -> None:
     finally:
         srv.close()
         await srv.wait_closed()
+
+
+async def test_connection_states_show_in_repr(server: Server, pool: UpstreamPool) -> None:
+    settings = ConnectionSettings(connect_timeout=2.0, max_requests_per_connection=2)
+    resp = await pool.request(server.address, "POST", "/echo", [], b"1", settings)
+    [conn] = pool.connections()
+    assert repr(conn) == f"<UpstreamConnection {server.address} active requests=1>"
+    await resp.read()
+    resp.release()
+    assert repr(conn) == f"<UpstreamConnection {server.address} idle requests=1>"
+    assert repr(pool) == "<UpstreamPool idle=1>"
+    resp = await pool.request(server.address, "POST", "/echo", [], b"2", settings)
+    assert pool.connections() == [conn]  # reused
+    await resp.read()
+    resp.release()  # its second request: maxRequestsPerConnection closes it
+    assert repr(conn) == f"<UpstreamConnection {server.address} closed requests=2>"
+    assert repr(pool) == "<UpstreamPool empty>"
+    assert len(set(server.peers)) == 1

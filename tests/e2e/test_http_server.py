@@ -400,3 +400,28 @@ async def test_an_upgrade_request_without_a_body_and_one_with_chunks(listener: L
                  b"5\r\nhello\r\n0\r\n\r\n")
     status, _, body = await _response(reader)
     assert status == "HTTP/1.1 400 Bad Request" and b"chunked body" in body
+
+
+async def test_connection_states_show_in_repr(listener: Listener) -> None:
+    release = asyncio.Event()
+
+    async def slow(request: DownstreamRequest) -> None:
+        await release.wait()
+        await request.respond(200, "OK", JSON, b"{}")
+
+    listener.handler = slow
+    reader, writer = await listener.connect()
+    writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    async with asyncio.timeout(5):
+        while not any(repr(c).startswith("<Connection active")
+                      for c in listener.server.connections):
+            await asyncio.sleep(0.01)
+    [conn] = listener.server.connections
+    release.set()
+    await _response(reader)
+    assert repr(conn) == "<Connection idle queued=0>"
+    writer.close()
+    async with asyncio.timeout(5):
+        while repr(conn) != "<Connection closed queued=0>":
+            await asyncio.sleep(0.01)

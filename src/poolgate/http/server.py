@@ -31,6 +31,7 @@ import asyncio
 import collections
 import contextlib
 import email.utils
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -287,6 +288,15 @@ class _HeadTooLarge(Exception):
 
 class _UpgradeWithChunks(Exception):
     pass
+
+
+class ConnectionState(enum.Enum):
+    """Where a client connection stands (shown in its repr)."""
+
+    IDLE = "idle"  # open, no request being answered or queued
+    ACTIVE = "active"  # a request is being answered (others may be queued behind it)
+    LINGERING = "lingering"  # answered early: reading and dropping input before closing
+    CLOSED = "closed"
 
 
 class _Connection(asyncio.Protocol):
@@ -587,6 +597,20 @@ class _Connection(asyncio.Protocol):
     def idle(self) -> bool:
         """No request is being answered or waiting (a lingering close has its own timer)."""
         return self._task is None and not self._queue and not self._lingering
+
+    @property
+    def state(self) -> ConnectionState:
+        """The connection's state, read from the flags its transitions set."""
+        if self.closed:
+            return ConnectionState.CLOSED
+        if self._lingering:
+            return ConnectionState.LINGERING
+        if self._task is not None or self._queue:
+            return ConnectionState.ACTIVE
+        return ConnectionState.IDLE
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.state.value} queued={len(self._queue)}>"
 
     def close(self) -> None:
         if not self.closed:
