@@ -9,7 +9,7 @@ after `unhealthy_threshold` consecutive failures and back after `healthy_thresho
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 
@@ -28,9 +28,10 @@ class HealthRecord:
 class HealthTracker:
     """Healthy / unhealthy per probe target (`host:port` of the endpoint)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_pass: Callable[[str], None] | None = None) -> None:
         self._records: dict[str, HealthRecord] = {}
         self._unhealthy: set[str] = set()
+        self._on_pass = on_pass  # told of every passing probe (the endpoint is reachable)
 
     def record(self, address: str, ok: bool, now: float, *, healthy_threshold: int = 1,
                unhealthy_threshold: int = 3, error: str | None = None) -> bool:
@@ -39,6 +40,8 @@ class HealthTracker:
         first = not rec.checked
         rec.checked = True
         if ok:
+            if self._on_pass is not None:
+                self._on_pass(address)
             rec.passes += 1
             rec.failures = 0
             rec.last_error = None

@@ -41,6 +41,10 @@ class EndpointStore:
         # only names adapters while they have requests, so the gateway remembers them to tell
         # adapter requests (LoRA affinity) from base-model ones.
         self._adapters: dict[str, set[str]] = {}
+        # Endpoints a connection could not be opened to since their last successful scrape or
+        # health check: they left the server (SIGKILL, node gone), so pickers skip them at once
+        # rather than until their metrics go stale.
+        self.unreachable: set[str] = set()
 
     def _state(self, address: str) -> EndpointState:
         state = self._states.get(address)
@@ -96,8 +100,17 @@ class EndpointStore:
         state = self._states.get(address)
         return state.in_flight if state is not None else 0
 
+    def mark_unreachable(self, address: str) -> None:
+        """A connection to `address` could not be opened."""
+        self.unreachable.add(address)
+
+    def mark_reachable(self, address: str) -> None:
+        """`address` answered (a scrape or a health check): it may be picked again."""
+        self.unreachable.discard(address)
+
     def update(self, address: str, signals: Signals) -> None:
         """Record a successful scrape of `address`."""
+        self.unreachable.discard(address)
         state = self._state(address)
         state.signals = signals
         state.scrapes_ok += 1
@@ -144,6 +157,7 @@ class EndpointStore:
     def retain(self, addresses: Iterable[str]) -> None:
         """Forget endpoints not in `addresses`, except those with requests still in flight."""
         keep = set(addresses)
+        self.unreachable &= keep
         for address in [a for a in self._adapters if a not in keep]:
             del self._adapters[address]
         for address in list(self._states):

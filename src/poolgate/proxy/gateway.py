@@ -95,7 +95,9 @@ class Gateway:
         self.metrics = metrics
         self.access_log = access_log
         self.store = EndpointStore()
-        self.health = HealthTracker()  # fed by the server's active health checker
+        # Fed by the server's active health checker; a passing probe makes an endpoint that a
+        # connect failure took out of the candidates reachable again.
+        self.health = HealthTracker(on_pass=self.store.mark_reachable)
         self.saturation = SaturationDetector(options.saturation_queue, options.saturation_kv,
                                              options.staleness)
         self.rnd = random.Random(options.seed)
@@ -301,6 +303,14 @@ class Gateway:
                 if retriable and self._may_retry(cluster, retry, n, AttemptOutcome(failure=kind)):
                     lease.end_attempt()
                     await self._backoff(ctx, retry, n)
+                    n += 1
+                    continue
+                if (retry is None and n == 0 and kind is FailureKind.CONNECT_FAILURE
+                        and any(c not in tried for c in cluster.candidates)
+                        and self._retry_permitted(cluster)):
+                    # Without a retry policy, a connection that could not be opened is tried
+                    # once more on another endpoint: the request never reached a model server.
+                    lease.end_attempt()
                     n += 1
                     continue
                 raise error

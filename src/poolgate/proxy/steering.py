@@ -36,6 +36,11 @@ class Steering:
         """The endpoints this attempt may use: healthy and not ejected (or all, in panic), then
         the region the GCPBackendPolicy's balancing mode chooses."""
         candidates = cluster.candidates
+        unreachable = self.store.unreachable
+        if unreachable and cluster.outlier is None and len(candidates) > 1:
+            # A connect failure took these out until they answer a scrape or a health check
+            # (with passive health checks configured, outlier detection decides instead).
+            candidates = tuple(c for c in candidates if c not in unreachable) or candidates
         balancer = cluster.balancer
         if balancer is None:
             return candidates
@@ -71,7 +76,10 @@ class Steering:
 
     def record(self, cluster: BackendCluster, address: str, result: int | FailureKind,
                now: float) -> None:
-        """Feed one attempt's result to the cluster's outlier detection, if it has one."""
+        """Feed one attempt's result to the cluster's outlier detection, if it has one; an
+        endpoint no connection could be opened to is marked unreachable."""
+        if result is FailureKind.CONNECT_FAILURE:
+            self.store.mark_unreachable(address)
         outlier = cluster.outlier
         if outlier is None:
             return

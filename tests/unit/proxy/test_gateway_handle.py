@@ -174,3 +174,29 @@ async def test_a_reload_keeps_live_state_only_where_the_spec_is_unchanged(
     assert changed.breaker is not before.breaker
     assert changed.breaker.limits.max_parallel_requests == 6
     assert changed.rate_limiter is None
+
+
+async def test_without_a_policy_a_connect_failure_goes_elsewhere_once_and_leaves_the_picks(
+        tmp_path: Path) -> None:
+    from poolgate.datalayer.signals import Signals
+
+    upstreams = FakeUpstreams({A: [Answer(failure="connection failure")], B: [Answer()]})
+    gw, log = gateway(snapshot(tmp_path), upstreams)
+    for _ in range(10):
+        client = FakeResponder(REQUEST)
+        await gw.handle(client, 80)
+        assert client.status == 200
+    sent_to_a = [address for address, _ in upstreams.sent if address == A]
+    assert len(sent_to_a) == 1  # after its connect failure, A is not picked again
+    assert gw.store.unreachable == {A}
+    assert [rec["attempts"] for rec in records(log)].count(2) == 1
+    gw.store.update(A, Signals(waiting=0, running=0, kv_usage=0.0, scraped_at=0.0))
+    assert gw.store.unreachable == set()  # a successful scrape brings it back
+    _released(gw)
+
+
+async def test_a_passing_health_check_makes_an_endpoint_reachable_again(tmp_path: Path) -> None:
+    gw, _ = gateway(snapshot(tmp_path), FakeUpstreams({}))
+    gw.store.mark_unreachable(A)
+    gw.health.record(A, True, 0.0)
+    assert gw.store.unreachable == set()
