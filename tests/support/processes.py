@@ -1,13 +1,11 @@
-"""Start real poolgate processes on 127.0.0.1 for end-to-end tests, and always stop them by PID.
-
-`free_port` and `free_port_range` are the benchmark suite's (re-exported here for the tests).
-"""
+"""Start real poolgate processes on 127.0.0.1 for end-to-end tests, and always stop them by PID."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,12 +16,39 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.suite.processes import free_port, free_port_range
-
 __all__ = [
     "ProcessGroup", "ServerProcess", "free_port", "free_port_range", "poolgate_command",
     "process_group", "wait_http",
 ]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_port_range(n: int, attempts: int = 200) -> int:
+    """The first of `n` consecutive ports on 127.0.0.1 that were free a moment ago (the
+    simulator binds PORT..PORT+n-1)."""
+    for _ in range(attempts):
+        base = free_port()
+        if base + n > 65535:
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue  # one of them is taken: try another base
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports found on 127.0.0.1")
 
 
 @dataclass

@@ -11,7 +11,9 @@ from collections.abc import Awaitable, Callable
 
 from poolgate.discovery.kubernetes import PodCache
 from poolgate.kube import KubeError
-from poolgate.proxy.server import ConfigError, GatewayServer, ListenError, ServeOptions, load
+from poolgate.proxy.listeners import ListenError
+from poolgate.proxy.manifests import ConfigError, load
+from poolgate.proxy.server import GatewayServer, ServeOptions
 
 log = logging.getLogger("poolgate.server")
 

@@ -1,0 +1,102 @@
+"""The gateway's HTTP listeners: one per port the Gateways declare, kept in step with the
+snapshot (opened and closed on reload)."""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from poolgate.config.snapshot import Snapshot
+from poolgate.http.server import DownstreamRequest, HttpServer
+from poolgate.proxy.manifests import ConfigError
+
+log = logging.getLogger("poolgate.server")
+
+
+class ListenError(Exception):
+    """A listener could not bind; the message says which address and why, in plain words."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        what = f"{host}:{port}"
+        if error.errno == errno.EACCES:
+            text = f"cannot listen on {what}: permission denied (ports below 1024 need root; use --port)"
+        elif error.errno == errno.EADDRINUSE:
+            text = f"cannot listen on {what}: the address is already in use"
+        else:
+            text = f"cannot listen on {what}: {error.strerror or error}"
+        super().__init__(text)
+
+
+class Listeners:
+    """The listeners serving `handle(request, declared_port)`, by the port the Gateway declares.
+
+    `port` replaces a single declared port and `port_map` maps declared ports to the ports
+    actually bound (the command line's --port and --port-map)."""
+
+    def __init__(self, handle: Callable[[DownstreamRequest, int], Awaitable[None]], *,
+                 host: str, port: int | None, port_map: Mapping[int, int],
+                 max_body: int) -> None:
+        self._handle = handle
+        self._host = host
+        self._port = port
+        self._port_map = port_map
+        self._max_body = max_body
+        self._listeners: dict[int, tuple[HttpServer, int]] = {}
+
+    @property
+    def bound_ports(self) -> dict[int, int]:
+        """Declared listener port -> the port actually bound."""
+        return {declared: bound for declared, (_, bound) in self._listeners.items()}
+
+    async def sync(self, snapshot: Snapshot) -> None:
+        """Open the listeners `snapshot` declares and close the others; raise `ConfigError` when
+        --port cannot apply, `ListenError` when a port cannot be bound."""
+        wanted = sorted({lst.port for lst in snapshot.listeners})
+        if self._port is not None and len(wanted) > 1 and not self._port_map:
+            raise ConfigError([
+                f"--port replaces a single listener port, but the Gateways declare ports "
+                f"{', '.join(map(str, wanted))}; use --port-map DECLARED=BOUND for each."
+            ])
+        for declared in list(self._listeners):
+            if declared not in wanted:
+                listener, _ = self._listeners.pop(declared)
+                await listener.close()
+                log.info("listener on declared port %d removed", declared)
+        for declared in wanted:
+            if declared in self._listeners:
+                continue
+            bound = self._bind_port(declared)
+            listener = HttpServer(self._handler_for(declared), max_body=self._max_body)
+            try:
+                await listener.start(self._host, bound)
+            except OSError as e:
+                raise ListenError(self._host, bound, e) from None
+            self._listeners[declared] = (listener, bound)
+            log.info("listening on %s:%d (Gateway listener port %d)", self._host, bound, declared)
+
+    def stop_accepting(self) -> None:
+        """Close the listening sockets; requests in progress finish."""
+        for listener, _ in self._listeners.values():
+            listener.stop_accepting()
+
+    async def close(self) -> None:
+        """Close every listener and its connections."""
+        for listener, _ in self._listeners.values():
+            await listener.close()
+        self._listeners.clear()
+
+    def _bind_port(self, declared: int) -> int:
+        if declared in self._port_map:
+            return self._port_map[declared]
+        if self._port is not None:
+            return self._port
+        return declared
+
+    def _handler_for(self, declared: int) -> Callable[[DownstreamRequest], Awaitable[None]]:
+        handle = self._handle
+
+        def handler(request: DownstreamRequest) -> Awaitable[None]:
+            return handle(request, declared)
+
+        return handler

@@ -1,0 +1,36 @@
+"""Loading the Gateway API / Inference Extension manifests into a `Snapshot` for the gateway."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from pathlib import Path
+
+from poolgate.config.build import PROFILE_NAMES, load_snapshot
+from poolgate.config.snapshot import Snapshot
+from poolgate.discovery.source import EndpointSource
+
+log = logging.getLogger("poolgate.server")
+
+
+class ConfigError(Exception):
+    """The manifests could not be loaded; `problems` are printable lines."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+def load(paths: Sequence[Path], profiles: Collection[str] = PROFILE_NAMES,
+         cluster: EndpointSource | None = None, warn: bool = True) -> Snapshot:
+    """Load and resolve the manifests; raise `ConfigError` listing every error. `profiles`:
+    the scheduler profile names pools may ask for; `cluster`: discovered endpoints (pods);
+    `warn`: log the warnings (off for a load that is redone as soon as the pods are known)."""
+    result = load_snapshot(paths, profiles=profiles, cluster=cluster)
+    for p in result.problems:
+        if warn and p.severity == "warning":
+            log.warning("%s", p)
+    errors = [str(p) for p in result.problems if p.severity == "error"]
+    if errors or result.snapshot is None:
+        raise ConfigError(errors or ["the configuration could not be resolved"])
+    return result.snapshot
