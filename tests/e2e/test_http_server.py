@@ -29,7 +29,8 @@ class Listener:
         self.seen: list[DownstreamRequest] = []
         self.cancelled = asyncio.Event()
         self.handler: Handler = self.echo
-        self.server = HttpServer(self._dispatch, max_body=1000, keepalive_timeout=0.4)
+        self.server = HttpServer(self._dispatch, max_body=1000, keepalive_timeout=0.4,
+                                 receive_timeout=0.8)
         self.clients: list[asyncio.StreamWriter] = []
 
     @property
@@ -425,3 +426,39 @@ async def test_connection_states_show_in_repr(listener: Listener) -> None:
     async with asyncio.timeout(5):
         while repr(conn) != "<Connection closed queued=0>":
             await asyncio.sleep(0.01)
+
+
+async def test_a_body_trickled_past_the_receive_timeout_gets_408_and_the_connection_closes(
+        listener: Listener) -> None:
+    reader, writer = await listener.connect()
+    writer.write(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+    await writer.drain()
+    started = asyncio.get_running_loop().time()
+
+    async def trickle() -> None:
+        with contextlib.suppress(OSError):
+            for _ in range(100):  # one byte every 0.1 s: never idle, never complete in time
+                writer.write(b"x")
+                await writer.drain()
+                await asyncio.sleep(0.1)
+
+    sender = asyncio.create_task(trickle())
+    try:
+        status, _, body = await _response(reader)
+    finally:
+        sender.cancel()
+    elapsed = asyncio.get_running_loop().time() - started
+    assert status == "HTTP/1.1 408 Request Timeout"
+    assert b"did not arrive whole within 0.8 s" in body
+    assert 0.7 < elapsed < 5
+    assert listener.seen == []  # the handler never ran
+
+
+async def test_too_many_header_fields_get_431(listener: Listener) -> None:
+    reader, writer = await listener.connect()
+    fields = b"".join(b"x-f%d: v\r\n" % i for i in range(101))
+    writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
+    await writer.drain()
+    status, _, body = await _response(reader)
+    assert status == "HTTP/1.1 431 Request Header Fields Too Large"
+    assert b"more than 100 header fields" in body

@@ -64,7 +64,7 @@ def apply_request_filters(
     """Apply the rule's filters to a request; returns new values, the inputs are not changed.
 
     `path` may carry a `?query`, which is preserved. URLRewrite's hostname replaces the `host`
-    header; ReplacePrefixMatch replaces the prefix the route matched (`decision.matched_prefix`).
+    header (the original goes in `x-forwarded-host`); ReplacePrefixMatch replaces the prefix the route matched (`decision.matched_prefix`).
     """
     lines = (modify_headers(rule.header_modifier, headers)
              if rule.header_modifier is not None else _pairs(headers))
@@ -73,6 +73,10 @@ def apply_request_filters(
     if rewrite is not None:
         new_path = rewrite_path(rewrite, decision.matched_prefix, path)
         if rewrite.hostname is not None:
+            original = next((v for n, v in lines if n.lower() == "host"), None)
             lines = [(n, v) for n, v in lines if n.lower() != "host"]
             lines.append(("host", rewrite.hostname))
+            if original is not None:
+                # As Envoy Gateway does for a hostname rewrite: the server learns the original.
+                lines.append(("x-forwarded-host", original))
     return FilteredRequest(new_path, lines)

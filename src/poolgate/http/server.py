@@ -18,10 +18,12 @@ What it does, per connection:
 - `Expect: 100-continue` gets its interim answer when the body is waited for;
 - the handler is cancelled when the client disconnects (the upstream request is then abandoned,
   which is how a model server learns to stop generating);
-- malformed requests get 400 and oversized heads 431 (Envoy's limit: 60 KiB), in the OpenAI error
-  shape, and the connection closes (lingering as above);
-- connections idle longer than `keepalive_timeout` (also one whose request never completes) are
-  closed by a sweep, so the request path arms no timers;
+- malformed requests get 400, and so do requests HTTP/1.1 forbids a server to act on: no `Host`
+  (HTTP/1.1), two `Host` fields; oversized heads get 431 (Envoy's limits: 60 KiB, 100 header
+  fields); all in the OpenAI error shape, and the connection closes (lingering as above);
+- connections idle longer than `keepalive_timeout` are closed by a sweep, and a request still
+  arriving `receive_timeout` after its first byte (a body trickled byte by byte) gets 408 and
+  its connection closes, so the request path arms no timers;
 - writes wait while the client is slow to read (transport flow control).
 """
 
@@ -47,7 +49,11 @@ log = logging.getLogger("poolgate.server")
 
 # Envoy's default `max_request_headers_kb` (60 KiB): request line and headers together.
 MAX_HEAD_BYTES = 60 * 1024
+# Envoy's default `max_request_headers_count`.
+MAX_HEADER_COUNT = 100
 KEEPALIVE_TIMEOUT = 75.0
+# The longest a request may take to arrive whole (head and body), however steadily it trickles.
+RECEIVE_TIMEOUT = 75.0
 # Pipelined requests held per connection before reading pauses.
 _MAX_QUEUED = 16
 # How long a connection answered before its request was read whole keeps reading (and dropping)
@@ -138,6 +144,11 @@ class DownstreamRequest:
         self._chunked = False
         self._no_body = False
         self._finished = False
+
+    @property
+    def client_address(self) -> str:
+        """The client's IP address ('' when unknown)."""
+        return self._conn.peer
 
     @property
     def host(self) -> str:
@@ -268,6 +279,13 @@ def _bodiless(status: int) -> bool:
 _date_cache: tuple[int, str] = (0, "")
 
 
+def _check_host(version: str, first: Mapping[str, str]) -> None:
+    """An HTTP/1.1 request without a Host field is refused (RFC 9112 3.2). (A request target of
+    no known form never gets here: llhttp refuses it.)"""
+    if version == "1.1" and "host" not in first:
+        raise _Refused(400, "Bad Request", "An HTTP/1.1 request must have a Host header field.")
+
+
 def _http_date() -> str:
     """The current time as an HTTP date, formatted at most once a second."""
     global _date_cache
@@ -280,6 +298,14 @@ def _http_date() -> str:
 def _error_body(status: int, message: str) -> bytes:
     kind = "BadRequestError" if status < 500 else "InternalServerError"
     return openai_error_body(message, kind, status)
+
+
+class _Refused(Exception):
+    """A request the listener answers itself (raised from a parser callback)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
 
 
 class _HeadTooLarge(Exception):
@@ -305,8 +331,8 @@ class _Connection(asyncio.Protocol):
     __slots__ = (
         "_body", "_body_size", "_first", "_head_size", "_headers", "_ignore_input", "_lingering",
         "_parser", "_queue", "_reading_paused", "_request", "_task", "_upgrade", "_upgrade_left",
-        "_url", "_write_waiter", "closed", "idle_since", "loop", "server", "transport",
-        "write_paused",
+        "_url", "_write_waiter", "closed", "idle_since", "loop", "peer", "receiving_since",
+        "server", "transport", "write_paused",
     )
 
     def __init__(self, server: HttpServer, loop: asyncio.AbstractEventLoop) -> None:
@@ -317,6 +343,8 @@ class _Connection(asyncio.Protocol):
         self.write_paused = False
         self._write_waiter: asyncio.Future[None] | None = None
         self.idle_since = loop.time()
+        self.receiving_since: float | None = None  # loop time a request's first byte came
+        self.peer = ""  # the client's IP address
         self._parser = httptools.HttpRequestParser(self)
         self._queue: collections.deque[DownstreamRequest] = collections.deque()
         self._task: asyncio.Task[None] | None = None
@@ -340,6 +368,8 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if isinstance(peer, tuple) and peer else ""
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -363,7 +393,10 @@ class _Connection(asyncio.Protocol):
                 self._upgrade_body(rest)
         except httptools.HttpParserCallbackError as e:
             # An exception from one of the callbacks below, as its context.
-            if isinstance(e.__context__, _HeadTooLarge):
+            refused = e.__context__
+            if isinstance(refused, _Refused):
+                self._reject(refused.status, refused.reason, refused.message)
+            elif isinstance(refused, _HeadTooLarge):
                 self._reject(431, "Request Header Fields Too Large",
                              f"The request line and headers are larger than {MAX_HEAD_BYTES} bytes.")
             elif isinstance(e.__context__, _UpgradeWithChunks):
@@ -405,6 +438,7 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self.receiving_since = self.loop.time()
         self._url = b""
         self._headers = []
         self._first = {}
@@ -425,13 +459,20 @@ class _Connection(asyncio.Protocol):
         self._head_size += len(name) + len(value) + 4
         if self._head_size > MAX_HEAD_BYTES:
             raise _HeadTooLarge()
+        if len(self._headers) >= MAX_HEADER_COUNT:
+            raise _Refused(431, "Request Header Fields Too Large",
+                           f"The request has more than {MAX_HEADER_COUNT} header fields.")
         key = name.decode("utf-8", "surrogateescape")
         text = value.decode("utf-8", "surrogateescape")
         self._headers.append((key, text))
-        self._first.setdefault(key.lower(), text)
+        low = key.lower()
+        if low == "host" and "host" in self._first:
+            raise _Refused(400, "Bad Request", "The request has more than one Host header field.")
+        self._first.setdefault(low, text)
 
     def on_headers_complete(self) -> None:
         parser = self._parser
+        _check_host(parser.get_http_version(), self._first)
         request = DownstreamRequest(
             self, parser.get_method().decode("ascii"),
             self._url.decode("utf-8", "surrogateescape"), parser.get_http_version(),
@@ -465,6 +506,7 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self.receiving_since = None
         request = self._request
         self._request = None
         if request is None or request.body_too_large:
@@ -497,6 +539,7 @@ class _Connection(asyncio.Protocol):
 
     def _too_large(self, request: DownstreamRequest) -> None:
         """Hand the request over now, marked, and stop taking requests from this connection."""
+        self.receiving_since = None
         request.body_too_large = True
         request.keep_alive = False
         self._enqueue(request)
@@ -552,6 +595,17 @@ class _Connection(asyncio.Protocol):
             return
         self.idle_since = self.loop.time()
         if self.server.draining:
+            self.close()
+
+    def receive_timed_out(self) -> None:
+        """The request being received took too long to arrive: 408 (when no earlier request is
+        being answered on this connection), then close."""
+        self.receiving_since = None
+        self._queue.clear()
+        if self._task is None:
+            self._reject(408, "Request Timeout", "The request did not arrive whole within "
+                                                 f"{self.server.receive_timeout:g} s.")
+        else:
             self.close()
 
     def _reject(self, status: int, reason: str, message: str) -> None:
@@ -623,10 +677,12 @@ class HttpServer:
     """An HTTP/1.1 listener running `handler` for each request (see the module's docstring)."""
 
     def __init__(self, handler: Handler, *, max_body: int,
-                 keepalive_timeout: float = KEEPALIVE_TIMEOUT) -> None:
+                 keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+                 receive_timeout: float = RECEIVE_TIMEOUT) -> None:
         self.handler = handler
         self.max_body = max_body
         self.keepalive_timeout = keepalive_timeout
+        self.receive_timeout = receive_timeout
         self.connections: set[_Connection] = set()
         self.draining = False
         self._server: asyncio.AbstractServer | None = None
@@ -664,13 +720,18 @@ class HttpServer:
             self._server = None
 
     async def _sweep(self) -> None:
-        """Close connections idle for longer than the keep-alive timeout (also those whose
-        request never finished arriving)."""
-        period = min(5.0, self.keepalive_timeout / 4)
+        """Close connections idle for longer than the keep-alive timeout, and answer 408 to
+        requests that have not arrived whole within the receive timeout."""
+        period = min(5.0, self.keepalive_timeout / 4, self.receive_timeout / 4)
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(period)
-            limit = loop.time() - self.keepalive_timeout
+            now = loop.time()
+            idle_limit = now - self.keepalive_timeout
+            receive_limit = now - self.receive_timeout
             for conn in list(self.connections):
-                if conn.idle and conn.idle_since < limit:
+                since = conn.receiving_since
+                if since is not None and since < receive_limit:
+                    conn.receive_timed_out()
+                elif conn.idle and conn.idle_since < idle_limit:
                     conn.close()

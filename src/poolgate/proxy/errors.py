@@ -18,6 +18,17 @@ class NoRoute(PoolgateError):
     default_message = "No route matches the request."
 
 
+class MethodNotAllowed(PoolgateError):
+    """A method the gateway does not forward (TRACE)."""
+
+    status = 405
+    type = "MethodNotAllowedError"
+    headers_allowed = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"allow": self.headers_allowed})
+
+
 class BadRequest(PoolgateError):
     """The client sent a body the gateway cannot route on."""
 

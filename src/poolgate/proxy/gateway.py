@@ -38,7 +38,14 @@ from poolgate.observability.access_log import AccessLog
 from poolgate.observability.metrics import GatewayMetrics
 from poolgate.proxy.cluster import BackendCluster, RuntimeSettings, build_runtime
 from poolgate.proxy.context import Attempt, RequestContext
-from poolgate.proxy.errors import BodyTooLarge, InternalError, InvalidBackend, NoRoute, send_error
+from poolgate.proxy.errors import (
+    BodyTooLarge,
+    InternalError,
+    InvalidBackend,
+    MethodNotAllowed,
+    NoRoute,
+    send_error,
+)
 from poolgate.proxy.headers import upstream_request_headers
 from poolgate.proxy.inference import OBJECTIVE_HEADER, route_inference
 from poolgate.proxy.lease import RequestLease
@@ -199,6 +206,8 @@ class Gateway:
     def resolve(self, ctx: RequestContext) -> None:
         """Route, backendRef, filters and, for an InferencePool, the model and objective."""
         request, snap = ctx.request, ctx.runtime.snapshot
+        if request.method in _UNROUTED_METHODS:
+            _refuse_method(request.method)
         decision = snap.route(ctx.listener_port, request.host, request.method, request.path,
                               request.headers, request.query)
         if decision is None:
@@ -218,7 +227,7 @@ class Gateway:
         ctx.body = request.body
         ctx.path, ctx.headers = apply_request_filters(
             rule, decision, request.raw_path,
-            upstream_request_headers(request.headers.raw, request.headers))
+            upstream_request_headers(request.headers.raw, request.headers, request.client_address))
         if backend.pool is not None:
             self._resolve_inference(ctx, backend.pool)
 
@@ -462,6 +471,17 @@ class Gateway:
             if outcome.ttfb is not None:
                 series.ttfb.observe(outcome.ttfb)
         self.access_log.write(ctx.access_record(elapsed))
+
+
+# CONNECT asks for a tunnel, which no HTTPRoute describes: Envoy answers 404 (no route matches an
+# authority). TRACE would echo the request, credentials included, back to the client: refused.
+_UNROUTED_METHODS = frozenset({"CONNECT", "TRACE"})
+
+
+def _refuse_method(method: str) -> None:
+    if method == "CONNECT":
+        raise NoRoute("CONNECT is not routed: the gateway does not open tunnels.")
+    raise MethodNotAllowed(f"{method} is not allowed by the gateway.")
 
 
 # Entering asyncio.timeout_at(None) still costs a Timeout object and two running-loop lookups:

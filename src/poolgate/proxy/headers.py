@@ -24,16 +24,33 @@ def _connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
     return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
 
 
-def upstream_request_headers(items: Iterable[tuple[str, str]], connection: Mapping[str, str]) -> list[tuple[str, str]]:
-    """The client's headers as they go upstream (a list: repeated headers are kept)."""
+def upstream_request_headers(items: Iterable[tuple[str, str]], connection: Mapping[str, str],
+                             client_address: str = "") -> list[tuple[str, str]]:
+    """The client's headers as they go upstream (a list: repeated headers are kept).
+
+    As Envoy at the edge (Envoy Gateway's default, `use_remote_address`): the client's address
+    is appended to `x-forwarded-for`, `x-forwarded-proto` states the listener's scheme, and
+    what only a proxy may assert is dropped: `x-envoy-*`, `x-forwarded-host` (set again only
+    when a URLRewrite changes the host), `x-forwarded-proto`, and the endpoint-picker's
+    destination headers.
+    """
     extra = _connection_tokens(connection)
     out: list[tuple[str, str]] = []
+    forwarded_for: list[str] = []
     for name, value in items:
         low = name.lower()
-        if (low in HOP_BY_HOP or low in _RECOMPUTED_REQUEST or low in extra
-                or low.startswith(DESTINATION_PREFIX)):
+        if low in HOP_BY_HOP or low in _RECOMPUTED_REQUEST or low in extra:
+            continue
+        if low.startswith(("x-envoy-", "x-forwarded-", DESTINATION_PREFIX)):
+            if low == "x-forwarded-for":
+                forwarded_for.append(value)
             continue
         out.append((name, value))
+    if client_address:
+        forwarded_for.append(client_address)
+    if forwarded_for:
+        out.append(("x-forwarded-for", ", ".join(forwarded_for)))
+    out.append(("x-forwarded-proto", "http"))
     return out
 
 

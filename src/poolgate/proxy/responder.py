@@ -31,6 +31,9 @@ class Responder(Protocol):
     def host(self) -> str: ...
 
     @property
+    def client_address(self) -> str: ...
+
+    @property
     def query(self) -> Mapping[str, str]: ...
 
     @property

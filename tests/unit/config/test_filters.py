@@ -56,7 +56,8 @@ def test_apply_request_filters_combines_rewrite_and_headers() -> None:
     headers = [("Host", "example.com"), ("x-b", "2")]
     path, lines = apply_request_filters(rule, decision(rule, "/api"), "/api/chat?stream=1", headers)
     assert path == "/v1/chat?stream=1"
-    assert lines == [("x-b", "2"), ("x-a", "1"), ("host", "backend.local")]
+    assert lines == [("x-b", "2"), ("x-a", "1"), ("host", "backend.local"),
+                     ("x-forwarded-host", "example.com")]
     assert headers == [("Host", "example.com"), ("x-b", "2")]  # the input is not modified
 
 

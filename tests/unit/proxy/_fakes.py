@@ -156,6 +156,7 @@ class FakeResponder:
         raw = [("host", "gw"), ("content-type", "application/json")]
         self.headers = RequestHeaders(raw, dict(raw))
         self.host = "gw"
+        self.client_address = "192.0.2.7"
         self.query: dict[str, str] = {}
         self.sent = b""
         self.aborted = False
