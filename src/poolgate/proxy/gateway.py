@@ -112,6 +112,8 @@ class Gateway:
         self.steering = Steering(self.store, self.health, options.staleness,
                                  BalancingMetrics(metrics.registry))
         self.active_requests = 0
+        # Set when the drain time is over and the requests still running are about to be cut.
+        self.cutting = False
         # Cached: on Python 3.11 every asyncio.get_running_loop() is a getpid() system call.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._settings = RuntimeSettings(
@@ -190,7 +192,12 @@ class Gateway:
                 outcome.error = e.message
             await send_error(request, e, envoy_headers=ctx.runtime.snapshot.envoy_headers)
         except asyncio.CancelledError:
-            ctx.outcome.flag = "DC"  # downstream (client) connection terminated
+            if self.cutting:
+                # Cut by the gateway at the end of its drain time, not by the client.
+                ctx.outcome.flag = "DT"
+                ctx.outcome.error = "cut at the end of the drain time (shutdown)"
+            else:
+                ctx.outcome.flag = "DC"  # downstream (client) connection terminated
             raise
         except Exception as e:
             # Never a traceback to the client; keep one in our log.

@@ -104,6 +104,10 @@ class GatewayServer:
         deadline = loop.time() + self.options.drain_seconds
         while self.gateway.active_requests > 0 and loop.time() < deadline:
             await asyncio.sleep(0.05)
+        if self.gateway.active_requests:
+            log.warning("drain time over: cutting %d request(s) still running",
+                        self.gateway.active_requests)
+            self.gateway.cutting = True
         await self.listeners.close()
         await self.admin.close()
         await self.scraper.close()
