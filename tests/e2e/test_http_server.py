@@ -462,3 +462,22 @@ async def test_too_many_header_fields_get_431(listener: Listener) -> None:
     status, _, body = await _response(reader)
     assert status == "HTTP/1.1 431 Request Header Fields Too Large"
     assert b"more than 100 header fields" in body
+
+
+async def test_garbage_after_a_pipelined_request_lets_its_answer_finish_then_closes(
+        listener: Listener) -> None:
+    release = asyncio.Event()
+
+    async def slow(request: DownstreamRequest) -> None:
+        await release.wait()
+        await request.respond(200, "OK", JSON, b"{}")
+
+    listener.handler = slow
+    reader, writer = await listener.connect()
+    writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\x00\x01 not http\r\n\r\n")
+    await writer.drain()
+    await asyncio.sleep(0.1)  # the garbage is parsed while /a is still being answered
+    release.set()
+    status, _, body = await _response(reader)
+    assert (status, body) == ("HTTP/1.1 200 OK", b"{}")
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # then closed, nothing more

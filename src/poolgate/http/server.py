@@ -329,7 +329,8 @@ class _Connection(asyncio.Protocol):
     """One client connection: parses requests and runs the handler for each, in order."""
 
     __slots__ = (
-        "_body", "_body_size", "_first", "_head_size", "_headers", "_ignore_input", "_lingering",
+        "_body", "_body_size", "_close_after", "_first", "_head_size", "_headers",
+        "_ignore_input", "_lingering",
         "_parser", "_queue", "_reading_paused", "_request", "_task", "_upgrade", "_upgrade_left",
         "_url", "_write_waiter", "closed", "idle_since", "loop", "peer", "receiving_since",
         "server", "transport", "write_paused",
@@ -354,6 +355,7 @@ class _Connection(asyncio.Protocol):
         self._upgrade: DownstreamRequest | None = None
         self._upgrade_left = 0
         self._ignore_input = False
+        self._close_after = False  # close once the request being answered is done
         # The request being parsed.
         self._request: DownstreamRequest | None = None
         self._url = b""
@@ -575,6 +577,9 @@ class _Connection(asyncio.Protocol):
         """A request is done: go on with the next one, or close."""
         if self.closed:
             return
+        if self._close_after:
+            self.close()
+            return
         if not request.finished:
             if not request.started:
                 log.error("no response was sent for %s %s", request.method, request.raw_path)
@@ -609,8 +614,16 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def _reject(self, status: int, reason: str, message: str) -> None:
-        """Answer a request that cannot be parsed, then close (the stream is out of sync)."""
-        if self._task is None and self.transport is not None and not self.closed:
+        """Answer a request that cannot be parsed, then close (the stream is out of sync).
+
+        While an earlier request on the connection is still being answered, that answer is
+        finished first (pipelining): nothing more is read, and the connection closes after it."""
+        if self._task is not None:
+            self._ignore_input = True
+            self._queue.clear()
+            self._close_after = True
+            return
+        if self.transport is not None and not self.closed:
             body = _error_body(status, message)
             self.transport.write(
                 (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
