@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint bench bench-quick os-deps venv clean
+.PHONY: run test lint bench soak os-deps venv clean
 
 # Creating the venv and installing is keyed on pyproject.toml, so a second `make` is instant.
 $(VENV)/.created:
@@ -48,6 +48,11 @@ test: $(VENV)/.installed-test os-deps lint
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.suite --out docs/benchmarks.md
+
+# N minutes of streamed load with disconnects and a replica restart (docs/reliability.md).
+SOAK_MINUTES ?= 10
+soak: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.soak --minutes $(SOAK_MINUTES) --out docs/benchmarks/soak.json
 
 clean:
 	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache .mypy_cache .ruff_cache
