@@ -15,7 +15,19 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 class ApiModel(BaseModel):
-    """Base of every schema: camelCase aliases, strict types, unknown fields kept for forward compat."""
+    """Base of every schema: camelCase aliases, strict types, unknown fields kept for forward compat.
+
+    A field written in a manifest but not defined here is reported by the loader
+    (`poolgate.api.fields`): silently when it is in `INERT`, as a field poolgate does not act on
+    when it is in `NOT_ACTED_ON`, and otherwise as unknown (likely a typo), with the closest name.
+    """
+
+    # Fields of the upstream schema that poolgate does not model, and whose absence changes how
+    # traffic is handled: writing one is a warning that poolgate ignores it.
+    NOT_ACTED_ON: ClassVar[frozenset[str]] = frozenset()
+    # Fields of the upstream schema with no bearing on what poolgate serves (`status`,
+    # `metadata.uid`, or settings whose absence another warning already reports): accepted silently.
+    INERT: ClassVar[frozenset[str]] = frozenset()
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -24,20 +36,6 @@ class ApiModel(BaseModel):
         frozen=True,
         strict=True,
     )
-
-
-def unknown_fields(model: BaseModel, path: str) -> list[str]:
-    """The dotted paths (camelCase, as written) of every field under `model` that its schema
-    does not define: kept by `extra="allow"`, and for the loader to report."""
-    found = [f"{path}.{name}" for name in (model.model_extra or {})]
-    for name, field in type(model).model_fields.items():
-        where = f"{path}.{field.alias or name}"
-        value = getattr(model, name)
-        items = value if isinstance(value, list) else [value]
-        for i, item in enumerate(items):
-            if isinstance(item, BaseModel):
-                found += unknown_fields(item, f"{where}[{i}]" if isinstance(value, list) else where)
-    return found
 
 
 def _check_labels(labels: dict[str, str]) -> dict[str, str]:
@@ -65,6 +63,11 @@ Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
 class ObjectMeta(ApiModel):
     """The part of `metadata` poolgate reads; everything else is kept but unused."""
 
+    INERT = frozenset({
+        "generateName", "selfLink", "uid", "resourceVersion", "generation", "deletionTimestamp",
+        "deletionGracePeriodSeconds", "ownerReferences", "finalizers", "managedFields",
+    })
+
     name: Annotated[str, Field(min_length=1, max_length=253)]
     namespace: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
@@ -76,6 +79,7 @@ class Resource(ApiModel):
     """A top-level Kubernetes-style object: apiVersion, kind, metadata, spec."""
 
     KIND: ClassVar[str] = ""
+    INERT = frozenset({"status"})
 
     api_version: str
     kind: str

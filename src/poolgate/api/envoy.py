@@ -29,6 +29,9 @@ class PolicyTargetReference(ApiModel):
 class PolicySpec(ApiModel):
     """Fields every Envoy Gateway policy has: its targets."""
 
+    # Envoy Gateway's CRD fields are as of its main branch in 2026-08 (charts/gateway-helm CRDs).
+    NOT_ACTED_ON = frozenset({"targetSelectors"})
+
     target_ref: PolicyTargetReference | None = None
     target_refs: list[PolicyTargetReference] = Field(default_factory=list)
 
@@ -46,6 +49,8 @@ class PerEndpointCircuitBreaker(ApiModel):
 
 class CircuitBreaker(ApiModel):
     """`circuitBreaker`: Envoy cluster thresholds, counted per backendRef."""
+
+    NOT_ACTED_ON = frozenset({"retryBudget"})
 
     max_connections: UInt32 | None = None
     max_pending_requests: UInt32 | None = None
@@ -79,6 +84,8 @@ class PerRetryPolicy(ApiModel):
 class Retry(ApiModel):
     """`retry`."""
 
+    NOT_ACTED_ON = frozenset({"numAttemptsPerPriority"})
+
     num_retries: UInt32 | None = None
     retry_on: RetryOn | None = None
     per_retry: PerRetryPolicy | None = None
@@ -87,9 +94,10 @@ class Retry(ApiModel):
 class HTTPTimeout(ApiModel):
     """`timeout.http`."""
 
+    NOT_ACTED_ON = frozenset({"maxConnectionDuration", "maxStreamDuration", "streamIdleTimeout"})
+
     request_timeout: Duration | None = None
     connection_idle_timeout: Duration | None = None
-    max_connection_duration: Duration | None = None
 
 
 class TCPTimeout(ApiModel):
@@ -108,12 +116,16 @@ class Timeout(ApiModel):
 class RateLimitValue(ApiModel):
     """`limit`: requests per unit."""
 
+    NOT_ACTED_ON = frozenset({"fromMetadata"})
+
     requests: UInt32
     unit: Literal["Second", "Minute", "Hour", "Day", "Month", "Year"]
 
 
 class RateLimitRule(ApiModel):
     """`rateLimit.local.rules[]`."""
+
+    NOT_ACTED_ON = frozenset({"cost", "shadowMode", "shared", "xRateLimitHeaders"})
 
     client_selectors: list[dict[str, Any]] | None = None
     limit: RateLimitValue
@@ -136,6 +148,8 @@ class RateLimit(ApiModel):
 class HTTPActiveHealthChecker(ApiModel):
     """`healthCheck.active.http`."""
 
+    NOT_ACTED_ON = frozenset({"expectedResponse", "hostname", "requestBody", "retriableStatuses"})
+
     path: Annotated[str, Field(min_length=1)]
     method: str | None = None
     expected_statuses: list[Annotated[int, Field(ge=100, le=599)]] | None = None
@@ -143,6 +157,9 @@ class HTTPActiveHealthChecker(ApiModel):
 
 class ActiveHealthCheck(ApiModel):
     """`healthCheck.active`."""
+
+    NOT_ACTED_ON = frozenset({"healthCheckLog", "initialJitter", "overrides"})
+    INERT = frozenset({"grpc", "tcp"})  # their types are reported as probed with HTTP
 
     type: Literal["HTTP", "TCP", "GRPC"]
     timeout: Duration | None = None
@@ -161,6 +178,8 @@ class ActiveHealthCheck(ApiModel):
 class PassiveHealthCheck(ApiModel):
     """`healthCheck.passive` (outlier detection)."""
 
+    NOT_ACTED_ON = frozenset({"alwaysEjectOneEndpoint", "failurePercentageThreshold"})
+
     split_external_local_origin_errors: bool | None = None
     interval: Duration | None = None
     consecutive_local_origin_failures: UInt32 | None = None
@@ -173,12 +192,21 @@ class PassiveHealthCheck(ApiModel):
 class HealthCheck(ApiModel):
     """`healthCheck`."""
 
+    NOT_ACTED_ON = frozenset({"panicThreshold"})
+
     active: ActiveHealthCheck | None = None
     passive: PassiveHealthCheck | None = None
 
 
 class BackendTrafficPolicySpec(PolicySpec):
     """BackendTrafficPolicy spec: the fields poolgate honours."""
+
+    NOT_ACTED_ON = PolicySpec.NOT_ACTED_ON | {
+        "admissionControl", "bandwidthLimit", "compression", "compressor", "connection", "dns",
+        "faultInjection", "http2", "httpUpgrade", "loadBalancer", "mergeType", "proxyProtocol",
+        "requestBuffer", "responseOverride", "routingType", "tcpKeepalive", "telemetry",
+        "useClientProtocol",
+    }
 
     circuit_breaker: CircuitBreaker | None = None
     retry: Retry | None = None
@@ -197,11 +225,22 @@ class BackendTrafficPolicy(Resource):
 class ClientHeaders(ApiModel):
     """`headers` of a ClientTrafficPolicy."""
 
+    NOT_ACTED_ON = frozenset({
+        "disableRateLimitHeaders", "earlyRequestHeaders", "host", "lateResponseHeaders",
+        "maxRequestHeaderLimit", "preserveXRequestID", "requestID", "withUnderscoresAction",
+        "xForwardedClientCert",
+    })
+
     enable_envoy_headers: bool | None = None
 
 
 class ClientTrafficPolicySpec(PolicySpec):
     """ClientTrafficPolicy spec."""
+
+    NOT_ACTED_ON = PolicySpec.NOT_ACTED_ON | {
+        "clientIPDetection", "connection", "enableProxyProtocol", "grpc", "healthCheck", "http1",
+        "http2", "http3", "path", "proxyProtocol", "scheme", "tcpKeepalive", "timeout", "tls",
+    }
 
     headers: ClientHeaders | None = None
 

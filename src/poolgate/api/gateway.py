@@ -16,6 +16,9 @@ HTTPMethod = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS
 class GatewayClassSpec(ApiModel):
     """GatewayClass spec; only the controller name is read (for the summary)."""
 
+    # Gateway API fields are as of its experimental channel CRDs in 2026-08.
+    INERT = frozenset({"description", "parametersRef"})
+
     controller_name: str
 
 
@@ -37,6 +40,8 @@ class ParametersReference(ApiModel):
 
 class GatewayInfrastructure(ApiModel):
     """`spec.infrastructure`."""
+
+    INERT = frozenset({"annotations", "labels"})
 
     parameters_ref: ParametersReference | None = None
 
@@ -65,6 +70,8 @@ class AllowedRoutes(ApiModel):
 class GatewayListener(ApiModel):
     """`spec.listeners[]`."""
 
+    INERT = frozenset({"tls"})  # only for HTTPS/TLS listeners, which are reported as not served
+
     name: Annotated[str, Field(min_length=1)]
     port: Port
     protocol: str
@@ -74,6 +81,9 @@ class GatewayListener(ApiModel):
 
 class GatewaySpec(ApiModel):
     """Gateway spec."""
+
+    NOT_ACTED_ON = frozenset({"tls"})
+    INERT = frozenset({"addresses", "allowedListeners", "defaultScope"})
 
     gateway_class_name: str
     listeners: Annotated[list[GatewayListener], Field(min_length=1)]
@@ -177,6 +187,12 @@ class HTTPURLRewriteFilter(ApiModel):
 class HTTPRouteFilter(ApiModel):
     """`filters[]`; poolgate acts on RequestHeaderModifier and URLRewrite."""
 
+    # The settings of the filter types poolgate does not run; the type itself is reported.
+    INERT = frozenset({
+        "cors", "extensionRef", "externalAuth", "requestMirror", "requestRedirect",
+        "responseHeaderModifier",
+    })
+
     type: str
     request_header_modifier: HTTPHeaderFilter | None = None
     url_rewrite: HTTPURLRewriteFilter | None = None
@@ -212,6 +228,8 @@ class HTTPRouteTimeouts(ApiModel):
 class HTTPRouteRule(ApiModel):
     """`spec.rules[]`."""
 
+    NOT_ACTED_ON = frozenset({"retry", "sessionPersistence"})
+
     name: str | None = None
     matches: list[HTTPRouteMatch] = Field(default_factory=list)
     filters: list[HTTPRouteFilter] = Field(default_factory=list)
@@ -225,6 +243,8 @@ def _default_rules() -> list[HTTPRouteRule]:
 
 class HTTPRouteSpec(ApiModel):
     """HTTPRoute spec."""
+
+    NOT_ACTED_ON = frozenset({"useDefaultGateways"})
 
     parent_refs: list[ParentReference] = Field(default_factory=list)
     hostnames: list[str] = Field(default_factory=list)

@@ -66,6 +66,12 @@ TrafficDuration = Literal["SHORT", "LONG"]
 class BackendPolicyConfig(ApiModel):
     """`spec.default` of a GCPBackendPolicy."""
 
+    # GKE fields are as of GoogleCloudPlatform/gke-gateway-api's CRDs in 2026-04.
+    NOT_ACTED_ON = frozenset({
+        "backendPreference", "connectionDraining", "iap", "logging", "maxRatePerEndpoint",
+        "securityPolicy", "sessionAffinity",
+    })
+
     timeout_sec: Annotated[int, Field(ge=1, le=2_147_483_647)] | None = None
     balancing_mode: BalancingMode | None = None
     custom_metrics: list[CustomMetric] | None = None
@@ -113,14 +119,17 @@ class GCPBackendPolicy(Resource):
 class HTTPHealthCheckConfig(ApiModel):
     """`config.httpHealthCheck`."""
 
+    NOT_ACTED_ON = frozenset({"host", "portName", "portSpecification", "proxyHeader", "response"})
+
     request_path: Annotated[str, Field(min_length=1)] = "/"
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
-    host: str | None = None
-    port_specification: str | None = None
 
 
 class HealthCheckConfig(ApiModel):
     """`spec.default.config`."""
+
+    # Settings of the other check types; a type other than HTTP is reported as probed with HTTP.
+    INERT = frozenset({"grpcHealthCheck", "http2HealthCheck", "httpsHealthCheck", "tcpHealthCheck"})
 
     type: Literal["HTTP", "HTTPS", "HTTP2", "TCP", "GRPC"] = "HTTP"
     http_health_check: HTTPHealthCheckConfig | None = None
@@ -128,6 +137,8 @@ class HealthCheckConfig(ApiModel):
 
 class HealthCheckPolicyConfig(ApiModel):
     """`spec.default` of a HealthCheckPolicy (GCP health-check defaults: 5s, 5s, 2, 2)."""
+
+    NOT_ACTED_ON = frozenset({"logConfig"})
 
     check_interval_sec: Annotated[int, Field(ge=1, le=300)] | None = None
     timeout_sec: Annotated[int, Field(ge=1, le=300)] | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,13 +13,10 @@ import yaml
 from pydantic import ValidationError
 
 from poolgate.api._base import Resource
-from poolgate.api.kinds import WARN_WHEN_SKIPPED_GROUPS, schema_for, split_api_version
+from poolgate.api._yaml import construct, documents, key_line, locate
+from poolgate.api.fields import ignored_fields
+from poolgate.api.kinds import WARN_WHEN_SKIPPED_GROUPS, kind_hint, schema_for, split_api_version
 from poolgate.api.problems import Problem, Source
-
-try:
-    from yaml import CSafeLoader as _Loader
-except ImportError:  # pragma: no cover - PyYAML built without libyaml
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -80,24 +77,6 @@ def load_manifests(paths: Sequence[Path]) -> LoadedManifests:
     return out
 
 
-def _documents(text: str) -> Iterator[yaml.Node | None]:
-    """YAML nodes of each document; None for an empty document. Raises yaml.YAMLError."""
-    loader = _Loader(text)
-    try:
-        while loader.check_node():
-            yield loader.get_node()
-    finally:
-        loader.dispose()
-
-
-def _construct(node: yaml.Node) -> Any:
-    loader = _Loader("")
-    try:
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
 def _load_file(file: Path, out: LoadedManifests) -> None:
     name = str(file)
     try:
@@ -107,7 +86,7 @@ def _load_file(file: Path, out: LoadedManifests) -> None:
         return
     index = 0
     try:
-        for node in _documents(text):
+        for node in documents(text):
             index += 1
             if node is None:
                 continue
@@ -123,9 +102,17 @@ def _load_file(file: Path, out: LoadedManifests) -> None:
 
 def _load_document(node: yaml.Node, source: Source, out: LoadedManifests) -> None:
     try:
-        data = _construct(node)
+        data, duplicates = construct(node)
     except yaml.YAMLError as e:
         out.problems.append(Problem.at("error", source, None, None, f"invalid YAML: {e}"))
+        return
+    if duplicates:
+        # Refused rather than read: which of the two values the author meant is unknown.
+        out.problems.extend(Problem.at(
+            "error", source, None, None,
+            f"duplicate key {d.key!r} (first on line {d.first_line}); YAML would keep only the "
+            "last value, so the document is not loaded", line=d.line,
+        ) for d in duplicates)
         return
     if data is None:
         return
@@ -150,50 +137,46 @@ def _load_document(node: yaml.Node, source: Source, out: LoadedManifests) -> Non
     schema = schema_for(api_version, kind)
     if isinstance(schema, str):
         out.problems.append(Problem.at("error", source, kind, name, schema))
-        return
-    if schema is None:
-        out.skipped[kind] += 1
-        group, _ = split_api_version(api_version)
-        if group in WARN_WHEN_SKIPPED_GROUPS:
-            out.problems.append(Problem.at(
-                "warning", source, kind, name,
-                f"poolgate does not act on {api_version} {kind}; it is ignored",
-            ))
-        else:
-            log.debug("%s (doc %d): skipping %s/%s", source.file, source.doc_index, kind, name)
-        return
+    elif schema is None:
+        _skip(api_version, kind, name, Source(source.file, source.doc_index,
+                                              key_line(node, ("kind",))), out)
+    else:
+        _validate(schema, data, node, source, kind, name, out)
+
+
+def _skip(api_version: str, kind: str, name: str | None, source: Source,
+          out: LoadedManifests) -> None:
+    """Count a kind poolgate does not read; warn when it is probably a typo or expected to act
+    (`source` gives the line of `kind`)."""
+    out.skipped[kind] += 1
+    hint = kind_hint(api_version, kind)
+    if hint is not None:
+        out.problems.append(Problem.at("warning", source, kind, name, hint))
+    elif split_api_version(api_version)[0] in WARN_WHEN_SKIPPED_GROUPS:
+        out.problems.append(Problem.at(
+            "warning", source, kind, name,
+            f"poolgate does not act on {api_version} {kind}; it is ignored",
+        ))
+    else:
+        log.debug("%s (doc %d): skipping %s/%s", source.file, source.doc_index, kind, name)
+
+
+def _validate(schema: type[Resource], data: dict[str, Any], node: yaml.Node, source: Source,
+              kind: str, name: str | None, out: LoadedManifests) -> None:
+    """Validate one document against its schema; fields it does not define are warnings."""
     try:
         resource = schema.model_validate(data)
     except ValidationError as e:
         for err in e.errors()[:_MAX_ERRORS_PER_DOCUMENT]:
-            path, line = _locate(node, err["loc"], err["type"] == "missing")
+            path, line = locate(node, err["loc"], err["type"] == "missing")
             out.problems.append(Problem.at(
                 "error", source, kind, name, f"{path or '(document)'}: {_plain(err)}", line=line,
             ))
         return
+    notes = [(key_line(node, ignored.loc), ignored.message) for ignored in ignored_fields(resource)]
+    out.problems.extend(Problem.at("warning", source, kind, name, message, line=line)
+                        for line, message in sorted(notes))
     out.resources.append(LoadedResource(resource, source))
-
-
-def _locate(node: yaml.Node, loc: tuple[int | str, ...], missing: bool) -> tuple[str, int]:
-    """The field path (with YAML keys) and line for a pydantic error location."""
-    path = ""
-    current = node
-    for i, part in enumerate(loc):
-        if isinstance(current, yaml.MappingNode) and isinstance(part, str):
-            for key, value in current.value:
-                if isinstance(key, yaml.ScalarNode) and key.value == part:
-                    current = value
-                    path += f".{part}" if path else part
-                    break
-            else:
-                if missing and i == len(loc) - 1:
-                    path += f".{part}" if path else part
-        elif (isinstance(current, yaml.SequenceNode) and isinstance(part, int)
-              and 0 <= part < len(current.value)):
-            current = current.value[part]
-            path += f"[{part}]"
-        # Anything else is a pydantic union/validator tag, not a YAML key: skip it.
-    return path, current.start_mark.line + 1
 
 
 def _plain(err: Any) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from poolgate.api import envoy
-from poolgate.api._base import unknown_fields
 from poolgate.api.loader import LoadedResource
 from poolgate.config._report import Report
 from poolgate.config.policy import HealthCheckSpec, TrafficPolicy
@@ -132,12 +131,11 @@ def health_check(hc: envoy.HealthCheck, report: Report, about: LoadedResource) -
 
 
 def traffic_policy(about: LoadedResource, report: Report) -> TrafficPolicy:
-    """One BackendTrafficPolicy as a TrafficPolicy."""
+    """One BackendTrafficPolicy as a TrafficPolicy (fields it does not define were reported by the
+    loader, as for every kind)."""
     res = about.resource
     assert isinstance(res, envoy.BackendTrafficPolicy)
     spec = res.spec
-    for path in unknown_fields(spec, "spec"):
-        report.warning(about, f"{path} is not a field poolgate supports; it is ignored")
     timeout = spec.timeout
     http = timeout.http if timeout is not None else None
     tcp = timeout.tcp if timeout is not None else None

@@ -4,8 +4,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
-from poolgate.api import inference, local
+from poolgate.api import _yaml, inference, local
 from poolgate.api.envoy import BackendTrafficPolicy
 from poolgate.api.gateway import HTTPRoute
 from poolgate.api.loader import load_manifests
@@ -334,3 +335,123 @@ def test_parse_address_rejects(text: str) -> None:
 )
 def test_problem_text(problem: Problem, text: str) -> None:
     assert str(problem) == text
+
+
+def test_a_key_written_twice_is_an_error_naming_file_line_and_key(tmp_path: Path) -> None:
+    # YAML keeps the last value: this Gateway would silently have been read as an HTTPRoute.
+    f = write(tmp_path, "gw.yaml", """
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: Gateway
+        metadata: {name: gw}
+        kind: HTTPRoute
+        spec:
+          gatewayClassName: c
+          listeners: [{name: http, port: 80, protocol: HTTP}]
+    """)
+    out = load_manifests([f])
+    (p,) = out.problems
+    assert (p.severity, p.doc_index, p.line) == ("error", 1, 4)
+    assert p.message.startswith("duplicate key 'kind' (first on line 2)")
+    assert str(p).startswith(f"{f}:4 (doc 1): duplicate key 'kind'")
+    assert out.resources == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "key", "line"),
+    [
+        pytest.param("spec:\n  targetPortNumber: 8000\n  targetPortNumber: 9000\n  selector: {app: a}\n",
+                     "targetPortNumber", 10, id="nested"),
+        pytest.param("spec:\n  targetPortNumber: 8000\n  selector: {app: a, app: b}\n",
+                     "app", 10, id="flow-mapping"),
+        pytest.param("spec:\n  targetPortNumber: 8000\n  selector: {app: a}\n"
+                     "  extensionRef:\n    name: epp\n    failureMode: FailOpen\n"
+                     "    failureMode: FailClose\n", "failureMode", 14, id="deeper"),
+    ],
+)
+def test_duplicate_keys_are_found_at_any_depth(tmp_path: Path, spec: str, key: str,
+                                               line: int) -> None:
+    f = write(tmp_path, "p.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n---\n"
+              "apiVersion: inference.networking.x-k8s.io/v1alpha2\nkind: InferencePool\n"
+              "metadata: {name: p}\n" + spec)
+    (p,) = load_manifests([f]).problems
+    assert (p.severity, p.doc_index, p.line) == ("error", 2, line)
+    assert f"duplicate key {key!r}" in p.message
+
+
+def test_duplicate_keys_in_list_items_are_each_reported(tmp_path: Path) -> None:
+    f = write(tmp_path, "r.yaml", """
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: r}
+        spec:
+          rules:
+          - backendRefs:
+            - {name: a, weight: 1, weight: 2}
+            - name: b
+              port: 80
+              port: 81
+    """)
+    problems = load_manifests([f]).problems
+    assert [(p.severity, p.line) for p in problems] == [("error", 7), ("error", 10)]
+    assert "duplicate key 'weight'" in problems[0].message
+    assert "duplicate key 'port'" in problems[1].message
+
+
+def test_merge_keys_and_equal_keys_in_sibling_mappings_are_not_duplicates(tmp_path: Path) -> None:
+    f = write(tmp_path, "r.yaml", """
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {name: r}
+        spec:
+          rules:
+          - backendRefs:
+            - &ref {name: a, port: 80}
+            - <<: *ref
+              name: b
+    """)
+    out = load_manifests([f])
+    assert out.problems == []
+    route = out.resources[0].resource
+    assert isinstance(route, HTTPRoute)
+    assert [(b.name, b.port) for b in route.spec.rules[0].backend_refs] == [("a", 80), ("b", 80)]
+
+
+@pytest.mark.parametrize("base", [
+    pytest.param(yaml.SafeLoader, id="python"),
+    pytest.param(getattr(yaml, "CSafeLoader", None), id="libyaml",
+                 marks=pytest.mark.skipif(not hasattr(yaml, "CSafeLoader"),
+                                          reason="PyYAML built without libyaml")),
+])
+def test_duplicate_keys_are_found_by_either_yaml_loader(base: type[yaml.SafeLoader]) -> None:
+    loader_class = type("Loader", (_yaml.DuplicateKeyCheck, base), {})
+    (node,) = _yaml_nodes(loader_class, "a: 1\nb: {x: 1}\nc: [{k: 1, k: 2}]\na: 3\n")
+    loader = loader_class("")
+    try:
+        data = loader.construct_document(node)
+    finally:
+        loader.dispose()
+    assert data == {"a": 3, "b": {"x": 1}, "c": [{"k": 2}]}
+    assert loader.duplicates == [_yaml.DuplicateKey("a", 4, 1), _yaml.DuplicateKey("k", 3, 3)]
+
+
+def _yaml_nodes(loader_class: type[yaml.SafeLoader], text: str) -> list[yaml.Node]:
+    loader = loader_class(text)
+    try:
+        return [loader.get_node() for _ in iter(loader.check_node, False)]
+    finally:
+        loader.dispose()
+
+
+def test_a_misspelt_kind_is_a_warning_naming_the_kind_meant(tmp_path: Path) -> None:
+    f = write(tmp_path, "x.yaml", """
+        apiVersion: inference.networking.x-k8s.io/v1alpha2
+        kind: InferencePol
+        metadata: {name: p}
+        spec: {targetPortNumber: 8000, selector: {app: a}}
+    """)
+    out = load_manifests([f])
+    (p,) = out.problems
+    assert (p.severity, p.line, p.kind) == ("warning", 2, "InferencePol")  # the line of `kind`
+    assert p.message == ("unknown kind 'InferencePol' in inference.networking.x-k8s.io "
+                         "(did you mean InferencePool?); it is ignored")
+    assert dict(out.skipped) == {"InferencePol": 1}
