@@ -95,3 +95,57 @@ def test_annotations_may_name_profiles_of_a_scheduler_config(procs: ProcessGroup
     profiles.write_text("profile: mine\nplugins: [{type: queue-scorer}]\n")
     code, out = run_validate(procs, "-f", str(manifests), "--scheduler-config", str(profiles))
     assert "unknown scheduler profile" not in out, out
+
+
+def example_with(tmp_path: Path, file: str, old: str, new: str) -> Path:
+    """A copy of the seed-000 example with `old` replaced by `new` once in `file`."""
+    manifests = tmp_path / "manifests"
+    shutil.copytree(EXAMPLE, manifests)
+    path = manifests / file
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    return manifests
+
+
+def test_a_key_written_twice_fails_naming_file_line_and_key(procs: ProcessGroup,
+                                                            tmp_path: Path) -> None:
+    # Line 14 is the Gateway's `kind: Gateway`; YAML alone would read the document as an HTTPRoute.
+    manifests = example_with(tmp_path, "gateway.yaml", "  namespace: default\nspec:\n"
+                             "  gatewayClassName", "  namespace: default\nkind: HTTPRoute\nspec:\n"
+                             "  gatewayClassName")
+    code, out = run_validate(procs, "-f", str(manifests))
+    assert code == 1, out
+    assert (f"error: {manifests / 'gateway.yaml'}:20 (doc 2): duplicate key 'kind' (first on "
+            "line 14)") in out
+    assert ": invalid" in out
+
+
+def test_a_misspelt_policy_field_is_a_warning_naming_the_field_meant(procs: ProcessGroup,
+                                                                     tmp_path: Path) -> None:
+    manifests = example_with(tmp_path, "gateway.yaml", "maxParallelRequests: 1",
+                             "maxParallelRequest: 1")
+    code, out = run_validate(procs, "-f", str(manifests))
+    assert code == 0, out
+    assert (f"warning: {manifests / 'gateway.yaml'}:80 (doc 5, "
+            "BackendTrafficPolicy/circuitbreaker-for-route): "
+            "spec.circuitBreaker.maxParallelRequest is not a field poolgate supports; it is "
+            "ignored (did you mean maxParallelRequests?)") in out
+    assert "0 error(s), 1 warning(s): valid" in out
+    code, out = run_validate(procs, "--strict", "-f", str(manifests))
+    assert code == 1, out
+    assert "(--strict: warnings are fatal)" in out
+
+
+def test_a_misspelt_kind_is_a_warning_naming_the_kind_meant(procs: ProcessGroup,
+                                                            tmp_path: Path) -> None:
+    manifests = example_with(tmp_path, "inference_rules.yaml", "kind: InferencePool\nmetadata",
+                             "kind: InferencePol\nmetadata")
+    code, out = run_validate(procs, "-f", str(manifests))
+    assert code == 0, out
+    assert (f"warning: {manifests / 'inference_rules.yaml'}:5 (doc 1, "
+            "InferencePol/vllm-llama2-7b-pool): unknown kind 'InferencePol' in "
+            "inference.networking.x-k8s.io (did you mean InferencePool?); it is ignored") in out
+    assert "1 InferencePol" in out  # counted among the skipped kinds
+    code, out = run_validate(procs, "--strict", "-f", str(manifests))
+    assert code == 1, out
