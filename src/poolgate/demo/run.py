@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from poolgate._aio import StopSignal, run_until_stopped
 from poolgate.proxy.gateway import GatewayOptions
-from poolgate.proxy.run import install_event_loop_policy, serve_until_stopped
+from poolgate.proxy.run import serve_until_stopped
 from poolgate.proxy.server import GatewayServer, ServeOptions
 from poolgate.sim import SimOptions, start_fleet
 from poolgate.sim.fleet import write_endpoints_file
@@ -72,11 +72,13 @@ openai SDK (pip install openai):
   print(reply.choices[0].message.content)
 
 Benchmark it:  poolgate bench --url {url} --model /model/llama2 --rate 5 --requests 100
-Stop with Ctrl-C.
+Stop with Ctrl-C or SIGTERM.
 """
 
 
-async def run_demo_async(options: DemoOptions) -> int:
+async def run_demo_async(options: DemoOptions, stop: StopSignal) -> int:
+    """Start the fleet, then the gateway; on a stop signal the gateway drains (5 s) and stops,
+    then the fleet."""
     sim = SimOptions(
         lora_modules=SEED_LORA_MODULES, max_loras=4, profile=options.profile,
         time_scale=options.time_scale, seed=options.seed,
@@ -100,11 +102,11 @@ async def run_demo_async(options: DemoOptions) -> int:
                                    f"http://127.0.0.1:{options.admin_port}",
                                    list(fleet.addresses)), flush=True)
 
-            return await serve_until_stopped(serve, on_started=announce)
+            return await serve_until_stopped(serve, stop, on_started=announce)
     finally:
         await fleet.close()
 
 
 def run_demo(options: DemoOptions) -> int:
-    install_event_loop_policy()
-    return asyncio.run(run_demo_async(options))
+    """Run `poolgate demo` until SIGTERM or SIGINT; returns the exit code."""
+    return run_until_stopped("poolgate demo", lambda stop: run_demo_async(options, stop))

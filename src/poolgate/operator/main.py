@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 
 import aiohttp
 
+from poolgate._aio import StopSignal, cancel_and_wait, run_until_stopped
 from poolgate.kube import (
     KubeClient,
     KubeCredentials,
@@ -22,17 +22,18 @@ from poolgate.operator.controller import Controller, ControllerOptions
 log = logging.getLogger("poolgate.operator")
 
 
-async def _serve(credentials: KubeCredentials, options: ControllerOptions) -> None:
+async def _serve(credentials: KubeCredentials, options: ControllerOptions,
+                 stop: StopSignal) -> int:
     async with aiohttp.ClientSession() as session:
         controller = Controller(KubeClient(credentials, session), options)
         task = asyncio.create_task(controller.run())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await task
-        except asyncio.CancelledError:
-            log.info("operator stopping")
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
+        # Nothing to drain: an apply cut short is redone by the next start, which lists and
+        # reconciles every InferenceService again (server-side apply is idempotent).
+        await cancel_and_wait((task, stopping))
+    log.info("operator stopped")
+    return 0
 
 
 def run(kubeconfig: Path | None, namespace: str | None, all_namespaces: bool,
@@ -49,5 +50,5 @@ def run(kubeconfig: Path | None, namespace: str | None, all_namespaces: bool,
     scope = None if all_namespaces else (namespace or credentials.namespace)
     log.info("watching InferenceServices in %s at %s",
              "all namespaces" if scope is None else f"namespace {scope}", credentials.server)
-    asyncio.run(_serve(credentials, ControllerOptions(scope, resync_seconds)))
-    return 0
+    return run_until_stopped("poolgate operator", lambda stop: _serve(
+        credentials, ControllerOptions(scope, resync_seconds), stop))

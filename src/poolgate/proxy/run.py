@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 
+from poolgate._aio import StopSignal, run_until_stopped
 from poolgate.discovery.kubernetes import PodCache
 from poolgate.kube import KubeError
 from poolgate.proxy.listeners import ListenError
@@ -18,27 +18,13 @@ from poolgate.proxy.server import GatewayServer, ServeOptions
 log = logging.getLogger("poolgate.server")
 
 
-def install_event_loop_policy() -> None:
-    """Use uvloop where it is available (Linux, macOS): a faster event loop for the proxy."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - Windows
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-async def wait_for_stop_signal() -> None:
-    """Return on SIGTERM or SIGINT."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-
-async def serve_until_stopped(options: ServeOptions,
+async def serve_until_stopped(options: ServeOptions, stop: StopSignal,
                               on_started: Callable[[GatewayServer], Awaitable[None]] | None = None) -> int:
-    """Start the gateway, run until a stop signal, then drain and stop; returns an exit code."""
+    """Start the gateway, run until a stop signal, then drain and stop; returns an exit code.
+
+    A signal that arrives during start-up is kept in `stop`: the gateway then stops as soon as it
+    has started.
+    """
     pods = PodCache() if options.discovery == "kubernetes" else None
     try:
         # With pod discovery the pools are empty until the first pod lists: the load redone
@@ -77,7 +63,7 @@ async def serve_until_stopped(options: ServeOptions,
     try:
         if on_started is not None:
             await on_started(server)
-        await wait_for_stop_signal()
+        await stop.wait()
     finally:
         log.info("stopping: draining requests in flight")
         await server.stop()
@@ -85,5 +71,5 @@ async def serve_until_stopped(options: ServeOptions,
 
 
 def run_serve(options: ServeOptions) -> int:
-    install_event_loop_policy()
-    return asyncio.run(serve_until_stopped(options))
+    """Run `poolgate serve` until SIGTERM or SIGINT; returns the exit code."""
+    return run_until_stopped("poolgate serve", lambda stop: serve_until_stopped(options, stop))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,9 +11,15 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
+from poolgate._aio import StopSignal, run_until_stopped
 from poolgate.sim.options import SimOptions
 from poolgate.sim.replica import Replica
 from poolgate.sim.server import build_app
+
+# Seconds a replica that is stopping gives the requests it is still answering before cutting
+# them. A simulator has nothing worth draining, and aiohttp's default (60 s) kept `poolgate sim`
+# and `poolgate demo` serving for a minute or more after SIGTERM.
+STOP_GRACE_S = 0.5
 
 
 @dataclass
@@ -59,7 +63,7 @@ async def start_fleet(options: SimOptions, host: str, base_port: int, replicas: 
             replica = Replica(options, i)
             fleet.replicas.append(replica)
             runner = web.AppRunner(build_app(replica), handler_cancellation=True,
-                                   access_log=None)
+                                   access_log=None, shutdown_timeout=STOP_GRACE_S)
             await runner.setup()
             fleet.runners.append(runner)
             site = web.TCPSite(runner, host, base_port + i if base_port else 0)
@@ -93,13 +97,11 @@ def write_endpoints_file(path: Path, name: str | None, labels: Mapping[str, str]
 
 
 async def serve_fleet(options: SimOptions, host: str, base_port: int, replicas: int,
-                      endpoints_file: Path | None = None, endpoints_name: str | None = None,
-                      endpoints_labels: Mapping[str, str] | None = None) -> None:
-    """Run a fleet until SIGTERM or SIGINT."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+                      stop: StopSignal, endpoints_file: Path | None = None,
+                      endpoints_name: str | None = None,
+                      endpoints_labels: Mapping[str, str] | None = None) -> int:
+    """Run a fleet until `stop` (SIGTERM or SIGINT): then stop listening, cut the requests still
+    running (after `STOP_GRACE_S`) and return 0."""
     fleet = await start_fleet(options, host, base_port, replicas)
     try:
         if endpoints_file is not None:
@@ -111,25 +113,17 @@ async def serve_fleet(options: SimOptions, host: str, base_port: int, replicas: 
         await stop.wait()
     finally:
         await fleet.close()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
+    return 0
 
 
 def run_sim(options: SimOptions, host: str, base_port: int, replicas: int,
             endpoints_file: Path | None = None, endpoints_name: str | None = None,
             endpoints_labels: Mapping[str, str] | None = None) -> int:
-    """Run `poolgate sim` on uvloop; returns the exit code."""
-    main = serve_fleet(options, host, base_port, replicas, endpoints_file, endpoints_name,
-                       endpoints_labels)
+    """Run `poolgate sim` until SIGTERM or SIGINT; returns the exit code."""
     try:
-        if sys.platform != "win32":
-            import uvloop
-
-            uvloop.run(main)
-        else:
-            asyncio.run(main)
+        return run_until_stopped("poolgate sim", lambda stop: serve_fleet(
+            options, host, base_port, replicas, stop, endpoints_file, endpoints_name,
+            endpoints_labels))
     except OSError as e:
         print(f"poolgate sim: {e}", file=sys.stderr)
         return 1
-    return 0
