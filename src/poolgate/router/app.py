@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -16,9 +15,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from poolgate._aio import cancel_and_wait
 from poolgate.router.backend import Backend
+from poolgate.router.body import InferRequest, parse_infer_body, read_body
 from poolgate.router.config import RouterConfig
 from poolgate.router.errors import (
-    InvalidRequest,
+    ClientDisconnected,
     Overloaded,
     RouterError,
     Unavailable,
@@ -40,36 +40,7 @@ log = logging.getLogger("poolgate.router")
 # Seconds a client told 429 should wait before retrying.
 RETRY_AFTER_S = 1
 
-
-@dataclass(frozen=True, slots=True)
-class InferRequest:
-    """A validated /infer body."""
-
-    prompt: str
-    max_tokens: int | None
-
-
-def parse_infer_body(raw: bytes) -> InferRequest:
-    """Validate an /infer body; raises `InvalidRequest` with a message a user can act on."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}", reason="invalid_json") from None
-    if not isinstance(doc, dict):
-        raise InvalidRequest("request body must be a JSON object such as {\"prompt\": \"...\"}",
-                             reason="invalid_body")
-    if "prompt" not in doc:
-        raise InvalidRequest("field 'prompt' is required", param="prompt", reason="invalid_body")
-    prompt = doc["prompt"]
-    if not isinstance(prompt, str):
-        raise InvalidRequest(f"field 'prompt' must be a string, got {type(prompt).__name__}",
-                             param="prompt", reason="invalid_body")
-    max_tokens = doc.get("max_tokens")
-    if max_tokens is not None and (
-            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-        raise InvalidRequest("field 'max_tokens' must be a positive integer", param="max_tokens",
-                             reason="invalid_body")
-    return InferRequest(prompt, max_tokens)
+INFER_PATH = "/infer"
 
 
 class Router:
@@ -87,6 +58,8 @@ class Router:
         self.peak = 0
         self.queued = 0
         self.draining = False
+        # Tasks answering a request now (any path): what a stop waits for, then cancels.
+        self.in_progress: set[asyncio.Task[Any]] = set()
 
     def readiness(self) -> tuple[bool, str]:
         """(ready, reason) for /readyz."""
@@ -190,21 +163,43 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Render every error in the OpenAI shape; never send a traceback."""
+async def track_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Keep each request's task in `Router.in_progress` while it runs (see main.drain)."""
+    in_progress = request.app[ROUTER].in_progress
+    task = asyncio.current_task()
+    assert task is not None  # a handler always runs in a task
+    in_progress.add(task)
     try:
         return await handler(request)
+    finally:
+        in_progress.discard(task)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render every error in the OpenAI shape, never a traceback; count every /infer answer."""
+    try:
+        response = await handler(request)
     except asyncio.CancelledError:
         raise
+    except ClientDisconnected as exc:
+        log.info("client %s %s: %s %s not answered", request.remote, exc, request.method,
+                 request.path)
+        # Nobody will read this (aiohttp drops a response to a closed connection quietly), and
+        # an unanswered request is not counted.
+        return error_response(400, f"client {exc}")
     except RouterError as exc:
-        return exc.to_response()
+        response = exc.to_response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, exc.reason, headers=_allow_header(exc))
+        response = error_response(exc.status, exc.reason, headers=_allow_header(exc))
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
-        return error_response(500, "internal error in the router (see its log)")
+        response = error_response(500, "internal error in the router (see its log)")
+    if request.path == INFER_PATH:
+        request.app[ROUTER].metrics.requests.labels(str(response.status)).inc()
+    return response
 
 
 def _allow_header(exc: web.HTTPException) -> dict[str, str] | None:
@@ -231,13 +226,8 @@ async def readyz(request: web.Request) -> web.Response:
 async def infer(request: web.Request) -> web.Response:
     """POST /infer {"prompt": ...} -> {modelRef, prompt, routerPod, kvEndpoints, processingMs}."""
     router = request.app[ROUTER]
-    try:
-        req = parse_infer_body(await request.read())
-        body = await router.infer(req)
-    except RouterError as exc:
-        router.metrics.requests.labels(str(exc.status)).inc()
-        raise
-    router.metrics.requests.labels("200").inc()
+    req = parse_infer_body(await read_body(request, router.config.max_body_bytes))
+    body = await router.infer(req)
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
@@ -263,7 +253,8 @@ def build_app(config: RouterConfig, store_factory: Callable[[], LeaseStore] | No
 
     `store_factory` builds the lease store when GLOBAL_MAX_CONCURRENCY is set.
     """
-    app = web.Application(middlewares=[errors_middleware])
+    app = web.Application(middlewares=[track_middleware, errors_middleware],
+                          client_max_size=config.max_body_bytes)
     metrics_ = RouterMetrics()
     router = Router(config, metrics_, None, None)
     app[ROUTER] = router
@@ -296,6 +287,6 @@ def build_app(config: RouterConfig, store_factory: Callable[[], LeaseStore] | No
     app.on_shutdown.append(start_draining)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_post("/infer", infer)
+    app.router.add_post(INFER_PATH, infer)
     app.router.add_get("/metrics", metrics)
     return app

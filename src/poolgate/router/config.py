@@ -43,6 +43,7 @@ class RouterConfig:
     host: str = "0.0.0.0"
     port: int = 8080
     simulated_latency_ms: int = 50
+    max_body_bytes: int = 1 << 20
     router_pod: str | None = None
     backend_url: str | None = None
     backend_timeout_ms: int = 60_000
@@ -135,6 +136,7 @@ def load_config(env: Mapping[str, str]) -> RouterConfig:
         host=env.get("HOST", "").strip() or "0.0.0.0",
         port=_int(env, "PORT", 8080, 1, 65535),
         simulated_latency_ms=_int(env, "SIMULATED_LATENCY_MS", 50, 0),
+        max_body_bytes=_int(env, "MAX_BODY_BYTES", 1 << 20, 1),
         router_pod=router_pod,
         backend_url=_backend_url(env),
         backend_timeout_ms=_int(env, "BACKEND_TIMEOUT_MS", 60_000, 1),

@@ -44,6 +44,22 @@ class InvalidRequest(RouterError):
     status = 400
 
 
+class PayloadTooLarge(RouterError):
+    """The body is (or declares to be) over MAX_BODY_BYTES; refused without reading the rest."""
+
+    status = 413
+
+    def to_response(self) -> web.Response:
+        response = super().to_response()
+        # The unread body is still on its way: this connection cannot carry another request.
+        response.force_close()
+        return response
+
+
+class ClientDisconnected(Exception):
+    """The client closed the connection before its request was whole: nobody to answer."""
+
+
 class Overloaded(RouterError):
     """Refused at once because every slot is taken; the client may retry after `Retry-After`."""
 

@@ -6,17 +6,22 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
-from poolgate.router.app import build_app
+from poolgate._aio import StopSignal, cancel_and_wait, run_until_stopped
+from poolgate.router.app import ROUTER, Router, build_app
 from poolgate.router.config import ConfigError, RouterConfig, load_config
+from poolgate.router.listener import listen
 from poolgate.state.interfaces import LeaseStore
 from poolgate.state.kv_endpoints import owner_node
 from poolgate.state.redis_leases import RedisLeaseStore
 
 log = logging.getLogger("poolgate.router")
+
+# Seconds the requests in progress at a stop signal get to finish.
+DRAIN_S = 5.0
 
 
 def describe_startup(config: RouterConfig) -> list[str]:
@@ -58,18 +63,45 @@ def run(env: Mapping[str, str] | None = None) -> int:
         node = owner_node(config.kv_endpoints, config.kv_key)
         return RedisLeaseStore(node, config.kv_timeout_ms / 1000)
 
+    return run_until_stopped("poolgate router", lambda stop: serve(config, store, stop))
+
+
+async def serve(config: RouterConfig, store: Callable[[], LeaseStore], stop: StopSignal) -> int:
+    """Listen until `stop`, then drain and close; returns the exit code (1 when the address
+    cannot be bound)."""
+    app = build_app(config, store)
+    # `drain` has waited for the requests (and cancelled the late ones) before cleanup runs, so
+    # aiohttp's own wait only covers a response still being written.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
     try:
-        import uvloop
-    except ImportError:
-        loop_factory = None
-    else:
-        loop_factory = uvloop.new_event_loop
-    loop = loop_factory() if loop_factory is not None else asyncio.new_event_loop()
-    try:
-        web.run_app(build_app(config, store), host=config.host, port=config.port, print=None,
-                    access_log=None, shutdown_timeout=5.0, loop=loop)
-    except OSError as exc:
-        print(f"poolgate router: cannot listen on {config.host}:{config.port}: {exc}",
-              file=sys.stderr)
-        return 1
+        try:
+            listening = await listen(runner, config.host, config.port)
+        except OSError as exc:
+            print(f"poolgate router: cannot listen on {config.host}:{config.port}: {exc}",
+                  file=sys.stderr)
+            return 1
+        await stop.wait()
+        await drain(app[ROUTER], runner, listening, DRAIN_S)
+    finally:
+        await runner.cleanup()
     return 0
+
+
+async def drain(router: Router, runner: web.AppRunner, listening: asyncio.Server,
+                seconds: float) -> None:
+    """Stop accepting, let the requests in progress finish for up to `seconds`, cancel the rest
+    (which releases their slots and leases while the KV store is still open)."""
+    router.draining = True  # /readyz answers 503 to a probe on a connection still open
+    listening.close()
+    assert runner.server is not None
+    runner.server.pre_shutdown()  # close idle keep-alive connections, and busy ones when done
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while router.in_progress and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    if router.in_progress:
+        log.warning("%d request(s) still in progress after %g s: cancelling them",
+                    len(router.in_progress), seconds)
+        await cancel_and_wait(list(router.in_progress))
+    log.info("router stopped")

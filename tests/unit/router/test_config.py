@@ -20,6 +20,7 @@ def test_defaults() -> None:
     assert c.backend_url is None
     assert c.router_pod is None
     assert c.kv_key == "poolgate:router:llama-3-8b"
+    assert c.max_body_bytes == 1 << 20
 
 
 def test_everything_set() -> None:
@@ -29,7 +30,9 @@ def test_everything_set() -> None:
         "SIMULATED_LATENCY_MS": "0", "BACKEND_URL": "http://gateway:8080/", "POD_NAME": "r-1",
         "HOSTNAME": "ignored", "GLOBAL_MAX_CONCURRENCY": "20", "KV_FAILURE_MODE": "closed",
         "KV_LEASE_MS": "1000", "KV_KEY_PREFIX": "isvc:default/llama", "LOG_LEVEL": "debug",
+        "MAX_BODY_BYTES": "4096",
     })
+    assert c.max_body_bytes == 4096
     assert c.max_concurrency == 3
     assert c.kv_endpoints == (KVEndpoint("redis-0", 6379), KVEndpoint("redis-1", 6379))
     assert c.overflow is Overflow.REJECT
@@ -58,6 +61,8 @@ def test_router_pod_falls_back_to_hostname() -> None:
         pytest.param({"KV_ENDPOINTS": "a:1,b:99999"}, "KV_ENDPOINTS", "1-65535", id="kv-bad-port"),
         pytest.param({"OVERFLOW": "drop"}, "OVERFLOW", "'queue' or 'reject'", id="overflow"),
         pytest.param({"MAX_QUEUE": "-1"}, "MAX_QUEUE", ">= 0", id="max-queue"),
+        pytest.param({"MAX_BODY_BYTES": "0"}, "MAX_BODY_BYTES", ">= 1", id="max-body-zero"),
+        pytest.param({"MAX_BODY_BYTES": "1MiB"}, "MAX_BODY_BYTES", "not an integer", id="max-body-unit"),
         pytest.param({"QUEUE_TIMEOUT_MS": "0"}, "QUEUE_TIMEOUT_MS", ">= 1", id="queue-timeout"),
         pytest.param({"PORT": "70000"}, "PORT", "<= 65535", id="port"),
         pytest.param({"SIMULATED_LATENCY_MS": "x"}, "SIMULATED_LATENCY_MS", "integer", id="latency"),
