@@ -295,53 +295,27 @@ class Gateway:
         then relay the answer."""
         cluster = ctx.cluster
         assert cluster is not None
-        retry = cluster.retry
         tried: list[str] = []
-        n = 0  # attempts made before this one
         while True:
             address = self._pick(ctx, cluster, tried)
             tried.append(address)
-            ticket = await self._admit_attempt(ctx, cluster, address, retry=n > 0)
+            ticket = await self._admit_attempt(ctx, cluster, address, retry=len(tried) > 1)
             lease.hold(address, ticket)
             attempt = Attempt(address)
             ctx.attempts.append(attempt)
-            started = self._now()
-            deadline = cluster.timeouts.attempt_deadline(started, ctx.deadline)
+            deadline = cluster.timeouts.attempt_deadline(self._now(), ctx.deadline)
             failure = await self._send(ctx, cluster, lease, attempt, deadline)
             if failure is not None:
-                kind, error = failure
-                # The attempt's own limit (perRetry.timeout / backendRequest) fired, not the
-                # request's: Envoy retries that under `5xx` / `gateway-error`, else answers 504.
-                per_try_fired = kind is FailureKind.TIMEOUT and deadline != ctx.deadline
-                if per_try_fired:
-                    error = UpstreamTimeout()
-                retriable = kind is not FailureKind.TIMEOUT or per_try_fired
-                if retriable and self._may_retry(cluster, retry, n, AttemptOutcome(failure=kind)):
-                    lease.end_attempt()
-                    await self._backoff(ctx, retry, n)
-                    n += 1
-                    continue
-                if (retry is None and n == 0 and kind is FailureKind.CONNECT_FAILURE
-                        and any(c not in tried for c in cluster.candidates)
-                        and self._retry_permitted(cluster)):
-                    # Without a retry policy, a connection that could not be opened is tried
-                    # once more on another endpoint: the request never reached a model server.
-                    lease.end_attempt()
-                    n += 1
-                    continue
-                raise error
-            upstream = lease.upstream
-            assert upstream is not None
-            if retry is not None and retry.should_retry(n, AttemptOutcome(status=upstream.status)):
-                self.metrics.upstream_errors.labels(cluster.key, f"status_{upstream.status}").inc()
-                # When the breaker refuses the retry, this response goes to the client as is.
-                if self._retry_permitted(cluster):
-                    lease.end_attempt()
-                    await self._backoff(ctx, retry, n)
-                    n += 1
-                    continue
-            await self._relay(ctx, cluster, lease, upstream, deadline)
-            return
+                if not self._retries_failure(cluster, failure, tried):
+                    raise failure.error
+            else:
+                upstream = lease.upstream
+                assert upstream is not None
+                if not self._retries_status(ctx, cluster, upstream.status):
+                    await self._relay(ctx, cluster, lease, upstream, deadline)
+                    return
+            lease.end_attempt()
+            await self._backoff(ctx, cluster.retry)
 
     def _pick(self, ctx: RequestContext, cluster: BackendCluster, tried: list[str]) -> str:
         """The endpoint for this attempt: the pool's picker over the usable endpoints not tried
@@ -380,10 +354,9 @@ class Gateway:
             raise _timeout_error(cluster) from None
 
     async def _send(self, ctx: RequestContext, cluster: BackendCluster, lease: RequestLease,
-                    attempt: Attempt, deadline: float | None
-                    ) -> tuple[FailureKind, PoolgateError] | None:
+                    attempt: Attempt, deadline: float | None) -> _Failure | None:
         """Send the request and wait for the response head (then in `lease.upstream`); on a
-        failure without a response, the failure and the error to answer if it is not retried."""
+        failure without a response, what failed and the error to answer if it is not retried."""
         request = ctx.request
         try:
             async with _deadline_scope(deadline):
@@ -394,7 +367,11 @@ class Gateway:
             self.metrics.upstream_errors.labels(cluster.key, "timeout").inc()
             attempt.failure = FailureKind.TIMEOUT.value
             lease.failed(FailureKind.TIMEOUT)
-            return FailureKind.TIMEOUT, _timeout_error(cluster)
+            if deadline != ctx.deadline:
+                # The attempt's own limit fired (perRetry.timeout / backendRequest), not the
+                # request's: Envoy may retry it, else answers a plain 504.
+                return _Failure(FailureKind.TIMEOUT, UpstreamTimeout(), per_try=True)
+            return _Failure(FailureKind.TIMEOUT, _timeout_error(cluster))
         except UpstreamFailure as f:
             self.metrics.upstream_errors.labels(cluster.key, f.reason).inc()
             kind = _failure_kind(f.reason)
@@ -403,17 +380,37 @@ class Gateway:
             ctx.outcome.error = str(f)
             retried = len(ctx.attempts) > 1
             if kind is FailureKind.CONNECT_FAILURE:
-                return kind, UpstreamConnectError(retried=retried)
-            return kind, UpstreamReset(retried=retried)
+                return _Failure(kind, UpstreamConnectError(retried=retried))
+            return _Failure(kind, UpstreamReset(retried=retried))
         attempt.status = upstream.status
         lease.answered(upstream)
         ctx.outcome.ttfb = self._now() - ctx.started
         return None
 
-    def _may_retry(self, cluster: BackendCluster, retry: RetryPolicy | None, n: int,
-                   outcome: AttemptOutcome) -> bool:
-        return (retry is not None and retry.should_retry(n, outcome)
+    def _retries_failure(self, cluster: BackendCluster, failure: _Failure,
+                         tried: list[str]) -> bool:
+        """Whether an attempt that failed without a response is retried. The request's own
+        deadline passing never is; without a retry policy, a connection that could not be opened
+        is tried once more on another endpoint (the request never reached a model server)."""
+        kind, retry, n = failure.kind, cluster.retry, len(tried) - 1
+        if kind is FailureKind.TIMEOUT and not failure.per_try:
+            return False
+        if retry is not None:
+            return (retry.should_retry(n, AttemptOutcome(failure=kind))
+                    and self._retry_permitted(cluster))
+        return (n == 0 and kind is FailureKind.CONNECT_FAILURE
+                and any(c not in tried for c in cluster.candidates)
                 and self._retry_permitted(cluster))
+
+    def _retries_status(self, ctx: RequestContext, cluster: BackendCluster, status: int) -> bool:
+        """Whether an answer with `status` is retried (its body is then never relayed). When
+        the breaker refuses the retry, the answer goes to the client as is."""
+        retry = cluster.retry
+        n = len(ctx.attempts) - 1
+        if retry is None or not retry.should_retry(n, AttemptOutcome(status=status)):
+            return False
+        self.metrics.upstream_errors.labels(cluster.key, f"status_{status}").inc()
+        return self._retry_permitted(cluster)
 
     def _retry_permitted(self, cluster: BackendCluster) -> bool:
         """Whether the breaker allows one more retry now (`maxParallelRetries`)."""
@@ -424,9 +421,12 @@ class Gateway:
         self.metrics.retries.labels(cluster.key).inc()
         return True
 
-    async def _backoff(self, ctx: RequestContext, retry: RetryPolicy | None, n: int) -> None:
-        assert retry is not None
-        delay = retry.backoff(n, self.rnd)
+    async def _backoff(self, ctx: RequestContext, retry: RetryPolicy | None) -> None:
+        """Envoy's jittered back-off before a retry (none without a retry policy), within the
+        request's deadline."""
+        if retry is None:
+            return
+        delay = retry.backoff(len(ctx.attempts) - 1, self.rnd)
         if ctx.deadline is not None:
             delay = min(delay, max(0.0, ctx.deadline - self._now()))
         await asyncio.sleep(delay)
@@ -478,6 +478,16 @@ class Gateway:
             if outcome.ttfb is not None:
                 series.ttfb.observe(outcome.ttfb)
         self.access_log.write(ctx.access_record(elapsed))
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """An attempt that ended without a response: why, what to answer if it is not retried, and
+    whether its own per-attempt timeout (rather than the request's deadline) ended it."""
+
+    kind: FailureKind
+    error: PoolgateError
+    per_try: bool = False
 
 
 # CONNECT asks for a tunnel, which no HTTPRoute describes: Envoy answers 404 (no route matches an
