@@ -107,7 +107,8 @@ def _placement_status(snap: Snapshot, key: str) -> dict[str, Any]:
                             "max_utilization": spec.max_utilization
                             if spec.mode == "CUSTOM_METRICS" else None,
                             "max_in_flight": spec.max_in_flight, "dry_run": spec.dry_run,
-                            "timeout_sec": spec.timeout}
+                            "timeout_sec": spec.timeout,
+                            "traffic_duration": spec.traffic_duration}
     check = snap.health_checks.get(key)
     if check is not None:
         out["health_check"] = {"source": check.source, "path": check.path,

@@ -54,3 +54,30 @@ async def test_the_status_document_shows_listeners_pools_and_endpoints(tmp_path:
     assert [ep["metrics_fresh"] for ep in pool["endpoints"]] == [True, False]
     assert status["active_requests"] == 0
     assert set(status) == {"listeners", "pools", "ejected", "active_requests"}
+
+
+async def test_a_pools_gcpbackendpolicy_shows_its_balancing_settings(tmp_path: Path) -> None:
+    from poolgate.config.build import load_snapshot
+    from tests.unit.proxy._fakes import GATEWAY
+
+    path = tmp_path / "gw.yaml"
+    path.write_text(GATEWAY + """\
+---
+apiVersion: networking.gke.io/v1
+kind: GCPBackendPolicy
+metadata: {name: balancing, namespace: default}
+spec:
+  targetRef: {group: inference.networking.k8s.io, kind: InferencePool, name: pool}
+  default:
+    timeoutSec: 100
+    balancingMode: IN_FLIGHT
+    maxInFlightRequestsPerEndpoint: 4
+    trafficDuration: LONG
+""")
+    result = load_snapshot([path])
+    assert result.snapshot is not None, [str(p) for p in result.problems]
+    gw, _ = gateway(result.snapshot, FakeUpstreams({}))
+    [pool] = gateway_status(gw, bound_ports=LISTENING, staleness=2.0, now=0.0)["pools"].values()
+    assert pool["balancing"] == {"policy": "default/balancing", "mode": "IN_FLIGHT",
+                                 "max_utilization": None, "max_in_flight": 4, "dry_run": False,
+                                 "timeout_sec": 100.0, "traffic_duration": "LONG"}
