@@ -3,7 +3,7 @@ misspelt one probably meant."""
 
 from __future__ import annotations
 
-from poolgate.api import envoy, gateway, gke, inference, local
+from poolgate.api import core, envoy, gateway, gke, inference, local, security
 from poolgate.api._base import Resource
 from poolgate.api.fields import closest
 
@@ -26,10 +26,18 @@ SCHEMAS: dict[tuple[str, str], dict[str, type[Resource]]] = {
     (ENVOY_GROUP, "BackendTrafficPolicy"): {"v1alpha1": envoy.BackendTrafficPolicy},
     (ENVOY_GROUP, "ClientTrafficPolicy"): {"v1alpha1": envoy.ClientTrafficPolicy},
     (ENVOY_GROUP, "EnvoyProxy"): {"v1alpha1": envoy.EnvoyProxy},
+    (ENVOY_GROUP, "SecurityPolicy"): {"v1alpha1": security.SecurityPolicy},
     (local.GROUP, "LocalEndpoints"): {"v1alpha1": local.LocalEndpoints},
     (gke.GKE_NETWORKING_GROUP, "GCPBackendPolicy"): {"v1": gke.GCPBackendPolicy},
     (gke.GKE_NETWORKING_GROUP, "HealthCheckPolicy"): {"v1": gke.HealthCheckPolicy},
     (gke.GKE_AUTOSCALING_GROUP, "AutoscalingMetric"): {"v1beta1": gke.AutoscalingMetric},
+}
+
+# Core kinds read only when a resource references them (a SecurityPolicy's Secret or ConfigMap):
+# the loader holds their documents aside, unvalidated, and they count as skipped unless used.
+HELD_SCHEMAS: dict[tuple[str, str], dict[str, type[Resource]]] = {
+    ("", "Secret"): {"v1": core.Secret},
+    ("", "ConfigMap"): {"v1": core.ConfigMap},
 }
 
 # Groups whose other kinds change traffic in a real cluster: skipping one earns a warning,
@@ -48,7 +56,7 @@ OTHER_KINDS: dict[str, frozenset[str]] = {
         "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute", "BackendTLSPolicy", "ListenerSet",
     }),
     ENVOY_GROUP: frozenset({
-        "Backend", "EnvoyExtensionPolicy", "EnvoyPatchPolicy", "HTTPRouteFilter", "SecurityPolicy",
+        "Backend", "EnvoyExtensionPolicy", "EnvoyPatchPolicy", "HTTPRouteFilter",
     }),
     inference.GROUP_X: frozenset({
         "InferencePoolImport", "InferenceModelRewrite", "EndpointPickerConfig",

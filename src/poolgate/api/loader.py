@@ -15,7 +15,13 @@ from pydantic import ValidationError
 from poolgate.api._base import Resource
 from poolgate.api._yaml import construct, documents, key_line, locate
 from poolgate.api.fields import ignored_fields
-from poolgate.api.kinds import WARN_WHEN_SKIPPED_GROUPS, kind_hint, schema_for, split_api_version
+from poolgate.api.kinds import (
+    HELD_SCHEMAS,
+    WARN_WHEN_SKIPPED_GROUPS,
+    kind_hint,
+    schema_for,
+    split_api_version,
+)
 from poolgate.api.problems import Problem, Source
 
 log = logging.getLogger(__name__)
@@ -32,13 +38,34 @@ class LoadedResource:
     source: Source
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class HeldDocument:
+    """A document of a kind read only when referenced (`HELD_SCHEMAS`: Secret, ConfigMap), kept
+    unvalidated until then; `validate_held` reads it."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    data: dict[str, Any]
+    node: yaml.Node
+    source: Source
+
+    @property
+    def key(self) -> str:
+        """`namespace/name`."""
+        return f"{self.namespace}/{self.name}"
+
+
 @dataclass(slots=True)
 class LoadedManifests:
-    """Everything read from a set of paths: resources in file order, problems, skipped kinds."""
+    """Everything read from a set of paths: resources in file order, problems, skipped kinds,
+    and the documents held until something references them."""
 
     resources: list[LoadedResource] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
+    held: list[HeldDocument] = field(default_factory=list)
 
 
 def manifest_files(paths: Sequence[Path]) -> tuple[list[Path], list[Problem]]:
@@ -104,7 +131,11 @@ def _load_document(node: yaml.Node, source: Source, out: LoadedManifests) -> Non
     try:
         data, duplicates = construct(node)
     except yaml.YAMLError as e:
-        out.problems.append(Problem.at("error", source, None, None, f"invalid YAML: {e}"))
+        # The reason without PyYAML's quoted source lines: they could be a Secret's.
+        mark = getattr(e, "problem_mark", None)
+        reason = getattr(e, "problem", None) or type(e).__name__
+        out.problems.append(Problem.at("error", source, None, None, f"invalid YAML: {reason}",
+                                       line=mark.line + 1 if mark is not None else None))
         return
     if duplicates:
         # Refused rather than read: which of the two values the author meant is unknown.
@@ -138,10 +169,35 @@ def _load_document(node: yaml.Node, source: Source, out: LoadedManifests) -> Non
     if isinstance(schema, str):
         out.problems.append(Problem.at("error", source, kind, name, schema))
     elif schema is None:
+        _hold(api_version, kind, name, data, node, source, out)
         _skip(api_version, kind, name, Source(source.file, source.doc_index,
                                               key_line(node, ("kind",))), out)
     else:
-        _validate(schema, data, node, source, kind, name, out)
+        resource, problems = _validate(schema, data, node, source, kind, name)
+        out.problems.extend(problems)
+        if resource is not None:
+            out.resources.append(LoadedResource(resource, source))
+
+
+def _hold(api_version: str, kind: str, name: str | None, data: dict[str, Any], node: yaml.Node,
+          source: Source, out: LoadedManifests) -> None:
+    """Keep a document of a kind read only when referenced, for `validate_held`."""
+    group, version = split_api_version(api_version)
+    if name is None or version not in HELD_SCHEMAS.get((group, kind), {}):
+        return
+    namespace = data["metadata"].get("namespace")
+    namespace = namespace if isinstance(namespace, str) and namespace else "default"
+    out.held.append(HeldDocument(api_version, kind, namespace, name, data, node, source))
+
+
+def validate_held(doc: HeldDocument) -> tuple[LoadedResource | None, list[Problem]]:
+    """Validate a held document now that something references it. A Secret's values never
+    appear in a problem (`redact`)."""
+    group, version = split_api_version(doc.api_version)
+    schema = HELD_SCHEMAS[(group, doc.kind)][version]
+    resource, problems = _validate(schema, doc.data, doc.node, doc.source, doc.kind, doc.name,
+                                   redact=doc.kind == "Secret")
+    return (LoadedResource(resource, doc.source) if resource is not None else None), problems
 
 
 def _skip(api_version: str, kind: str, name: str | None, source: Source,
@@ -162,25 +218,29 @@ def _skip(api_version: str, kind: str, name: str | None, source: Source,
 
 
 def _validate(schema: type[Resource], data: dict[str, Any], node: yaml.Node, source: Source,
-              kind: str, name: str | None, out: LoadedManifests) -> None:
-    """Validate one document against its schema; fields it does not define are warnings."""
+              kind: str, name: str | None, *, redact: bool = False
+              ) -> tuple[Resource | None, list[Problem]]:
+    """Validate one document against its schema: the resource (None on errors) and the
+    problems; fields it does not define are warnings."""
     try:
         resource = schema.model_validate(data)
     except ValidationError as e:
+        problems = []
         for err in e.errors()[:_MAX_ERRORS_PER_DOCUMENT]:
             path, line = locate(node, err["loc"], err["type"] == "missing")
-            out.problems.append(Problem.at(
-                "error", source, kind, name, f"{path or '(document)'}: {_plain(err)}", line=line,
+            problems.append(Problem.at(
+                "error", source, kind, name, f"{path or '(document)'}: {_plain(err, redact)}",
+                line=line,
             ))
-        return
+        return None, problems
     notes = [(key_line(node, ignored.loc), ignored.message) for ignored in ignored_fields(resource)]
-    out.problems.extend(Problem.at("warning", source, kind, name, message, line=line)
-                        for line, message in sorted(notes))
-    out.resources.append(LoadedResource(resource, source))
+    return resource, [Problem.at("warning", source, kind, name, message, line=line)
+                      for line, message in sorted(notes)]
 
 
-def _plain(err: Any) -> str:
-    """Pydantic's reason in plain words, with the offending value for type errors."""
+def _plain(err: Any, redact: bool = False) -> str:
+    """Pydantic's reason in plain words, with the offending value for type errors (never when
+    `redact`: a Secret's values)."""
     kind: str = err["type"]
     msg: str = err["msg"]
     if kind == "missing":
@@ -189,6 +249,8 @@ def _plain(err: Any) -> str:
         return msg[len("Value error, "):]
     if msg.startswith("Assertion failed, "):
         return msg[len("Assertion failed, "):]
+    if redact:
+        return f"{msg[0].lower()}{msg[1:]}"
     value = err.get("input")
     if isinstance(value, str | int | float | bool) or value is None:
         return f"{msg[0].lower()}{msg[1:]} (got {value!r})"

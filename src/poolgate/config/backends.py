@@ -18,13 +18,15 @@ ADDRESS_KIND = "Address"
 
 def reference_granted(
     grants: Sequence[gateway.ReferenceGrant], from_namespace: str, to_namespace: str,
-    to_group: str, to_kind: str, to_name: str,
+    to_group: str, to_kind: str, to_name: str, *, from_group: str = GATEWAY_GROUP,
+    from_kind: str = "HTTPRoute",
 ) -> bool:
-    """Whether a ReferenceGrant in `to_namespace` lets HTTPRoutes in `from_namespace` refer here."""
+    """Whether a ReferenceGrant in `to_namespace` lets `from_kind`s (HTTPRoutes by default) in
+    `from_namespace` refer here."""
     for grant in grants:
         if grant.namespace != to_namespace:
             continue
-        if not any(f.group == GATEWAY_GROUP and f.kind == "HTTPRoute"
+        if not any(f.group == from_group and f.kind == from_kind
                    and f.namespace == from_namespace for f in grant.spec.from_):
             continue
         if any(t.group == to_group and t.kind == to_kind and t.name in (None, to_name)

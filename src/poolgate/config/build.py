@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import TypeVar
 
-from poolgate.api import envoy, gateway, inference, local
+from poolgate.api import envoy, gateway, inference, local, security
 from poolgate.api.kinds import ENVOY_GROUP, GATEWAY_GROUP
-from poolgate.api.loader import LoadedResource, load_manifests
+from poolgate.api.loader import HeldDocument, LoadedResource, load_manifests
 from poolgate.api.problems import Problem
+from poolgate.auth.spec import SecuritySpec
 from poolgate.config._report import Report
 from poolgate.config.gke import (
     exported_metrics,
@@ -31,12 +33,14 @@ from poolgate.config.multicluster import (
 from poolgate.config.policies import traffic_policy
 from poolgate.config.policy import TrafficPolicy
 from poolgate.config.routes import (
+    Attachment,
     GatewayListeners,
     PlacedRoute,
     attach_route,
     build_tables,
     compile_rule,
 )
+from poolgate.config.security import HeldDocuments, security_policy
 from poolgate.config.snapshot import Listener, Route, Snapshot
 from poolgate.core.pools import Endpoint, Pool
 from poolgate.datalayer.health_spec import ActiveHealthCheckSpec
@@ -53,6 +57,8 @@ SERVED_PROTOCOLS = frozenset({"HTTP"})
 # Kinds where a second definition of a name replaces the first, as a later `kubectl apply` of the
 # same object would: seed 002 ships three alternative GCPBackendPolicies with one name.
 REPLACED_BY_LATER = frozenset({"GCPBackendPolicy", "HealthCheckPolicy"})
+
+_Policy = TypeVar("_Policy", TrafficPolicy, SecuritySpec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,14 +96,19 @@ def load_snapshot(
     manifests = load_manifests(paths)
     report = Report()
     resources = _without_duplicates(manifests.resources, report)
-    snapshot = _Builder(resources, report, dict(port_overrides or {}), frozenset(profiles),
-                        cluster).build()
+    builder = _Builder(resources, report, dict(port_overrides or {}), frozenset(profiles),
+                       cluster, manifests.held)
+    snapshot = builder.build()
     problems = tuple(manifests.problems) + tuple(report.problems)
     has_error = any(p.severity == "error" for p in problems)
     loaded = Counter(r.resource.kind for r in manifests.resources)
+    skipped = Counter(manifests.skipped)
+    for used in builder.held.used:  # Secrets and ConfigMaps a SecurityPolicy read
+        loaded[used.resource.kind] += 1
+        skipped[used.resource.kind] -= 1
     return LoadResult(
         None if has_error else snapshot, problems, dict(sorted(loaded.items())),
-        dict(sorted(manifests.skipped.items())),
+        dict(sorted((kind, n) for kind, n in skipped.items() if n > 0)),
     )
 
 
@@ -132,8 +143,10 @@ class _Builder:
 
     def __init__(self, resources: list[LoadedResource], report: Report,
                  port_overrides: dict[int, int], profiles: frozenset[str] = PROFILE_NAMES,
-                 cluster: EndpointSource | None = None) -> None:
+                 cluster: EndpointSource | None = None, held: Sequence[HeldDocument] = ()) -> None:
         self.report = report
+        self.held = HeldDocuments(held, report)
+        self._warned: set[tuple[tuple[str, str], str, str]] = set()
         self.port_overrides = port_overrides
         self.profiles = profiles
         self.cluster = cluster
@@ -158,6 +171,7 @@ class _Builder:
         policies = self.backend_policies(gateways)
         grants = [r.resource for r in self.of("ReferenceGrant")
                   if isinstance(r.resource, gateway.ReferenceGrant)]
+        securities = self.security_policies(gateways, grants)
         placed: list[PlacedRoute] = []
         for loaded in self.of("HTTPRoute"):
             route = loaded.resource
@@ -173,6 +187,8 @@ class _Builder:
                 policy = rule_policy or route_policy or gw_policy
                 scratch = Report()
                 one = compile_rule(loaded, i, rule, pools, source, grants, policy, scratch)
+                one = replace(one, security=self.security_for(route, rule.name, attachments,
+                                                               securities))
                 one, replaced = with_imports(rule, one, route.namespace, imports, pools, grants)
                 # The generic resolution warned that import kinds are unsupported: drop that.
                 stale = tuple(f"spec.rules[{i}].backendRefs[{j}]: " for j in replaced)
@@ -309,8 +325,10 @@ class _Builder:
         return out
 
     def _targets(self, loaded: LoadedResource, spec: envoy.PolicySpec, gateways: Mapping[str, object],
-                 routes: Mapping[str, gateway.HTTPRoute]) -> list[tuple[str, str, str | None]]:
-        """(kind, key, sectionName) of each resolvable target; unresolved ones are warned about."""
+                 routes: Mapping[str, gateway.HTTPRoute], listener_error: bool = False,
+                 ) -> list[tuple[str, str, str | None]]:
+        """(kind, key, sectionName) of each resolvable target; unresolved ones are warned about
+        (a Gateway listener target is an error when `listener_error`)."""
         ns = loaded.resource.namespace
         out = []
         if not spec.targets:
@@ -327,8 +345,9 @@ class _Builder:
                 self.report.warning(loaded, f"target HTTPRoute {key} not found; the policy does "
                                             "not apply to it")
             elif t.kind == "Gateway" and t.section_name is not None:
-                self.report.warning(loaded, f"target Gateway {key} sectionName {t.section_name}: "
-                                            "listener-level policies are not supported; ignored")
+                (self.report.error if listener_error else self.report.warning)(
+                    loaded, f"target Gateway {key} sectionName {t.section_name}: listener-level "
+                            "policies are not supported" + ("" if listener_error else "; ignored"))
             else:
                 out.append((t.kind, key, t.section_name))
         return out
@@ -336,15 +355,34 @@ class _Builder:
     def backend_policies(
         self, gateways: Mapping[str, GatewayListeners]
     ) -> dict[tuple[str, str, str], TrafficPolicy]:
-        """Policies by (target kind, target ns/name, rule sectionName or "")."""
+        """BackendTrafficPolicies by (target kind, target ns/name, rule sectionName or "")."""
+        return self._by_target("BackendTrafficPolicy", gateways,
+                               lambda loaded: traffic_policy(loaded, self.report))
+
+    def security_policies(
+        self, gateways: Mapping[str, GatewayListeners], grants: Sequence[gateway.ReferenceGrant]
+    ) -> dict[tuple[str, str, str], SecuritySpec]:
+        """SecurityPolicies by (target kind, target ns/name, rule sectionName or "")."""
+        return self._by_target("SecurityPolicy", gateways,
+                               lambda loaded: security_policy(loaded, self.held, grants,
+                                                              self.report))
+
+    def _by_target(
+        self, kind_name: str, gateways: Mapping[str, GatewayListeners],
+        resolve: Callable[[LoadedResource], _Policy],
+    ) -> dict[tuple[str, str, str], _Policy]:
+        """Envoy Gateway policies of one kind, resolved, by (target kind, target ns/name, rule
+        sectionName or ""); for two on one target the older wins."""
         routes = {r.resource.key: r.resource for r in self.of("HTTPRoute")
                   if isinstance(r.resource, gateway.HTTPRoute)}
-        out: dict[tuple[str, str, str], TrafficPolicy] = {}
-        for loaded in self.of("BackendTrafficPolicy"):
+        out: dict[tuple[str, str, str], _Policy] = {}
+        for loaded in self.of(kind_name):
             res = loaded.resource
-            assert isinstance(res, envoy.BackendTrafficPolicy)
-            policy = traffic_policy(loaded, self.report)
-            for kind, key, section in self._targets(loaded, res.spec, gateways, routes):
+            assert isinstance(res, envoy.BackendTrafficPolicy | security.SecurityPolicy)
+            policy = resolve(loaded)
+            # A SecurityPolicy on one listener cannot be honoured: refusing it fails closed.
+            strict = kind_name == "SecurityPolicy"
+            for kind, key, section in self._targets(loaded, res.spec, gateways, routes, strict):
                 if section is not None and not any(
                     rule.name == section for rule in routes[key].spec.rules
                 ):
@@ -354,12 +392,38 @@ class _Builder:
                 slot = (kind, key, section or "")
                 prior = out.get(slot)
                 if prior is not None:
-                    self.report.warning(loaded, f"{kind} {key} already has BackendTrafficPolicy "
+                    self.report.warning(loaded, f"{kind} {key} already has {kind_name} "
                                                 f"{prior.namespace}/{prior.name}; the older "
                                                 "policy wins and this one is ignored for it")
                     continue
                 out[slot] = policy
         return out
+
+    def security_for(self, route: gateway.HTTPRoute, rule_name: str | None,
+                     attachments: Sequence[Attachment],
+                     securities: Mapping[tuple[str, str, str], SecuritySpec]) -> SecuritySpec | None:
+        """The SecurityPolicy of one rule: rule > route > the first attached Gateway's, the most
+        specific whole (warned about when it drops the authentication of a less specific one)."""
+        rule_level = securities.get(("HTTPRoute", route.key, rule_name)) if rule_name else None
+        gateway_level = next((securities[("Gateway", a.gateway_key, "")] for a in attachments
+                              if ("Gateway", a.gateway_key, "") in securities), None)
+        found = [s for s in (rule_level, securities.get(("HTTPRoute", route.key, "")),
+                             gateway_level) if s is not None]
+        if not found:
+            return None
+        chosen = found[0]
+        dropped = next((s for s in found[1:] if _authenticates(s)), None)
+        where = f"rule {rule_name} of " if chosen is rule_level else ""
+        if dropped is not None and not _authenticates(chosen) \
+                and (chosen.key, route.key, where) not in self._warned:
+            self._warned.add((chosen.key, route.key, where))
+            loaded = next(r for r in self.of("SecurityPolicy")
+                          if (r.resource.namespace, r.resource.name) == chosen.key)
+            self.report.warning(loaded, f"on {where}HTTPRoute {route.key} this policy replaces "
+                                        f"SecurityPolicy {dropped.namespace}/{dropped.name} whole "
+                                        "(the most specific wins) and has no apiKeyAuth or jwt: "
+                                        "requests there are not authenticated")
+        return chosen
 
     def envoy_headers(self, gateways: Mapping[str, GatewayListeners]) -> bool:
         """Whether a ClientTrafficPolicy on a Gateway turns on `x-envoy-*` headers."""
@@ -373,6 +437,10 @@ class _Builder:
             ):
                 enabled = True
         return enabled
+
+
+def _authenticates(spec: SecuritySpec) -> bool:
+    return spec.api_key is not None or spec.jwt is not None
 
 
 def _add_traffic_policy_checks(checks: dict[str, ActiveHealthCheckSpec],

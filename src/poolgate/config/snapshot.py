@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from poolgate.auth.spec import SecuritySpec
 from poolgate.balancing.spec import BackendPolicySpec
 from poolgate.config.matching import RouteMatch, normalize_host
 from poolgate.config.policy import TrafficPolicy
@@ -100,6 +101,7 @@ class RouteRule:
     policy: TrafficPolicy | None = None
     backend_request_timeout: float | None = None
     name: str | None = None
+    security: SecuritySpec | None = None  # the SecurityPolicy that applies (rule > route > Gateway)
 
     @property
     def effective_request_timeout(self) -> float | None:

@@ -563,7 +563,9 @@ class _Connection(asyncio.Protocol):
         except asyncio.CancelledError:
             return  # the client went away
         except Exception:
-            log.exception("unexpected error serving %s %s", request.method, request.raw_path)
+            # Without the query string: it may carry a credential (an API key, a token).
+            log.exception("unexpected error serving %s %s", request.method,
+                          request.raw_path.partition("?")[0])
             if not request.started and not self.closed:
                 request.keep_alive = False
                 await request.respond(500, "Internal Server Error",
@@ -582,7 +584,8 @@ class _Connection(asyncio.Protocol):
             return
         if not request.finished:
             if not request.started:
-                log.error("no response was sent for %s %s", request.method, request.raw_path)
+                log.error("no response was sent for %s %s", request.method,
+                          request.raw_path.partition("?")[0])
             self.close()
             return
         if not request.keep_alive:

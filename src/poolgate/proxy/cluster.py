@@ -6,7 +6,8 @@ pool's endpoint picker) is built here once per reload, never inside a request. L
 over from the previous runtime when its spec is unchanged: a breaker with the same limits keeps
 its counters (so requests admitted before the reload release against it), an outlier detector
 with the same settings keeps its ejections, a rate limiter with the same rules keeps its tokens,
-and a pool's picker keeps its prefix index while the pool keeps its profile.
+and a pool's picker keeps its prefix index while the pool keeps its profile. A SecurityPolicy's
+authenticator (key table, parsed JWKS) is built once per policy and shared by its backendRefs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from poolgate.auth import Authenticator
 from poolgate.balancing import PoolBalancer, RegionOrder
 from poolgate.balancing.spec import BackendPolicySpec
 from poolgate.config.build import SCHEDULER_PROFILE_ANNOTATION
@@ -70,6 +72,7 @@ class BackendCluster:
     `balancer` is set when something narrows the endpoints before each pick (active health
     checks, outlier ejection, a GCPBackendPolicy balancing mode). `timed_by` is the
     GCPBackendPolicy whose `timeoutSec` is the request deadline, when it is the shorter one.
+    `authenticator` checks credentials when a SecurityPolicy with apiKeyAuth or jwt applies.
     """
 
     backend: Backend
@@ -83,6 +86,7 @@ class BackendCluster:
     balancer: PoolBalancer | None = None
     picker: PoolPicker | None = None
     timed_by: BackendPolicySpec | None = None
+    authenticator: Authenticator | None = None
 
     @property
     def key(self) -> str:
@@ -110,6 +114,9 @@ class Runtime:
     # backendRefs it targets, as before runtimes existed.
     limiters: Mapping[tuple[str, str], LocalRateLimiter] = field(
         default_factory=lambda: MappingProxyType({}))
+    # Authenticators per SecurityPolicy (ns, name), shared by the backendRefs it applies to.
+    authenticators: Mapping[tuple[str, str], Authenticator] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     def cluster(self, backend: Backend) -> BackendCluster:
         """The runtime of a resolved backendRef of this snapshot."""
@@ -130,6 +137,7 @@ def build_runtime(snapshot: Snapshot, previous: Runtime | None, settings: Runtim
     """Build the runtime of `snapshot`, carrying live state over from `previous`."""
     pickers = _pickers(snapshot, previous, settings, store)
     limiters = _limiters(snapshot, previous)
+    authenticators = _authenticators(snapshot, previous)
     old = previous.clusters if previous is not None else {}
     clusters: dict[str, BackendCluster] = {}
     for route in snapshot.routes:
@@ -137,10 +145,13 @@ def build_runtime(snapshot: Snapshot, previous: Runtime | None, settings: Runtim
             for backend in rule.backends:
                 if backend.error is not None:
                     continue  # answered 500 while resolving; never reaches a cluster
-                clusters[backend.key] = _cluster(snapshot, rule, backend, old.get(backend.key),
-                                                 settings, pickers, limiters)
+                cluster = _cluster(snapshot, rule, backend, old.get(backend.key), settings,
+                                   pickers, limiters)
+                if rule.security is not None:
+                    cluster.authenticator = authenticators.get(rule.security.key)
+                clusters[backend.key] = cluster
     return Runtime(snapshot, MappingProxyType(clusters), MappingProxyType(pickers),
-                   MappingProxyType(limiters))
+                   MappingProxyType(limiters), MappingProxyType(authenticators))
 
 
 def _pickers(snapshot: Snapshot, previous: Runtime | None, settings: RuntimeSettings,
@@ -187,6 +198,22 @@ def _limiters(snapshot: Snapshot, previous: Runtime | None
                 out[key] = found
             else:
                 out[key] = LocalRateLimiter(policy.rate_limits)
+    return out
+
+
+def _authenticators(snapshot: Snapshot, previous: Runtime | None
+                    ) -> dict[tuple[str, str], Authenticator]:
+    """One authenticator per SecurityPolicy that checks something (apiKeyAuth or jwt); an
+    unchanged policy keeps the one it had."""
+    out: dict[tuple[str, str], Authenticator] = {}
+    for route in snapshot.routes:
+        for rule in route.rules:
+            spec = rule.security
+            if spec is None or spec.key in out or (spec.api_key is None and spec.jwt is None):
+                continue
+            found = previous.authenticators.get(spec.key) if previous is not None else None
+            out[spec.key] = found if found is not None and found.spec == spec \
+                else Authenticator(spec)
     return out
 
 

@@ -1,4 +1,5 @@
-"""What one request accumulates on its way through the stages (resolve, admit, attempt, outcome)."""
+"""What one request accumulates on its way through the stages (resolve, authenticate, admit,
+attempt, outcome)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from poolgate.auth.credentials import redact_params
 from poolgate.config.snapshot import Backend, RouteDecision
 from poolgate.proxy.cluster import BackendCluster, Runtime
 from poolgate.proxy.inference import InferenceRequest
@@ -54,6 +56,8 @@ class RequestContext:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     transform: Callable[[bytes], bytes] | None = None  # rewrites a buffered 200 body
+    # authenticate
+    client_id: str | None = None  # who the SecurityPolicy authenticated (Secret key name, JWT sub)
     # admit
     deadline: float | None = None  # loop time the whole request must end by
     # attempt
@@ -83,8 +87,13 @@ class RequestContext:
         """The access-log line of this request (one JSON object)."""
         request, outcome = self.request, self.outcome
         last = self.attempts[-1].endpoint if self.attempts else "-"
+        path = request.raw_path
+        cluster = self.cluster
+        if cluster is not None and cluster.authenticator is not None \
+                and cluster.authenticator.credential_params:
+            path = redact_params(path, cluster.authenticator.credential_params)
         record: dict[str, Any] = {
-            "method": request.method, "path": request.raw_path, "route": self.route_key,
+            "method": request.method, "path": path, "route": self.route_key,
             "model": self.model, "endpoint": last,
             "status": outcome.status or request.status, "flag": outcome.flag,
             "attempts": len(self.attempts),
@@ -95,6 +104,8 @@ class RequestContext:
             record["target_model"] = inference.target_model
         if self.objective is not None:
             record["objective"] = self.objective
+        if self.client_id is not None:
+            record["client"] = self.client_id
         if outcome.error is not None:
             record["error"] = outcome.error
         if outcome.bytes_sent is not None:

@@ -1,6 +1,9 @@
-"""The gateway's request path, as its stages: resolve -> admit -> attempt -> outcome.
+"""The gateway's request path, as its stages: resolve -> authenticate -> inspect -> admit ->
+attempt -> outcome.
 
-- resolve: route, backendRef, filters, InferenceModel / InferenceObjective (sync, no I/O);
+- resolve: route and backendRef (sync, no I/O);
+- authenticate: the SecurityPolicy that applies, if any: API key and/or JWT (sync; 401/403);
+- inspect: the rule's filters, the body limit, InferenceModel / InferenceObjective (sync);
 - admit: saturation shedding, then the local rate limit (sync decisions);
 - attempt: pick an endpoint, take a circuit-breaker connection for it (waiting as pending when
   the breaker says so), send, retry before the first byte as the policy allows, relay;
@@ -23,6 +26,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any
 
+from poolgate.auth import AuthenticationFailed
 from poolgate.balancing import RegionOrder
 from poolgate.balancing.errors import BackendTimeout
 from poolgate.balancing.metrics import BalancingMetrics
@@ -182,6 +186,8 @@ class Gateway:
         self.active_requests += 1
         try:
             self.resolve(ctx)
+            self.authenticate(ctx)
+            self.inspect(ctx)
             self.admit(ctx)
             await self.attempt(ctx, lease)
         except PoolgateError as e:
@@ -201,7 +207,9 @@ class Gateway:
             raise
         except Exception as e:
             # Never a traceback to the client; keep one in our log.
-            log.exception("unexpected error serving %s %s", request.method, request.raw_path)
+            # The path without its query string, which may carry a credential.
+            log.exception("unexpected error serving %s %s", request.method,
+                          request.raw_path.partition("?")[0])
             ctx.outcome.error = f"{type(e).__name__}: {e}"[:500]
             await send_error(request, InternalError())
         finally:
@@ -211,7 +219,8 @@ class Gateway:
     # -- resolve ---------------------------------------------------------------------------------
 
     def resolve(self, ctx: RequestContext) -> None:
-        """Route, backendRef, filters and, for an InferencePool, the model and objective."""
+        """The route rule and its backendRef; the upstream path and headers as the client sent
+        them (minus what only a proxy may set)."""
         request, snap = ctx.request, ctx.runtime.snapshot
         if request.method in _UNROUTED_METHODS:
             _refuse_method(request.method)
@@ -226,15 +235,42 @@ class Gateway:
         if backend.error is not None:
             raise InvalidBackend(f"The route's backend {backend.kind}/{backend.name} is invalid: "
                                  f"{backend.error}")
+        ctx.backend = backend
+        ctx.cluster = ctx.runtime.cluster(backend)
+        ctx.path = request.raw_path
+        ctx.headers = upstream_request_headers(request.headers.raw, request.headers,
+                                               request.client_address)
+
+    # -- authenticate ----------------------------------------------------------------------------
+
+    def authenticate(self, ctx: RequestContext) -> None:
+        """Check the credentials a SecurityPolicy asks for (401/403), as Envoy's authentication
+        filters do once the route is known and before anything reads the body; record the
+        client id and make the policy's edits to what goes upstream. Nothing without a policy."""
+        cluster = ctx.cluster
+        authenticator = cluster.authenticator if cluster is not None else None
+        if authenticator is None:
+            return
+        try:
+            passed = authenticator.authenticate(ctx.request, time.time())
+        except AuthenticationFailed as e:
+            ctx.outcome.error = e.detail
+            raise
+        ctx.client_id = passed.client_id
+        ctx.path, ctx.headers = passed.apply(ctx.path, ctx.headers)
+
+    # -- inspect ---------------------------------------------------------------------------------
+
+    def inspect(self, ctx: RequestContext) -> None:
+        """The rule's filters, the body limit and, for an InferencePool, the model and objective."""
+        request, decision, backend = ctx.request, ctx.route, ctx.backend
+        assert decision is not None and backend is not None
         if request.body_too_large:
             raise BodyTooLarge("The request body is larger than the gateway's limit of "
                                f"{self.options.max_body_bytes} bytes.")
-        ctx.backend = backend
-        ctx.cluster = ctx.runtime.cluster(backend)
         ctx.body = request.body
-        ctx.path, ctx.headers = apply_request_filters(
-            rule, decision, request.raw_path,
-            upstream_request_headers(request.headers.raw, request.headers, request.client_address))
+        ctx.path, ctx.headers = apply_request_filters(decision.rule, decision, ctx.path,
+                                                      ctx.headers)
         if backend.pool is not None:
             self._resolve_inference(ctx, backend.pool)
 
