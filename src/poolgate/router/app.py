@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -14,6 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from poolgate._aio import cancel_and_wait
+from poolgate.auth.credentials import BEARER
 from poolgate.router.backend import Backend
 from poolgate.router.body import InferRequest, parse_infer_body, read_body
 from poolgate.router.config import RouterConfig
@@ -21,6 +22,7 @@ from poolgate.router.errors import (
     ClientDisconnected,
     Overloaded,
     RouterError,
+    Unauthenticated,
     Unavailable,
     error_response,
 )
@@ -147,6 +149,26 @@ class Router:
             **extra,
         }
 
+    def authenticate(self, headers: Mapping[str, str]) -> str | None:
+        """The client id of the request's API key (`Authorization: Bearer KEY`, else `x-api-key:
+        KEY`), None when no key file is configured; raises `Unauthenticated` (401)."""
+        table = self.config.api_keys
+        if table is None:
+            return None
+        key = headers.get("authorization", "")
+        if key.startswith(BEARER):
+            key = key[len(BEARER):]
+        key = key or headers.get("x-api-key", "")
+        client = table.client_for(key)
+        if client is None:
+            reason = "invalid_api_key" if key else "missing_api_key"
+            self.metrics.rejected.labels(reason).inc()
+            raise Unauthenticated(
+                "invalid API key" if key else
+                "missing API key: send Authorization: Bearer KEY (or x-api-key: KEY)",
+                reason=reason, headers={"WWW-Authenticate": 'Bearer realm="poolgate-router"'})
+        return client
+
     def _queued(self, delta: int) -> None:
         self.queued += delta
         self.metrics.queued.set(self.queued)
@@ -226,6 +248,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def infer(request: web.Request) -> web.Response:
     """POST /infer {"prompt": ...} -> {modelRef, prompt, routerPod, kvEndpoints, processingMs}."""
     router = request.app[ROUTER]
+    router.authenticate(request.headers)  # before the body is read, as a gateway would
     req = parse_infer_body(await read_body(request, router.config.max_body_bytes))
     body = await router.infer(req)
     return web.Response(body=orjson.dumps(body), content_type="application/json")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from poolgate.auth.api_keys import ApiKeyTable
+from poolgate.auth.key_file import KeyFileError, load_key_file
 from poolgate.state.kv_endpoints import KVEndpoint, parse_kv_endpoints
 from poolgate.traffic.concurrency import Overflow
 
@@ -54,6 +57,7 @@ class RouterConfig:
     kv_timeout_ms: int = 500
     kv_key_prefix: str = "poolgate:router"
     log_level: str = "INFO"
+    api_keys: ApiKeyTable | None = None  # API_KEYS_FILE: /infer needs one of these keys
 
     @property
     def kv_key(self) -> str:
@@ -107,6 +111,16 @@ def _backend_url(env: Mapping[str, str]) -> str | None:
     return raw.rstrip("/")
 
 
+def _api_keys(env: Mapping[str, str]) -> ApiKeyTable | None:
+    raw = env.get("API_KEYS_FILE", "").strip()
+    if not raw:
+        return None
+    try:
+        return load_key_file(Path(raw))
+    except KeyFileError as exc:
+        raise ConfigError("API_KEYS_FILE", str(exc)) from None
+
+
 def load_config(env: Mapping[str, str]) -> RouterConfig:
     """Build a `RouterConfig` from `env`; raises `ConfigError` naming the first bad variable."""
     model_ref = env.get("MODEL_REF", "").strip()
@@ -147,4 +161,5 @@ def load_config(env: Mapping[str, str]) -> RouterConfig:
         kv_timeout_ms=_int(env, "KV_TIMEOUT_MS", 500, 1),
         kv_key_prefix=env.get("KV_KEY_PREFIX", "").strip() or "poolgate:router",
         log_level=log_level,
+        api_keys=_api_keys(env),
     )

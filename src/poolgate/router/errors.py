@@ -44,6 +44,12 @@ class InvalidRequest(RouterError):
     status = 400
 
 
+class Unauthenticated(RouterError):
+    """No API key, or one API_KEYS_FILE does not list (the message never repeats it)."""
+
+    status = 401
+
+
 class PayloadTooLarge(RouterError):
     """The body is (or declares to be) over MAX_BODY_BYTES; refused without reading the rest."""
 

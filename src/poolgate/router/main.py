@@ -40,6 +40,8 @@ def describe_startup(config: RouterConfig) -> list[str]:
             f"global limit GLOBAL_MAX_CONCURRENCY={config.global_max_concurrency} on key "
             f"{config.kv_key!r} at {node} (owner of the key among {len(config.kv_endpoints)} "
             f"node(s)); KV_LEASE_MS={config.kv_lease_ms} KV_FAILURE_MODE={config.kv_failure_mode.value}")
+    if config.api_keys is not None:
+        lines.append(f"/infer needs an API key: {len(config.api_keys)} client(s) in API_KEYS_FILE")
     if config.backend_url is not None:
         lines.append(f"forwarding to {config.backend_url}/v1/completions")
     else:
