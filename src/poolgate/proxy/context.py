@@ -83,8 +83,9 @@ class RequestContext:
         """A streamed inference request (its response head comes with the first token)."""
         return self.llm is not None and self.llm.stream
 
-    def access_record(self, duration: float) -> dict[str, Any]:
-        """The access-log line of this request (one JSON object)."""
+    def access_record(self, duration: float, route: str, model: str) -> dict[str, Any]:
+        """The access-log line of this request (one JSON object); `route` and `model` as
+        `route_key` and `model` give them."""
         request, outcome = self.request, self.outcome
         last = self.attempts[-1].endpoint if self.attempts else "-"
         path = request.raw_path
@@ -93,8 +94,8 @@ class RequestContext:
                 and cluster.authenticator.credential_params:
             path = redact_params(path, cluster.authenticator.credential_params)
         record: dict[str, Any] = {
-            "method": request.method, "path": path, "route": self.route_key,
-            "model": self.model, "endpoint": last,
+            "method": request.method, "path": path, "route": route, "model": model,
+            "endpoint": last,
             "status": outcome.status or request.status, "flag": outcome.flag,
             "attempts": len(self.attempts),
         }

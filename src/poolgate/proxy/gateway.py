@@ -61,7 +61,7 @@ from poolgate.scheduling import RequestShed, SaturationDetector, request_from_bo
 from poolgate.scheduling.config import SchedulerConfig
 from poolgate.scheduling.profiles import DEFAULT_PROFILE
 from poolgate.scheduling.scheduler import Scheduler
-from poolgate.traffic.circuit_breaker import Admitted, Overflow, Ticket
+from poolgate.traffic.circuit_breaker import Admitted, MustWait, Overflow, Ticket
 from poolgate.traffic.errors import (
     CircuitOverflow,
     NoHealthyEndpoint,
@@ -335,7 +335,11 @@ class Gateway:
         while True:
             address = self._pick(ctx, cluster, tried)
             tried.append(address)
-            ticket = await self._admit_attempt(ctx, cluster, address, retry=len(tried) > 1)
+            decision = cluster.breaker.try_acquire(
+                address if cluster.breaker.limits.per_endpoint_max_connections is not None
+                else None, len(tried) > 1)
+            ticket = (decision.ticket if isinstance(decision, Admitted)
+                      else await self._wait_for_connection(ctx, cluster, decision))
             lease.hold(address, ticket)
             attempt = Attempt(address)
             ctx.attempts.append(attempt)
@@ -358,7 +362,10 @@ class Gateway:
         yet for this request (all of them when every one was tried), preferring endpoints below
         the breaker's `perEndpoint.maxConnections`."""
         now = self._now()
-        candidates = self.steering.narrow(cluster, now)
+        if cluster.balancer is None and not self.store.unreachable:
+            candidates = cluster.candidates  # nothing narrows them (the common case)
+        else:
+            candidates = self.steering.narrow(cluster, now)
         breaker = cluster.breaker
         if breaker.limits.per_endpoint_max_connections is not None and len(candidates) > 1:
             candidates = tuple(c for c in candidates if breaker.endpoint_has_capacity(c)) \
@@ -372,13 +379,11 @@ class Gateway:
             return self.rnd.choice(candidates)
         return picker.scheduler.pick(llm, candidates, now).address
 
-    async def _admit_attempt(self, ctx: RequestContext, cluster: BackendCluster, address: str,
-                             retry: bool) -> Ticket:
-        """A breaker connection to `address`: at once, after waiting as pending (bounded by the
-        request's deadline: then 504), or `CircuitOverflow` (503) at once."""
-        decision = cluster.breaker.try_acquire(address, retry)
-        if isinstance(decision, Admitted):
-            return decision.ticket
+    async def _wait_for_connection(self, ctx: RequestContext, cluster: BackendCluster,
+                                   decision: MustWait | Overflow) -> Ticket:
+        """The breaker did not admit the attempt at once: `CircuitOverflow` (503) for an
+        overflow, else wait as pending, bounded by the request's deadline (then 504). (Per
+        endpoint connections are counted only where a `perEndpoint.maxConnections` needs it.)"""
         if isinstance(decision, Overflow):
             self.metrics.overflows.labels(cluster.key, decision.reason).inc()
             raise CircuitOverflow(decision.reason)
@@ -505,15 +510,16 @@ class Gateway:
         """Metrics and the access-log line of a finished request (called once, by its lease)."""
         elapsed = self._now() - ctx.started
         outcome = ctx.outcome
-        route = ctx.route_key
-        self.metrics.count_request(route, ctx.model, outcome.status or ctx.request.status)
+        route, model = ctx.route_key, ctx.model
+        self.metrics.count_request(route, model, outcome.status or ctx.request.status)
         if ctx.route is not None:
             series = self.metrics.route_series(route)
             series.in_flight -= 1
             series.duration.observe(elapsed)
             if outcome.ttfb is not None:
                 series.ttfb.observe(outcome.ttfb)
-        self.access_log.write(ctx.access_record(elapsed))
+        if self.access_log.enabled:
+            self.access_log.write(ctx.access_record(elapsed, route, model))
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,10 +107,13 @@ class RequestLease:
             self.ticket = None
             ticket.release()
         result = self._result
-        cluster = self._ctx.cluster
-        if result is not None and cluster is not None:
+        if result is not None:
             self._result = None
-            self._steering.record(cluster, endpoint, result, self._clock())
+            cluster = self._ctx.cluster
+            # Only an outlier detector, or a connection that could not be opened, needs it.
+            if cluster is not None and (cluster.outlier is not None
+                                        or result is FailureKind.CONNECT_FAILURE):
+                self._steering.record(cluster, endpoint, result, self._clock())
 
     # -- the request -----------------------------------------------------------------------------
 
