@@ -118,10 +118,6 @@ class Runtime:
     authenticators: Mapping[tuple[str, str], Authenticator] = field(
         default_factory=lambda: MappingProxyType({}))
 
-    def cluster(self, backend: Backend) -> BackendCluster:
-        """The runtime of a resolved backendRef of this snapshot."""
-        return self.clusters[backend.key]
-
     def breakers(self) -> Iterator[tuple[str, CircuitBreaker]]:
         """(backendRef key, breaker) pairs, for metrics and status."""
         return ((key, c.breaker) for key, c in self.clusters.items())

@@ -78,11 +78,6 @@ class RequestContext:
             return "-"
         return inference.model
 
-    @property
-    def streamed(self) -> bool:
-        """A streamed inference request (its response head comes with the first token)."""
-        return self.llm is not None and self.llm.stream
-
     def access_record(self, duration: float, route: str, model: str) -> dict[str, Any]:
         """The access-log line of this request (one JSON object); `route` and `model` as
         `route_key` and `model` give them."""

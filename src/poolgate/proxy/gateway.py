@@ -186,7 +186,8 @@ class Gateway:
         self.active_requests += 1
         try:
             self.resolve(ctx)
-            self.authenticate(ctx)
+            if ctx.cluster is not None and ctx.cluster.authenticator is not None:
+                self.authenticate(ctx)
             self.inspect(ctx)
             self.admit(ctx)
             await self.attempt(ctx, lease)
@@ -236,7 +237,7 @@ class Gateway:
             raise InvalidBackend(f"The route's backend {backend.kind}/{backend.name} is invalid: "
                                  f"{backend.error}")
         ctx.backend = backend
-        ctx.cluster = ctx.runtime.cluster(backend)
+        ctx.cluster = ctx.runtime.clusters[backend.key]
         ctx.path = request.raw_path
         ctx.headers = upstream_request_headers(request.headers.raw, request.headers,
                                                request.client_address)
@@ -343,7 +344,8 @@ class Gateway:
             lease.hold(address, ticket)
             attempt = Attempt(address)
             ctx.attempts.append(attempt)
-            deadline = cluster.timeouts.attempt_deadline(self._now(), ctx.deadline)
+            deadline = (ctx.deadline if cluster.timeouts.per_try is None
+                        else cluster.timeouts.attempt_deadline(self._now(), ctx.deadline))
             failure = await self._send(ctx, cluster, lease, attempt, deadline)
             if failure is not None:
                 if not self._retries_failure(cluster, failure, tried):
@@ -351,7 +353,8 @@ class Gateway:
             else:
                 upstream = lease.upstream
                 assert upstream is not None
-                if not self._retries_status(ctx, cluster, upstream.status):
+                if cluster.retry is None or not self._retries_status(ctx, cluster,
+                                                                      upstream.status):
                     await self._relay(ctx, cluster, lease, upstream, deadline)
                     return
             lease.end_attempt()

@@ -56,10 +56,12 @@ class RequestLease:
 
     def hold(self, endpoint: str, ticket: Ticket) -> None:
         """An attempt to `endpoint` starts, admitted by the breaker with `ticket`."""
-        self.end_attempt()
+        if self.endpoint is not None:
+            self.end_attempt()
         self.endpoint = endpoint
         self.ticket = ticket
-        streamed = self._ctx.streamed
+        llm = self._ctx.llm
+        streamed = llm is not None and llm.stream
         self._awaiting = streamed
         self._store.begin(endpoint, streamed)
 
