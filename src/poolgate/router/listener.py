@@ -31,6 +31,15 @@ log = logging.getLogger("poolgate.router")
 
 # llhttp's reasons are fixed phrases; anything longer is not one of them.
 _MAX_REASON = 60
+# What each kind of parse error means, in order (BadHttpMethod is a BadStatusLine).
+_FIXED_TEXTS: tuple[tuple[type[HttpProcessingError], str], ...] = (
+    (BadHttpMethod, "invalid method (or TLS sent to this plain-HTTP port)"),
+    (BadStatusLine, "invalid request line"),
+    (InvalidURLError, "invalid request target"),
+    (InvalidHeader, "invalid header field"),
+    (TransferEncodingError, "invalid chunked body"),
+    (ContentLengthError, "invalid Content-Length"),
+)
 
 
 def describe_malformed(exc: HttpProcessingError) -> str:
@@ -40,18 +49,9 @@ def describe_malformed(exc: HttpProcessingError) -> str:
         limit = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else None
         size = f"{limit} bytes" if limit is not None else "the limit"
         return f"the request line or a header field is longer than {size}"
-    if isinstance(exc, BadHttpMethod):
-        return "invalid method (or TLS sent to this plain-HTTP port)"
-    if isinstance(exc, BadStatusLine):
-        return "invalid request line"
-    if isinstance(exc, InvalidURLError):
-        return "invalid request target"
-    if isinstance(exc, InvalidHeader):
-        return "invalid header field"
-    if isinstance(exc, TransferEncodingError):
-        return "invalid chunked body"
-    if isinstance(exc, ContentLengthError):
-        return "invalid Content-Length"
+    for kind, text in _FIXED_TEXTS:
+        if isinstance(exc, kind):
+            return text
     # What is left quotes no input before its first line break: the C parser's messages are a
     # fixed reason from llhttp, then ":\n\n" and the bytes; the Python parser's are fixed text.
     # A reason that still looks like quoted bytes, or is long, is not trusted anyway.

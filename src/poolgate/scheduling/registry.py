@@ -56,19 +56,18 @@ def register(spec: PluginSpec) -> None:
     REGISTRY[spec.type] = spec
 
 
-for _spec in (
-    PluginSpec(fresh_metrics.TYPE, PluginKind.FILTER, fresh_metrics.Params, fresh_metrics.create),
-    PluginSpec(lora_capable.TYPE, PluginKind.FILTER, lora_capable.Params, lora_capable.create),
-    PluginSpec(queue_depth.TYPE, PluginKind.SCORER, queue_depth.Params, queue_depth.create),
-    PluginSpec(kv_cache_utilization.TYPE, PluginKind.SCORER, kv_cache_utilization.Params,
-               kv_cache_utilization.create),
-    PluginSpec(lora_affinity.TYPE, PluginKind.SCORER, lora_affinity.Params, lora_affinity.create),
-    PluginSpec(prefix_cache.TYPE, PluginKind.SCORER, prefix_cache.Params, prefix_cache.create),
-    PluginSpec(in_flight.TYPE, PluginKind.SCORER, in_flight.Params, in_flight.create),
-    PluginSpec(max_score.TYPE, PluginKind.PICKER, max_score.Params, max_score.create),
-    PluginSpec(weighted_random.TYPE, PluginKind.PICKER, weighted_random.Params,
-               weighted_random.create),
-    PluginSpec(random_choice.TYPE, PluginKind.PICKER, random_choice.Params, random_choice.create),
-    PluginSpec(round_robin.TYPE, PluginKind.PICKER, round_robin.Params, round_robin.create),
+# Every plugin module has the same shape: `TYPE`, `Params`, `create`.
+for _kind, _module in (
+    (PluginKind.FILTER, fresh_metrics),
+    (PluginKind.FILTER, lora_capable),
+    (PluginKind.SCORER, queue_depth),
+    (PluginKind.SCORER, kv_cache_utilization),
+    (PluginKind.SCORER, lora_affinity),
+    (PluginKind.SCORER, prefix_cache),
+    (PluginKind.SCORER, in_flight),
+    (PluginKind.PICKER, max_score),
+    (PluginKind.PICKER, weighted_random),
+    (PluginKind.PICKER, random_choice),
+    (PluginKind.PICKER, round_robin),
 ):
-    register(_spec)
+    register(PluginSpec(_module.TYPE, _kind, _module.Params, _module.create))

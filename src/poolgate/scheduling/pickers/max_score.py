@@ -8,23 +8,21 @@ Configuration: none.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 
 from poolgate.scheduling._params import NoParams
-from poolgate.scheduling.interfaces import BuildContext, CycleState, Endpoint, Picker, TypedName
+from poolgate.scheduling.interfaces import BuildContext, CycleState, Endpoint, Picker
+from poolgate.scheduling.pickers._seeded import SeededPicker
 
 TYPE = "max-score-picker"
 Params = NoParams
 _TIE = 1e-9
 
 
-class MaxScorePicker:
+class MaxScorePicker(SeededPicker):
     """Highest score wins; random among equals."""
 
-    def __init__(self, name: str = TYPE, rng: random.Random | None = None) -> None:
-        self.typed_name = TypedName(TYPE, name)
-        self.rng = rng if rng is not None else random.Random()
+    TYPE = TYPE
 
     def pick(self, scores: dict[str, float], endpoints: Sequence[Endpoint],
              cycle: CycleState) -> str:
@@ -32,10 +30,7 @@ class MaxScorePicker:
             # The runner scores every candidate: find the best and its ties in C-level passes.
             top = max(scores.values())
             tied = [a for a, s in scores.items() if s >= top - _TIE]
-            if len(tied) == 1:
-                return tied[0]
-            tied.sort()
-            return tied[self.rng.randrange(len(tied))]
+            return tied[0] if len(tied) == 1 else self.any_of(tied)
         best = -1.0
         tied = []
         for e in endpoints:
@@ -45,10 +40,7 @@ class MaxScorePicker:
                 tied = [e.address]
             elif s >= best - _TIE:
                 tied.append(e.address)
-        if len(tied) == 1:
-            return tied[0]
-        tied.sort()
-        return tied[self.rng.randrange(len(tied))]
+        return tied[0] if len(tied) == 1 else self.any_of(tied)
 
 
 def create(name: str, params: NoParams, ctx: BuildContext) -> Picker:

@@ -5,27 +5,24 @@ Configuration: none. Uses the scheduler's seeded RNG over the candidates sorted 
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 
 from poolgate.scheduling._params import NoParams
-from poolgate.scheduling.interfaces import BuildContext, CycleState, Endpoint, Picker, TypedName
+from poolgate.scheduling.interfaces import BuildContext, CycleState, Endpoint, Picker
+from poolgate.scheduling.pickers._seeded import SeededPicker
 
 TYPE = "random-picker"
 Params = NoParams
 
 
-class RandomPicker:
+class RandomPicker(SeededPicker):
     """Uniform random choice."""
 
-    def __init__(self, name: str = TYPE, rng: random.Random | None = None) -> None:
-        self.typed_name = TypedName(TYPE, name)
-        self.rng = rng if rng is not None else random.Random()
+    TYPE = TYPE
 
     def pick(self, scores: dict[str, float], endpoints: Sequence[Endpoint],
              cycle: CycleState) -> str:
-        addresses = sorted(e.address for e in endpoints)
-        return addresses[self.rng.randrange(len(addresses))]
+        return self.any_of([e.address for e in endpoints])
 
 
 def create(name: str, params: NoParams, ctx: BuildContext) -> Picker:

@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import random
 from collections.abc import Sequence
 
 from poolgate.scheduling._params import NoParams
-from poolgate.scheduling.interfaces import BuildContext, CycleState, Endpoint, Picker, TypedName
+from poolgate.scheduling.interfaces import BuildContext, CycleState, Endpoint, Picker
+from poolgate.scheduling.pickers._seeded import SeededPicker
 
 TYPE = "weighted-random-picker"
 Params = NoParams
 
 
-class WeightedRandomPicker:
+class WeightedRandomPicker(SeededPicker):
     """Score-proportional random choice."""
 
-    def __init__(self, name: str = TYPE, rng: random.Random | None = None) -> None:
-        self.typed_name = TypedName(TYPE, name)
-        self.rng = rng if rng is not None else random.Random()
+    TYPE = TYPE
 
     def pick(self, scores: dict[str, float], endpoints: Sequence[Endpoint],
              cycle: CycleState) -> str:
@@ -32,7 +30,7 @@ class WeightedRandomPicker:
         weights = [max(0.0, scores.get(a, 0.0)) for a in addresses]
         total = sum(weights)
         if total <= 0.0:
-            return addresses[self.rng.randrange(len(addresses))]
+            return self.any_of(addresses)
         cumulative = list(itertools.accumulate(weights))
         x = self.rng.random() * total
         i = bisect.bisect_right(cumulative, x)
