@@ -90,7 +90,7 @@ def _start_replica(group: ProcessGroup, port: int, name: str) -> Managed:
 
 async def _one(session: aiohttp.ClientSession, url: str, n: int, hang_up_after: int | None,
                outcomes: Outcomes) -> None:
-    # Distinct prompts, so that the picker spreads the load over every replica.
+    # Distinct prompts (n cycles over --prompts of them), so that the picker spreads the load.
     body = {"model": "/model/llama2", "prompt": f"soak request {n}: " + "words " * 20,
             "max_tokens": 64, "stream": True, "ignore_eos": True}
     try:
@@ -135,7 +135,7 @@ def _slope(samples: list[tuple[float, int, int]]) -> float:
     return 60.0 * cov / var if var else float("nan")
 
 
-async def _run(minutes: float, rate: float, hang_up_share: float, seed: int,
+async def _run(minutes: float, rate: float, hang_up_share: float, prompts: int, seed: int,
                work: Path) -> dict[str, Any]:
     rnd = random.Random(seed)
     duration = minutes * 60.0
@@ -174,7 +174,8 @@ async def _run(minutes: float, rate: float, hang_up_share: float, seed: int,
                       and elapsed >= restarted_at + RESTART_AFTER):
                     replicas[0] = _start_replica(group, ports[0], "sim-0-restarted")
                 hang_up = rnd.randint(1, 30) if rnd.random() < hang_up_share else None
-                task = asyncio.create_task(_one(session, url, i, hang_up, outcomes))
+                task = asyncio.create_task(_one(session, url, i % prompts if prompts else i, hang_up,
+                                                 outcomes))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
                 i += 1
@@ -190,6 +191,7 @@ async def _run(minutes: float, rate: float, hang_up_share: float, seed: int,
                  for pool in status["pools"].values() for e in pool["endpoints"]}
     return {
         "minutes": minutes, "rate": rate, "hang_up_share": hang_up_share,
+        "distinct_prompts": prompts or "all",
         "requests": sum(outcomes.counts.values()), "outcomes": dict(outcomes.counts),
         "examples": outcomes.examples,
         "restart": {"killed_at_s": restarted_at, "restarted_after_s": RESTART_AFTER},
@@ -211,12 +213,15 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=30.0, help="streamed requests per second")
     parser.add_argument("--hang-up-share", type=float, default=0.1,
                         help="share of clients that disconnect mid-stream")
+    parser.add_argument("--prompts", type=int, default=0,
+                        help="cycle over this many distinct prompts (0: every prompt new, which "
+                             "fills the picker's prefix index up to its bounds)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="write the report here (JSON)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="poolgate-soak-") as tmp:
-        report = asyncio.run(_run(args.minutes, args.rate, args.hang_up_share, args.seed,
-                                  Path(tmp)))
+        report = asyncio.run(_run(args.minutes, args.rate, args.hang_up_share, args.prompts,
+                                  args.seed, Path(tmp)))
     text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
