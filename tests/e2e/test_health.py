@@ -92,15 +92,26 @@ def served(tmp_path: Path) -> list[str]:
 
 
 async def send(s: aiohttp.ClientSession, gw: RunningGateway, n: int) -> list[int]:
+    """`n` requests one after another; returns once the gateway has logged each of them (it
+    writes a request's access-log line just after the client got the last byte)."""
+    log = gw.config_dir.parent / "access.log"
     statuses = []
     for i in range(n):
+        logged = _lines(log)
         # Distinct prompts: no prefix-cache affinity pins the requests to one endpoint.
         body = {"model": "/model/llama2", "prompt": f"{i} {time.monotonic()}", "max_tokens": 2,
                 "ignore_eos": True}
         async with s.post(f"{gw.url}/v1/completions", json=body) as r:
             await r.read()
             statuses.append(r.status)
+        deadline = time.monotonic() + 5
+        while _lines(log) == logged and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
     return statuses
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 async def wait_for(s: aiohttp.ClientSession, gw: RunningGateway,
