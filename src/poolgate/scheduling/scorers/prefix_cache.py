@@ -4,8 +4,8 @@ optionally only while that endpoint is not a hotspot.
 What it does: splits the request's prefix text (chat: role + content of each message in order;
 completions: the prompt) into `blockSize`-character blocks, at most `maxBlocks`, and chains their
 hashes seeded with the target model. `score = leading blocks the endpoint holds / total blocks`
-(0 when the prompt is shorter than one block). The index is fed with the chosen endpoint after
-each pick (`on_picked`), bounded by `maxBlocksPerEndpoint` and `maxBlocksTotal` with
+(0 when the prompt is shorter than one block). The index is fed with the endpoint that answered
+the request (`on_picked`, called by the gateway on its response head), bounded by `maxBlocksPerEndpoint` and `maxBlocksTotal` with
 least-recently-used eviction.
 
 Load bound (off when `loadBoundAbs` is unset). With `loadSignal: waiting+in-flight` (the
