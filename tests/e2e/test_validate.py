@@ -149,3 +149,13 @@ def test_a_misspelt_kind_is_a_warning_naming_the_kind_meant(procs: ProcessGroup,
     assert "1 InferencePol" in out  # counted among the skipped kinds
     code, out = run_validate(procs, "--strict", "-f", str(manifests))
     assert code == 1, out
+
+
+def test_the_deploy_configmap_is_validated_for_the_manifests_it_carries(
+        procs: ProcessGroup) -> None:
+    configmap = REPO / "deploy" / "gateway" / "gateway.yaml"
+    code, out = run_validate(procs, "-f", str(configmap))
+    assert code == 0, out
+    # Before: "loaded: none" and "valid" without a look at what the ConfigMap carries.
+    assert "loaded: 1 Gateway, 1 HTTPRoute, 1 InferenceModel, 1 InferencePool" in out
+    assert f"{configmap}#pool.yaml:" in out  # problems point into the ConfigMap's file

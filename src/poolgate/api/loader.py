@@ -111,6 +111,11 @@ def _load_file(file: Path, out: LoadedManifests) -> None:
     except (OSError, UnicodeDecodeError) as e:
         out.problems.append(Problem("error", name, 0, None, None, None, f"cannot read: {e}"))
         return
+    _load_text(text, name, out)
+
+
+def _load_text(text: str, name: str, out: LoadedManifests) -> None:
+    """Load every document of `text`, read from `name`."""
     index = 0
     try:
         for node in documents(text):
@@ -172,11 +177,52 @@ def _load_document(node: yaml.Node, source: Source, out: LoadedManifests) -> Non
         _hold(api_version, kind, name, data, node, source, out)
         _skip(api_version, kind, name, Source(source.file, source.doc_index,
                                               key_line(node, ("kind",))), out)
+        if api_version == "v1" and kind == "ConfigMap":
+            _load_carried_manifests(data, node, source, out)
     else:
         resource, problems = _validate(schema, data, node, source, kind, name)
         out.problems.extend(problems)
         if resource is not None:
             out.resources.append(LoadedResource(resource, source))
+
+
+def _load_carried_manifests(data: dict[str, Any], node: yaml.Node, source: Source,
+                            out: LoadedManifests) -> None:
+    """Load the manifests a ConfigMap carries (how a cluster hands them to `poolgate serve`: each
+    `*.yaml` / `*.yml` key a file of the mounted volume), as if they were files of their own: a
+    value whose first document has `apiVersion` and `kind`. Problems point at the ConfigMap's
+    file as `FILE#KEY`, with the line in FILE."""
+    values = data.get("data")
+    if not isinstance(values, dict) or not isinstance(node, yaml.MappingNode):
+        return
+    starts = _data_value_lines(node)
+    for key, text in values.items():
+        if not (isinstance(key, str) and isinstance(text, str)
+                and key.endswith(MANIFEST_SUFFIXES) and _looks_like_manifests(text)):
+            continue
+        # Blank lines first, so that every mark in the value is the line in the outer file (a
+        # block scalar's content starts on the line after its `|`).
+        padded = "\n" * starts.get(key, 0) + text
+        _load_text(padded, f"{source.file}#{key}", out)
+
+
+def _data_value_lines(node: yaml.MappingNode) -> dict[str, int]:
+    """For each key of the ConfigMap's `data`, the 0-based line its value's content starts on."""
+    for key_node, value_node in node.value:
+        if key_node.value == "data" and isinstance(value_node, yaml.MappingNode):
+            return {k.value: v.start_mark.line + (1 if v.style in ("|", ">") else 0)
+                    for k, v in value_node.value if isinstance(k, yaml.ScalarNode)}
+    return {}
+
+
+def _looks_like_manifests(text: str) -> bool:
+    """Whether the first document of `text` is a mapping with `apiVersion` and `kind` (an
+    unrelated YAML value, or one that does not parse, is left alone)."""
+    try:
+        first = next(iter(yaml.safe_load_all(text)), None)
+    except yaml.YAMLError:
+        return False
+    return isinstance(first, dict) and "apiVersion" in first and "kind" in first
 
 
 def _hold(api_version: str, kind: str, name: str | None, data: dict[str, Any], node: yaml.Node,

@@ -455,3 +455,54 @@ def test_a_misspelt_kind_is_a_warning_naming_the_kind_meant(tmp_path: Path) -> N
     assert p.message == ("unknown kind 'InferencePol' in inference.networking.x-k8s.io "
                          "(did you mean InferencePool?); it is ignored")
     assert dict(out.skipped) == {"InferencePol": 1}
+
+
+CARRIER = """
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: manifests
+  namespace: team
+data:
+  settings.json: '{"not": "a manifest"}'
+  other.yaml: |
+    replicas: 3
+  pools.yaml: |
+    apiVersion: inference.networking.k8s.io/v1
+    kind: InferencePool
+    metadata:
+      name: pool-b
+      namespace: team
+    spec:
+      targetPorts:
+      - number: 9000
+      selector:
+        matchLabels:
+          app: b
+      endpointPickerRef:
+        name: epp-b
+    ---
+    apiVersion: inference.networking.x-k8s.io/v1alpha2
+    kind: InferencePool
+    metadata:
+      name: broken
+    spec:
+      targetPortNumber: many
+      selector: {app: a}
+      extensionRef: {name: epp}
+"""
+
+
+def test_a_configmap_carrying_manifests_loads_them_with_lines_in_its_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "cm.yaml", CARRIER)
+    out = load_manifests([path])
+    assert [r.resource.name for r in out.resources] == ["pool-b"]
+    assert out.skipped["ConfigMap"] == 1
+    [problem] = [p for p in out.problems if p.severity == "error"]
+    # The line in cm.yaml itself, under FILE#KEY.
+    assert problem.file == f"{path}#pools.yaml"
+    assert path.read_text().splitlines()[problem.line - 1].strip() == "targetPortNumber: many"
+    assert "spec.targetPortNumber" in str(problem)
+    [source] = [r.source for r in out.resources]
+    assert path.read_text().splitlines()[source.line - 1].strip() == (
+        "apiVersion: inference.networking.k8s.io/v1")
