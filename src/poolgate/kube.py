@@ -137,6 +137,16 @@ class KubeClient:
         result: dict[str, Any] = await self._call("GET", path)
         return result
 
+    async def get(self, path: str) -> dict[str, Any] | None:
+        """GET one object; None when it does not exist (404)."""
+        try:
+            result: dict[str, Any] = await self._call("GET", path)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
     async def watch(self, path: str, resource_version: str,
                     timeout_seconds: int = 300) -> AsyncGenerator[dict[str, Any], None]:
         """Stream watch events (`{"type", "object"}`) from `resource_version` on."""

@@ -48,6 +48,11 @@ class FakeApi:
     applies: list[tuple[str, dict[str, str], str, dict[str, Any]]] = field(default_factory=list)
     statuses: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     unauthorised: int = 0
+    # applied Deployments by name, with a `status` a test sets (no Deployment controller here)
+    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def set_deployment_status(self, name: str, **status: Any) -> None:
+        self.deployments[name]["status"] = status
 
     def app(self) -> web.Application:
         @web.middleware
@@ -62,6 +67,7 @@ class FakeApi:
         app.router.add_get(ISVC_PATH, self.list_or_watch)
         app.router.add_patch(ISVC_PATH + "/{name}/status", self.status)
         app.router.add_patch("/apis/apps/v1/namespaces/ml/deployments/{name}", self.apply)
+        app.router.add_get("/apis/apps/v1/namespaces/ml/deployments/{name}", self.get_deployment)
         app.router.add_patch("/api/v1/namespaces/ml/services/{name}", self.apply)
         return app
 
@@ -80,11 +86,30 @@ class FakeApi:
         body = orjson.loads(await request.read())
         self.applies.append((request.path, dict(request.query),
                              request.headers.get("Content-Type", ""), body))
+        if body["kind"] == "Deployment":
+            name = request.match_info["name"]
+            old = self.deployments.get(name)
+            spec_changed = old is None or old["spec"] != body["spec"]
+            generation = (old or {}).get("metadata", {}).get("generation", 0) + spec_changed
+            self.deployments[name] = {**copy.deepcopy(body),
+                                      "metadata": {**body["metadata"], "generation": generation},
+                                      "status": (old or {}).get("status", {})}
+            return web.json_response(self.deployments[name])
         return web.json_response(body)
+
+    async def get_deployment(self, request: web.Request) -> web.Response:
+        found = self.deployments.get(request.match_info["name"])
+        if found is None:
+            return web.json_response({"kind": "Status", "message": "not found"}, status=404)
+        return web.json_response(found)
 
     async def status(self, request: web.Request) -> web.Response:
         assert request.headers["Content-Type"] == "application/merge-patch+json"
-        self.statuses.append((request.match_info["name"], orjson.loads(await request.read())))
+        patch = orjson.loads(await request.read())
+        self.statuses.append((request.match_info["name"], patch))
+        for item in self.items:
+            if item["metadata"]["name"] == request.match_info["name"]:
+                item["status"] = {**item.get("status", {}), **patch["status"]}
         return web.json_response({})
 
 
@@ -93,6 +118,21 @@ async def fake_api() -> AsyncIterator[tuple[FakeApi, int]]:
     api = FakeApi(items=[isvc("llama", 3, kvEndpoints=["redis-0.kv:6379"], replicas=2)])
     async with serve_app(api.app()) as port:
         yield api, port
+
+
+def write_kubeconfig(tmp_path: Path, port: int) -> Path:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "op", "namespace": "ml"}}],
+        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "users": [{"name": "op", "user": {"token": TOKEN}}],
+    }))
+    return kubeconfig
+
+
+def conditions(status_patch: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status_patch["status"]["conditions"]}
 
 
 async def eventually(check: Any, timeout: float = 15.0) -> None:
@@ -105,13 +145,7 @@ async def eventually(check: Any, timeout: float = 15.0) -> None:
 async def test_operator_applies_renders_and_reports_status(
         procs: ProcessGroup, tmp_path: Path, fake_api: tuple[FakeApi, int]) -> None:
     api, port = fake_api
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "op", "namespace": "ml"}}],
-        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-        "users": [{"name": "op", "user": {"token": TOKEN}}],
-    }))
+    kubeconfig = write_kubeconfig(tmp_path, port)
     operator = procs.start(poolgate_command("operator", "--kubeconfig", str(kubeconfig)))
 
     # 1. the listed InferenceService: Deployment + Service applied exactly as rendered
@@ -147,6 +181,44 @@ async def test_operator_applies_renders_and_reports_status(
     assert "spec.kvEndpoints" in condition["message"]
     assert not any("broken" in path for path, _, _, _ in api.applies)
     assert api.unauthorised == 0
+
+    operator.stop()
+    assert operator.proc.returncode == 0
+    assert "Traceback" not in operator.output()
+
+
+async def test_status_reports_deployment_readiness_and_is_written_only_on_change(
+        procs: ProcessGroup, tmp_path: Path, fake_api: tuple[FakeApi, int]) -> None:
+    api, port = fake_api
+    operator = procs.start(poolgate_command("operator", "--kubeconfig",
+                                            str(write_kubeconfig(tmp_path, port))))
+
+    # the Deployment was just created: its controller has not observed it yet
+    await eventually(lambda: len(api.statuses) >= 1)
+    assert conditions(api.statuses[0][1]) == {"Reconciled": ("True", "Applied"),
+                                              "Ready": ("False", "Progressing")}
+    assert api.statuses[0][1]["status"]["observedGeneration"] == 3
+
+    # observed, 1 of 2 ready: still Progressing, with a new message (so written)
+    api.set_deployment_status("llama-router", observedGeneration=1, replicas=2, readyReplicas=1)
+    await api.events.put({"type": "MODIFIED", "object": copy.deepcopy(api.items[0])})
+    await eventually(lambda: len(api.applies) >= 4)
+    await asyncio.sleep(0.3)
+    assert len(api.statuses) == 2  # the message (1/2 ready) changed
+    assert conditions(api.statuses[1][1])["Ready"] == ("False", "Progressing")
+    assert api.statuses[1][1]["status"]["readyReplicas"] == 1
+
+    # both ready: Ready/Available
+    api.set_deployment_status("llama-router", observedGeneration=1, replicas=2, readyReplicas=2)
+    await api.events.put({"type": "MODIFIED", "object": copy.deepcopy(api.items[0])})
+    await eventually(lambda: len(api.statuses) >= 3)
+    assert conditions(api.statuses[2][1])["Ready"] == ("True", "Available")
+
+    # the same object again: applied (idempotent) but its status is not rewritten
+    await api.events.put({"type": "MODIFIED", "object": copy.deepcopy(api.items[0])})
+    await eventually(lambda: len(api.applies) >= 8)
+    await asyncio.sleep(0.3)
+    assert len(api.statuses) == 3
 
     operator.stop()
     assert operator.proc.returncode == 0

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from poolgate.kube import KubeClient, KubeError
+from poolgate.kube import object_path as rendered_path
 from poolgate.operator.render import FIELD_MANAGER, render, router_name
 from poolgate.operator.spec import GROUP, PLURAL, VERSION, InvalidSpec
+from poolgate.operator.status import condition, desired_status, status_changed
 
 log = logging.getLogger("poolgate.operator")
 
@@ -37,8 +39,7 @@ def object_path(obj: dict[str, Any]) -> str:
 
 def ready_condition(ok: bool, reason: str, message: str, generation: int | None) -> dict[str, Any]:
     """The `Reconciled` condition written to status."""
-    return {"type": "Reconciled", "status": "True" if ok else "False", "reason": reason,
-            "message": message, "observedGeneration": generation}
+    return condition("Reconciled", ok, reason, message, generation)
 
 
 class Controller:
@@ -70,14 +71,16 @@ class Controller:
             raise
         name = router_name(meta["name"])
         log.info("InferenceService %s: applied Deployment and Service %s", where, name)
-        await self._status(obj, {
-            "observedGeneration": generation,
-            "routerService": f"{name}.{meta.get('namespace', 'default')}.svc",
-            "conditions": [ready_condition(True, "Applied",
-                                           f"Deployment and Service {name} applied", generation)],
-        })
+        deployment = await self.client.get(rendered_path(objects[0]))
+        await self._status(obj, desired_status(
+            obj, ready_condition(True, "Applied", f"Deployment and Service {name} applied",
+                                 generation),
+            deployment, int(objects[0]["spec"]["replicas"]),
+            f"{name}.{meta.get('namespace', 'default')}.svc"))
 
     async def _status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
+        if not status_changed(obj.get("status"), status):
+            return  # nothing new: a write would only wake our own watch
         try:
             await self.client.patch_status(object_path(obj), status)
         except KubeError as exc:
