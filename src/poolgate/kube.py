@@ -132,9 +132,10 @@ class KubeClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise KubeError(0, f"{method} {path}: {type(exc).__name__} {exc}") from None
 
-    async def list(self, path: str) -> dict[str, Any]:
+    async def list(self, path: str, label_selector: str | None = None) -> dict[str, Any]:
         """GET a collection (`items`, `metadata.resourceVersion`)."""
-        result: dict[str, Any] = await self._call("GET", path)
+        params = {"labelSelector": label_selector} if label_selector else None
+        result: dict[str, Any] = await self._call("GET", path, params=params)
         return result
 
     async def get(self, path: str) -> dict[str, Any] | None:
@@ -147,11 +148,13 @@ class KubeClient:
             raise
         return result
 
-    async def watch(self, path: str, resource_version: str,
-                    timeout_seconds: int = 300) -> AsyncGenerator[dict[str, Any], None]:
+    async def watch(self, path: str, resource_version: str, timeout_seconds: int = 300,
+                    label_selector: str | None = None) -> AsyncGenerator[dict[str, Any], None]:
         """Stream watch events (`{"type", "object"}`) from `resource_version` on."""
         params = {"watch": "true", "resourceVersion": resource_version,
                   "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout_seconds)}
+        if label_selector:
+            params["labelSelector"] = label_selector
         try:
             async with self.session.get(
                 self.credentials.server + path, params=params, headers=self._headers(),

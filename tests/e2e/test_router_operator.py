@@ -50,6 +50,8 @@ class FakeApi:
     unauthorised: int = 0
     # applied Deployments by name, with a `status` a test sets (no Deployment controller here)
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deployment_events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    deployment_watches: int = 0
 
     def set_deployment_status(self, name: str, **status: Any) -> None:
         self.deployments[name]["status"] = status
@@ -68,6 +70,8 @@ class FakeApi:
         app.router.add_patch(ISVC_PATH + "/{name}/status", self.status)
         app.router.add_patch("/apis/apps/v1/namespaces/ml/deployments/{name}", self.apply)
         app.router.add_get("/apis/apps/v1/namespaces/ml/deployments/{name}", self.get_deployment)
+        app.router.add_get("/apis/apps/v1/namespaces/ml/deployments", self.deployment_watch)
+        app.router.add_get(ISVC_PATH + "/{name}", self.get_isvc)
         app.router.add_patch("/api/v1/namespaces/ml/services/{name}", self.apply)
         return app
 
@@ -96,6 +100,25 @@ class FakeApi:
                                       "status": (old or {}).get("status", {})}
             return web.json_response(self.deployments[name])
         return web.json_response(body)
+
+    async def deployment_watch(self, request: web.Request) -> web.StreamResponse:
+        assert request.query["labelSelector"] == "app.kubernetes.io/managed-by=poolgate-operator"
+        if request.query.get("watch") != "true":
+            return web.json_response({"kind": "DeploymentList", "items": [],
+                                      "metadata": {"resourceVersion": "20"}})
+        assert request.query["resourceVersion"] == "20"
+        self.deployment_watches += 1
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        while True:
+            event = await self.deployment_events.get()
+            await resp.write(orjson.dumps(event) + b"\n")
+
+    async def get_isvc(self, request: web.Request) -> web.Response:
+        for item in self.items:
+            if item["metadata"]["name"] == request.match_info["name"]:
+                return web.json_response(item)
+        return web.json_response({"kind": "Status", "message": "not found"}, status=404)
 
     async def get_deployment(self, request: web.Request) -> web.Response:
         found = self.deployments.get(request.match_info["name"])
@@ -219,6 +242,54 @@ async def test_status_reports_deployment_readiness_and_is_written_only_on_change
     await eventually(lambda: len(api.applies) >= 8)
     await asyncio.sleep(0.3)
     assert len(api.statuses) == 3
+
+    operator.stop()
+    assert operator.proc.returncode == 0
+    assert "Traceback" not in operator.output()
+
+
+async def test_owned_deployment_changes_reconcile_their_inference_service(
+        procs: ProcessGroup, tmp_path: Path, fake_api: tuple[FakeApi, int]) -> None:
+    api, port = fake_api
+    operator = procs.start(poolgate_command("operator", "--kubeconfig",
+                                            str(write_kubeconfig(tmp_path, port))))
+    await eventually(lambda: len(api.statuses) >= 1 and api.deployment_watches == 1)
+    assert conditions(api.statuses[0][1])["Ready"] == ("False", "Progressing")
+
+    # 1. the Deployment's pods become ready: a Deployment event, no InferenceService event
+    api.set_deployment_status("llama-router", observedGeneration=1, replicas=2, readyReplicas=2)
+    await api.deployment_events.put({"type": "MODIFIED",
+                                     "object": copy.deepcopy(api.deployments["llama-router"])})
+    await eventually(lambda: len(api.statuses) >= 2)
+    assert conditions(api.statuses[1][1])["Ready"] == ("True", "Available")
+
+    # 2. someone edits it by hand: the rendered Deployment is applied again at once
+    edited = copy.deepcopy(api.deployments["llama-router"])
+    edited["spec"]["replicas"] = 7
+    api.deployments["llama-router"] = edited
+    applies = len(api.applies)
+    await api.deployment_events.put({"type": "MODIFIED", "object": edited})
+    await eventually(lambda: len(api.applies) >= applies + 2)
+    assert api.deployments["llama-router"]["spec"]["replicas"] == 2
+
+    # 3. someone deletes it: re-created, and Ready says so until the new one is ready
+    gone = api.deployments.pop("llama-router")
+    applies = len(api.applies)
+    await api.deployment_events.put({"type": "DELETED", "object": gone})
+    await eventually(lambda: "llama-router" in api.deployments and len(api.statuses) >= 3)
+    assert api.applies[applies][0] == "/apis/apps/v1/namespaces/ml/deployments/llama-router"
+    assert api.deployments["llama-router"]["spec"] == render(api.items[0])[0]["spec"]
+    assert conditions(api.statuses[2][1])["Ready"] == ("False", "Progressing")
+
+    # 4. a Deployment owned by something else is ignored
+    stranger = copy.deepcopy(gone)
+    stranger["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                                "name": "x", "uid": "u", "controller": True}]
+    applies = len(api.applies)
+    await api.deployment_events.put({"type": "MODIFIED", "object": stranger})
+    await asyncio.sleep(0.3)
+    assert len(api.applies) == applies
+    assert api.unauthorised == 0
 
     operator.stop()
     assert operator.proc.returncode == 0

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from poolgate.kube import KubeClient, KubeError
 from poolgate.kube import object_path as rendered_path
 from poolgate.operator.render import FIELD_MANAGER, render, router_name
-from poolgate.operator.spec import GROUP, PLURAL, VERSION, InvalidSpec
+from poolgate.operator.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION, InvalidSpec
 from poolgate.operator.status import condition, desired_status, status_changed
 
 log = logging.getLogger("poolgate.operator")
@@ -37,6 +38,26 @@ def object_path(obj: dict[str, Any]) -> str:
     return f"{collection_path(meta.get('namespace', 'default'))}/{meta['name']}"
 
 
+# the rendered Deployments carry this label (render._labels); the watch selects on it
+OWNED_SELECTOR = f"app.kubernetes.io/managed-by={FIELD_MANAGER}"
+
+
+def deployments_path(namespace: str | None) -> str:
+    """REST path of the Deployment collection (one namespace or all)."""
+    return (f"/apis/apps/v1/namespaces/{namespace}/deployments" if namespace
+            else "/apis/apps/v1/deployments")
+
+
+def owner_path(deployment: dict[str, Any]) -> str | None:
+    """REST path of the InferenceService controlling a Deployment, or None if none does."""
+    meta = deployment.get("metadata", {})
+    for ref in meta.get("ownerReferences") or []:
+        if (ref.get("controller") and ref.get("kind") == KIND
+                and ref.get("apiVersion") == API_VERSION):
+            return f"{collection_path(meta.get('namespace', 'default'))}/{ref['name']}"
+    return None
+
+
 def ready_condition(ok: bool, reason: str, message: str, generation: int | None) -> dict[str, Any]:
     """The `Reconciled` condition written to status."""
     return condition("Reconciled", ok, reason, message, generation)
@@ -48,6 +69,9 @@ class Controller:
     def __init__(self, client: KubeClient, options: ControllerOptions) -> None:
         self.client = client
         self.options = options
+        # the InferenceService and Deployment watches both reconcile; one at a time, so two
+        # reconciles of the same object never interleave their apply and status writes
+        self._lock = asyncio.Lock()
 
     async def reconcile(self, obj: dict[str, Any]) -> None:
         """Render and apply one InferenceService, then record the outcome in its status."""
@@ -88,9 +112,10 @@ class Controller:
 
     async def _reconcile_logged(self, obj: dict[str, Any]) -> None:
         try:
-            await self.reconcile(obj)
-        except KubeError:
-            pass  # logged in reconcile; the next resync retries
+            async with self._lock:
+                await self.reconcile(obj)
+        except KubeError as exc:
+            log.debug("reconcile failed: %s", exc)  # logged in reconcile; the resync retries
 
     async def run_once(self) -> None:
         """One list (reconciling everything), then watch until the watch ends or fails."""
@@ -109,11 +134,46 @@ class Controller:
                 return
             # DELETED: owner references let the garbage collector remove what we rendered.
 
-    async def run(self) -> None:
-        """Run forever: list+watch, re-listing when a watch ends (resync) or fails (retry)."""
+    async def on_deployment_event(self, event: dict[str, Any]) -> None:
+        """Reconcile the InferenceService owning a changed or deleted Deployment.
+
+        A deleted Deployment is applied again by that reconcile; a status change (pods
+        becoming ready) reaches the InferenceService's `Ready` condition.
+        """
+        if event.get("type") not in ("ADDED", "MODIFIED", "DELETED"):
+            return
+        path = owner_path(event.get("object", {}))
+        if path is None:
+            return
+        owner = await self.client.get(path)
+        if owner is None:
+            return  # the InferenceService is gone; the garbage collector follows
+        log.debug("Deployment %s: reconciling its owner", event.get("type"))
+        await self._reconcile_logged(owner)
+
+    async def watch_deployments_once(self) -> None:
+        """List the owned Deployments (for a resourceVersion), then watch them."""
+        path = deployments_path(self.options.namespace)
+        listing = await self.client.list(path, OWNED_SELECTOR)
+        version = str(listing.get("metadata", {}).get("resourceVersion", ""))
+        async for event in self.client.watch(path, version, int(self.options.resync_seconds),
+                                             OWNED_SELECTOR):
+            if event.get("type") == "ERROR":
+                log.info("Deployment watch ended: %s", event.get("object"))
+                return
+            await self.on_deployment_event(event)
+
+    async def _forever(self, what: str, once: Callable[[], Awaitable[None]]) -> None:
         while True:
             try:
-                await self.run_once()
+                await once()
             except KubeError as exc:
-                log.warning("API error: %s; retrying in %.0f s", exc, self.options.retry_seconds)
+                log.warning("%s: API error: %s; retrying in %.0f s", what, exc,
+                            self.options.retry_seconds)
                 await asyncio.sleep(self.options.retry_seconds)
+
+    async def run(self) -> None:
+        """Run forever: both list+watch loops, re-listing when a watch ends or fails."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._forever("InferenceServices", self.run_once))
+            group.create_task(self._forever("Deployments", self.watch_deployments_once))
