@@ -10,6 +10,7 @@ from typing import Any
 
 from poolgate.kube import KubeClient, KubeError
 from poolgate.kube import object_path as rendered_path
+from poolgate.operator._drift import contains
 from poolgate.operator.render import FIELD_MANAGER, render, router_name
 from poolgate.operator.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION, InvalidSpec
 from poolgate.operator.status import condition, desired_status, status_changed
@@ -86,21 +87,34 @@ class Controller:
                                                                      generation)]})
             return
         try:
-            for desired in objects:
-                await self.client.apply(desired, FIELD_MANAGER)
+            results = [await self._apply_if_drifted(desired) for desired in objects]
         except KubeError as exc:
             log.warning("InferenceService %s: apply failed: %s", where, exc)
             await self._status(obj, {"conditions": [ready_condition(False, "ApplyFailed", str(exc),
                                                                      generation)]})
             raise
         name = router_name(meta["name"])
-        log.info("InferenceService %s: applied Deployment and Service %s", where, name)
-        deployment = await self.client.get(rendered_path(objects[0]))
+        live = [current for current, _ in results]
+        if any(applied for _, applied in results):
+            log.info("InferenceService %s: applied Deployment and Service %s", where, name)
+        else:
+            log.debug("InferenceService %s: Deployment and Service %s up to date", where, name)
         await self._status(obj, desired_status(
             obj, ready_condition(True, "Applied", f"Deployment and Service {name} applied",
                                  generation),
-            deployment, int(objects[0]["spec"]["replicas"]),
+            live[0], int(objects[0]["spec"]["replicas"]),
             f"{name}.{meta.get('namespace', 'default')}.svc"))
+
+    async def _apply_if_drifted(self, desired: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Apply `desired` unless the live object already holds it; (live object, applied?).
+
+        Skipping an apply that would change nothing keeps a resync or a status-only event
+        from writing; a changed router env changes the pod template, which Kubernetes rolls out.
+        """
+        live = await self.client.get(rendered_path(desired))
+        if live is not None and contains(live, desired):
+            return live, False
+        return await self.client.apply(desired, FIELD_MANAGER), True
 
     async def _status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
         if not status_changed(obj.get("status"), status):

@@ -125,3 +125,30 @@ def test_env_names_match_the_router_documentation() -> None:
     spec = parse_spec(isvc())
     names = [e["name"] for e in router_env(spec, "ns", "n")]
     assert names[:3] == ["MODEL_REF", "MAX_CONCURRENCY", "KV_ENDPOINTS"]
+
+
+@pytest.mark.parametrize(("change", "variable", "value"), [
+    pytest.param({"modelRef": "llama-3-70b"}, "MODEL_REF", "llama-3-70b", id="model"),
+    pytest.param({"maxConcurrency": 4}, "MAX_CONCURRENCY", "4", id="concurrency"),
+    pytest.param({"kvEndpoints": ["a:1", "b:2"]}, "KV_ENDPOINTS", "a:1,b:2", id="kv"),
+])
+def test_a_router_env_change_changes_only_the_pod_templates_env(
+        change: dict[str, Any], variable: str, value: str) -> None:
+    before = render(isvc(kvEndpoints=["a:1"]))[0]
+    after = render(isvc(**{"kvEndpoints": ["a:1"], **change}))[0]
+    assert env_of(after)[variable] == value
+    assert env_of(after) != env_of(before)
+    # the template is what Kubernetes rolls out on; nothing else about the Deployment moves
+    strip = copy.deepcopy(after)
+    strip["spec"]["template"]["spec"]["containers"][0]["env"] = env_of(before)
+    unchanged = copy.deepcopy(before)
+    unchanged["spec"]["template"]["spec"]["containers"][0]["env"] = env_of(before)
+    assert strip == unchanged
+
+
+def test_an_unchanged_spec_renders_identically() -> None:
+    obj = isvc(kvEndpoints=["a:1"], maxConcurrency=3)
+    relabelled = copy.deepcopy(obj)
+    relabelled["metadata"]["labels"] = {"team": "ml"}
+    relabelled["metadata"]["generation"] = 9
+    assert render(obj) == render(relabelled)
