@@ -81,18 +81,29 @@ def operator(
     all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A", help="Watch InferenceServices in every namespace."),
     resync_seconds: float = typer.Option(300.0, "--resync-seconds", min=1, help="Re-list and re-apply everything this often."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    leader_elect: bool = typer.Option(False, "--leader-elect", help="Reconcile only while holding a coordination.k8s.io Lease (run several replicas)."),
+    lease_name: str = typer.Option("poolgate-operator", "--lease-name", help="Name of the Lease."),
+    lease_namespace: str | None = typer.Option(None, "--lease-namespace", help="Namespace of the Lease; default: the service account's (or context's)."),
+    lease_duration: float = typer.Option(15.0, "--lease-duration", min=1, help="Seconds a Lease not renewed stays with its holder."),
+    renew_deadline: float = typer.Option(10.0, "--renew-deadline", min=0.1, help="The leader steps down after failing to renew this long."),
+    retry_period: float = typer.Option(2.0, "--retry-period", min=0.05, help="Seconds between reads/renewals of the Lease."),
 ) -> None:
     """Run the InferenceService controller: renders and applies each router Deployment and Service."""
     from pathlib import Path
 
+    from poolgate.operator.leader import LeaseTiming
     from poolgate.operator.main import run
 
+    if not retry_period < renew_deadline < lease_duration:
+        raise typer.BadParameter("needs --retry-period < --renew-deadline < --lease-duration",
+                                 param_hint="--renew-deadline")
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise typer.BadParameter(f"{log_level!r} is not debug, info, warning or error",
                                  param_hint="--log-level")
 
     raise typer.Exit(run(Path(kubeconfig) if kubeconfig else None, namespace, all_namespaces,
-                         resync_seconds, log_level))
+                         resync_seconds, log_level, leader_elect, lease_name, lease_namespace,
+                         LeaseTiming(lease_duration, renew_deadline, retry_period)))
 
 
 @app.command("router")

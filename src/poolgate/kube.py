@@ -177,6 +177,18 @@ class KubeClient:
             body=obj, content_type="application/apply-patch+yaml")
         return result
 
+    async def create(self, collection: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """POST a new object into `collection` (409 if it exists)."""
+        result: dict[str, Any] = await self._call("POST", collection, body=obj,
+                                                  content_type="application/json")
+        return result
+
+    async def replace(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """PUT an object; with `metadata.resourceVersion` set, 409 if it changed meanwhile."""
+        result: dict[str, Any] = await self._call("PUT", path, body=obj,
+                                                  content_type="application/json")
+        return result
+
     async def patch_status(self, path: str, status: dict[str, Any]) -> None:
         """Merge-patch the `status` subresource of the object at `path`."""
         await self._call("PATCH", f"{path}/status", body={"status": status},

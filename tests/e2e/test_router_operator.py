@@ -28,6 +28,7 @@ pytestmark = pytest.mark.e2e
 
 TOKEN = "test-token-123"
 ISVC_PATH = "/apis/poolgate.dev/v1alpha1/namespaces/ml/inferenceservices"
+LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/ml/leases"
 
 
 def isvc(name: str, generation: int, **spec: Any) -> dict[str, Any]:
@@ -52,6 +53,9 @@ class FakeApi:
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     deployment_events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    isvc_lists: int = 0
+    leases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lease_writes: list[tuple[str, str]] = field(default_factory=list)  # (method, holder)
     deployment_watches: int = 0
 
     def set_deployment_status(self, name: str, **status: Any) -> None:
@@ -73,12 +77,16 @@ class FakeApi:
         app.router.add_get("/apis/apps/v1/namespaces/ml/deployments/{name}", self.get_deployment)
         app.router.add_get("/apis/apps/v1/namespaces/ml/deployments", self.deployment_watch)
         app.router.add_get(ISVC_PATH + "/{name}", self.get_isvc)
+        app.router.add_get(LEASE_PATH + "/{name}", self.get_lease)
+        app.router.add_put(LEASE_PATH + "/{name}", self.put_lease)
+        app.router.add_post(LEASE_PATH, self.post_lease)
         app.router.add_patch("/api/v1/namespaces/ml/services/{name}", self.apply)
         app.router.add_get("/api/v1/namespaces/ml/services/{name}", self.get_service)
         return app
 
     async def list_or_watch(self, request: web.Request) -> web.StreamResponse:
         if request.query.get("watch") != "true":
+            self.isvc_lists += 1
             return web.json_response({"kind": "InferenceServiceList", "items": self.items,
                                       "metadata": {"resourceVersion": "10"}})
         assert request.query["resourceVersion"] == "10"
@@ -122,6 +130,34 @@ class FakeApi:
         while True:
             event = await self.deployment_events.get()
             await resp.write(orjson.dumps(event) + b"\n")
+
+    async def get_lease(self, request: web.Request) -> web.Response:
+        found = self.leases.get(request.match_info["name"])
+        if found is None:
+            return web.json_response({"kind": "Status", "message": "not found"}, status=404)
+        return web.json_response(found)
+
+    def _store_lease(self, request: web.Request, body: dict[str, Any], name: str) -> web.Response:
+        version = str(sum(1 for _ in self.lease_writes) + 1)
+        body["metadata"]["resourceVersion"] = version
+        self.leases[name] = body
+        self.lease_writes.append((request.method, body["spec"]["holderIdentity"]))
+        return web.json_response(body)
+
+    async def post_lease(self, request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        if body["metadata"]["name"] in self.leases:
+            return web.json_response({"kind": "Status", "message": "exists"}, status=409)
+        return self._store_lease(request, body, body["metadata"]["name"])
+
+    async def put_lease(self, request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        name = request.match_info["name"]
+        current = self.leases.get(name)
+        if current is None or (current["metadata"]["resourceVersion"]
+                               != body["metadata"].get("resourceVersion")):
+            return web.json_response({"kind": "Status", "message": "conflict"}, status=409)
+        return self._store_lease(request, body, name)
 
     async def get_isvc(self, request: web.Request) -> web.Response:
         for item in self.items:
@@ -348,3 +384,46 @@ async def test_router_env_change_rolls_out_and_an_unchanged_spec_writes_nothing(
     operator.stop()
     assert operator.proc.returncode == 0
     assert "Traceback" not in operator.output()
+
+
+async def test_two_operators_with_leader_election_only_the_leader_reconciles(
+        procs: ProcessGroup, tmp_path: Path, fake_api: tuple[FakeApi, int]) -> None:
+    api, port = fake_api
+    kubeconfig = str(write_kubeconfig(tmp_path, port))
+    elect = ["--leader-elect", "--lease-duration", "2", "--renew-deadline", "1.5",
+             "--retry-period", "0.2"]
+    first = procs.start(poolgate_command("operator", "--kubeconfig", kubeconfig, *elect),
+                        env={"POD_NAME": "op-1"})
+    await eventually(lambda: len(api.statuses) >= 1)
+    second = procs.start(poolgate_command("operator", "--kubeconfig", kubeconfig, *elect),
+                         env={"POD_NAME": "op-2"})
+    await eventually(lambda: "leader election on Lease ml/poolgate-operator as op-2"
+                     in second.output())
+    await asyncio.sleep(1.5)  # several of the follower's rounds, longer than the lease
+
+    # one leader: it holds the Lease and renews it; only it lists and writes
+    assert api.leases["poolgate-operator"]["spec"]["holderIdentity"] == "op-1"
+    assert {holder for _, holder in api.lease_writes} == {"op-1"}
+    assert len(api.lease_writes) >= 5  # renewals every 0.2 s
+    assert api.isvc_lists == 1 and api.deployment_watches == 1
+    assert (len(api.applies), len(api.statuses)) == (2, 1)
+    assert "became leader as op-1" in first.output()
+    assert "became leader" not in second.output()
+
+    # the leader stops: once its Lease has gone unrenewed for 2 s the other takes over, lists
+    # and reconciles (a spec changed while nobody led is applied then)
+    first.stop()
+    assert first.proc.returncode == 0
+    changed = copy.deepcopy(api.items[0])
+    changed["metadata"]["generation"] = 4
+    changed["spec"]["maxConcurrency"] = 3
+    api.items[0] = changed
+    await eventually(lambda: "became leader as op-2" in second.output())
+    lease = api.leases["poolgate-operator"]["spec"]
+    assert (lease["holderIdentity"], lease["leaseTransitions"]) == ("op-2", 1)
+    await eventually(lambda: api.isvc_lists == 2 and len(api.applies) >= 3)
+    assert router_env(api.deployments["llama-router"])["MAX_CONCURRENCY"] == "3"
+
+    second.stop()
+    assert second.proc.returncode == 0
+    assert "Traceback" not in first.output() + second.output()

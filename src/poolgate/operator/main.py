@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -18,15 +21,37 @@ from poolgate.kube import (
     kubeconfig_credentials,
 )
 from poolgate.operator.controller import Controller, ControllerOptions
+from poolgate.operator.leader import LeaderElector, LeaseElection, LeaseTiming
 
 log = logging.getLogger("poolgate.operator")
 
 
+@dataclass(frozen=True)
+class Election:
+    """`--leader-elect`: the Lease to hold, who we are, and its timing."""
+
+    namespace: str
+    name: str
+    identity: str
+    timing: LeaseTiming
+
+
+def default_identity() -> str:
+    """The pod's name when set (POD_NAME), else host_pid: unique among candidates."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}_{os.getpid()}"
+
+
 async def _serve(credentials: KubeCredentials, options: ControllerOptions,
-                 stop: StopSignal) -> int:
+                 stop: StopSignal, election: Election | None = None) -> int:
     async with aiohttp.ClientSession() as session:
-        controller = Controller(KubeClient(credentials, session), options)
-        task = asyncio.create_task(controller.run())
+        client = KubeClient(credentials, session)
+        controller = Controller(client, options)
+        if election is None:
+            task = asyncio.create_task(controller.run())
+        else:
+            lease = LeaseElection(client, election.namespace, election.name,
+                                  LeaderElector(election.identity, election.timing))
+            task = asyncio.create_task(lease.run(controller.run))
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
         # Nothing to drain: an apply cut short is redone by the next start, which lists and
@@ -37,7 +62,9 @@ async def _serve(credentials: KubeCredentials, options: ControllerOptions,
 
 
 def run(kubeconfig: Path | None, namespace: str | None, all_namespaces: bool,
-        resync_seconds: float, log_level: str) -> int:
+        resync_seconds: float, log_level: str, leader_elect: bool = False,
+        lease_name: str = "poolgate-operator", lease_namespace: str | None = None,
+        timing: LeaseTiming | None = None) -> int:
     """Run the controller; returns the exit code (2 when credentials cannot be loaded)."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -50,5 +77,11 @@ def run(kubeconfig: Path | None, namespace: str | None, all_namespaces: bool,
     scope = None if all_namespaces else (namespace or credentials.namespace)
     log.info("watching InferenceServices in %s at %s",
              "all namespaces" if scope is None else f"namespace {scope}", credentials.server)
+    election = None
+    if leader_elect:
+        election = Election(lease_namespace or credentials.namespace, lease_name,
+                            default_identity(), timing or LeaseTiming())
+        log.info("leader election on Lease %s/%s as %s", election.namespace, election.name,
+                 election.identity)
     return run_until_stopped("poolgate operator", lambda stop: _serve(
-        credentials, ControllerOptions(scope, resync_seconds), stop))
+        credentials, ControllerOptions(scope, resync_seconds), stop, election))
