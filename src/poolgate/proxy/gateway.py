@@ -247,11 +247,10 @@ class Gateway:
     def authenticate(self, ctx: RequestContext) -> None:
         """Check the credentials a SecurityPolicy asks for (401/403), as Envoy's authentication
         filters do once the route is known and before anything reads the body; record the
-        client id and make the policy's edits to what goes upstream. Nothing without a policy."""
-        cluster = ctx.cluster
-        authenticator = cluster.authenticator if cluster is not None else None
-        if authenticator is None:
-            return
+        client id and make the policy's edits to what goes upstream. `handle` calls it only when
+        the rule has a policy."""
+        assert ctx.cluster is not None and ctx.cluster.authenticator is not None
+        authenticator = ctx.cluster.authenticator
         try:
             passed = authenticator.authenticate(ctx.request, time.time())
         except AuthenticationFailed as e:
