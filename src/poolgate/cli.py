@@ -91,7 +91,7 @@ def operator(
     """Run the InferenceService controller: renders and applies each router Deployment and Service."""
     from pathlib import Path
 
-    from poolgate.operator.leader import LeaseTiming
+    from poolgate.kube.leader import LeaseTiming
     from poolgate.operator.main import run
 
     if not retry_period < renew_deadline < lease_duration:

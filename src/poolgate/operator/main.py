@@ -20,8 +20,8 @@ from poolgate.kube import (
     in_cluster_credentials,
     kubeconfig_credentials,
 )
+from poolgate.kube.leader import LeaderElector, LeaseElection, LeaseTiming
 from poolgate.operator.controller import Controller, ControllerOptions
-from poolgate.operator.leader import LeaderElector, LeaseElection, LeaseTiming
 
 log = logging.getLogger("poolgate.operator")
 

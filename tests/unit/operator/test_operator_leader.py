@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from poolgate.operator.leader import LeaderElector, LeaseTiming, Outcome, Role
+from poolgate.kube.leader import LeaderElector, LeaseTiming, Outcome, Role
 
 TIMING = LeaseTiming(lease_duration=15, renew_deadline=10, retry_period=2)
 

@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from poolgate._aio import cancel_and_wait
-from poolgate.kube import KubeClient, KubeError
+from poolgate.kube.client import KubeClient, KubeError
 
-log = logging.getLogger("poolgate.operator")
+log = logging.getLogger("poolgate.leader")
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 
