@@ -11,6 +11,7 @@ import typer
 from poolgate import __version__
 
 if TYPE_CHECKING:
+    from poolgate.proxy.kube_mode import KubeOptions
     from poolgate.scheduling.config import SchedulerConfig
 
 app = typer.Typer(
@@ -157,7 +158,7 @@ def demo(
 
 @app.command("serve")
 def serve(
-    files: list[Path] = typer.Option(..., "-f", "--file", help="Manifest file or directory (repeatable)."),
+    files: list[Path] = typer.Option([], "-f", "--file", help="Manifest file or directory (repeatable); with --source kubernetes, local overrides of API objects of the same kind and name."),
     port: int | None = typer.Option(None, "--port", help="Bind the Gateway's HTTP listener on this port instead of the declared one."),
     port_map: list[str] = typer.Option([], "--port-map", help="DECLARED=BOUND for Gateways with several listener ports (repeatable)."),
     host: str = typer.Option("0.0.0.0", "--host", help="Address the listeners bind."),
@@ -179,9 +180,16 @@ def serve(
     region: str | None = typer.Option(None, "--region", help="The gateway's own region: multi-cluster balancing fills it first (see docs/multicluster.md)."),
     region_order: str | None = typer.Option(None, "--region-order", help="Regions nearest first, comma-separated (e.g. europe-west3,us-east4)."),
     discovery: str = typer.Option("local", "--discovery", help="Where pool endpoints come from: 'local' (LocalEndpoints) or 'kubernetes' (also the Ready pods each InferencePool selects, watched through the API)."),
-    kubeconfig: Path | None = typer.Option(None, "--kubeconfig", help="With --discovery kubernetes outside a cluster: the kubeconfig whose current context to use (default: the pod's service account)."),
+    kubeconfig: Path | None = typer.Option(None, "--kubeconfig", help="With --source or --discovery kubernetes outside a cluster: the kubeconfig whose current context to use (default: the pod's service account)."),
+    source: str = typer.Option("files", "--source", help="Where the manifests come from: 'files' (-f) or 'kubernetes' (listed and watched through the API, status written back; see docs/deploy.md)."),
+    namespaces: list[str] = typer.Option([], "--namespace", "-n", help="With --source kubernetes: watch only this namespace (repeatable; default: every namespace)."),
+    controller_names: list[str] = typer.Option([], "--controller-name", help="With --source kubernetes: serve the Gateways whose GatewayClass has this spec.controllerName (repeatable; default poolgate.dev/gateway-controller)."),
+    publish_service: str | None = typer.Option(None, "--publish-service", help="With --source kubernetes: NAMESPACE/NAME of the Service in front of the gateway; its addresses go into each Gateway's status.addresses."),
+    leader_elect: bool = typer.Option(True, "--leader-elect/--no-leader-elect", help="With --source kubernetes: write status only while holding a coordination.k8s.io Lease (every replica serves)."),
+    lease_name: str = typer.Option("poolgate-gateway", "--lease-name", help="Name of the status writer's Lease."),
+    lease_namespace: str | None = typer.Option(None, "--lease-namespace", help="Namespace of the Lease; default: $POD_NAMESPACE, else the credentials' namespace."),
 ) -> None:
-    """Run the gateway from Gateway API / Inference Extension manifests."""
+    """Run the gateway from Gateway API / Inference Extension manifests (files or the API)."""
     from poolgate.observability.logs import configure_logging
     from poolgate.proxy.gateway import GatewayOptions
     from poolgate.proxy.run import run_serve
@@ -199,8 +207,11 @@ def serve(
     if discovery not in ("local", "kubernetes"):
         raise typer.BadParameter(f"{discovery!r}: choose local or kubernetes",
                                  param_hint="--discovery")
-    if kubeconfig is not None and discovery != "kubernetes":
-        raise typer.BadParameter("only used with --discovery kubernetes", param_hint="--kubeconfig")
+    kube_options = _kube_options(source, files, namespaces, controller_names, publish_service,
+                                 leader_elect, lease_name, lease_namespace, kubeconfig)
+    if kubeconfig is not None and discovery != "kubernetes" and source != "kubernetes":
+        raise typer.BadParameter("only used with --source or --discovery kubernetes",
+                                 param_hint="--kubeconfig")
     if kubeconfig is not None and not kubeconfig.is_file():
         raise typer.BadParameter(f"{kubeconfig} does not exist", param_hint="--kubeconfig")
     custom = _load_scheduler_config(scheduler_config)
@@ -216,7 +227,8 @@ def serve(
         paths=list(files), host=host, port=port, port_map=_parse_port_map(port_map),
         admin_host=admin_host, admin_port=admin_port, access_log=access_log, watch=watch,
         drain_seconds=drain_seconds, scrape_interval=scrape_interval,
-        discovery=discovery, kubeconfig=kubeconfig,
+        discovery="kubernetes" if source == "kubernetes" else discovery, kubeconfig=kubeconfig,
+        source=source, kube=kube_options,
         gateway=GatewayOptions(max_body_bytes=max_body_bytes, connect_timeout=connect_timeout,
                                seed=seed, scheduler_profile=scheduler_profile,
                                custom_profiles=MappingProxyType(custom),
@@ -225,6 +237,42 @@ def serve(
                                region_order=placement.order),
     )
     raise typer.Exit(run_serve(options))
+
+
+def _kube_options(source: str, files: list[Path], namespaces: list[str],
+                  controller_names: list[str], publish_service: str | None, leader_elect: bool,
+                  lease_name: str, lease_namespace: str | None,
+                  kubeconfig: Path | None) -> KubeOptions:
+    """The `--source kubernetes` settings, checked: each is refused without that mode."""
+    from poolgate.proxy.kube_mode import KubeOptions
+
+    if source not in ("files", "kubernetes"):
+        raise typer.BadParameter(f"{source!r}: choose files or kubernetes", param_hint="--source")
+    if source == "files":
+        if not files:
+            raise typer.BadParameter("give the manifests with -f (or use --source kubernetes)",
+                                     param_hint="-f")
+        for given, hint in ((namespaces, "--namespace"), (controller_names, "--controller-name"),
+                            (publish_service, "--publish-service"),
+                            (lease_namespace, "--lease-namespace")):
+            if given:
+                raise typer.BadParameter("only used with --source kubernetes", param_hint=hint)
+        return KubeOptions(kubeconfig=kubeconfig)
+    if publish_service is not None and publish_service.count("/") != 1:
+        raise typer.BadParameter(f"{publish_service!r}: expected NAMESPACE/NAME",
+                                 param_hint="--publish-service")
+    for name in controller_names:
+        domain, _, path = name.partition("/")
+        if not domain or not path or "." not in domain:
+            raise typer.BadParameter(f"{name!r}: a controller name is DOMAIN/PATH, e.g. "
+                                     "poolgate.dev/gateway-controller",
+                                     param_hint="--controller-name")
+    defaults = KubeOptions()
+    return KubeOptions(
+        kubeconfig=kubeconfig, namespaces=tuple(namespaces),
+        controller_names=tuple(controller_names) or defaults.controller_names,
+        publish_service=publish_service, leader_elect=leader_elect, lease_name=lease_name,
+        lease_namespace=lease_namespace)
 
 
 def _load_scheduler_config(path: Path | None) -> dict[str, SchedulerConfig]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,11 @@ from poolgate.api.kinds import (
 from poolgate.api.problems import Problem, Source
 
 log = logging.getLogger(__name__)
+
+try:
+    from yaml import CSafeDumper as _Dumper
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 _MAX_ERRORS_PER_DOCUMENT = 20
@@ -67,6 +72,13 @@ class LoadedManifests:
     skipped: Counter[str] = field(default_factory=Counter)
     held: list[HeldDocument] = field(default_factory=list)
 
+    def extend(self, other: LoadedManifests) -> None:
+        """Add everything `other` read, after what this one read."""
+        self.resources.extend(other.resources)
+        self.problems.extend(other.problems)
+        self.skipped.update(other.skipped)
+        self.held.extend(other.held)
+
 
 def manifest_files(paths: Sequence[Path]) -> tuple[list[Path], list[Problem]]:
     """The YAML files named by `paths`: files as given, directories searched recursively (hidden
@@ -104,6 +116,17 @@ def load_manifests(paths: Sequence[Path]) -> LoadedManifests:
     return out
 
 
+def load_object(obj: Mapping[str, Any], name: str) -> LoadedManifests:
+    """Load one object read from the Kubernetes API, with the same validation as a file's
+    document; `name` stands for the file in problems (which carry no line: there is no file).
+    A ConfigMap read this way is only a ConfigMap (it carries no manifests)."""
+    out = LoadedManifests()
+    text = yaml.dump(dict(obj), Dumper=_Dumper, sort_keys=False)
+    _load_text(text, name, out, carried=False)
+    out.problems = [replace(p, line=None) for p in out.problems]
+    return out
+
+
 def _load_file(file: Path, out: LoadedManifests) -> None:
     name = str(file)
     try:
@@ -114,15 +137,16 @@ def _load_file(file: Path, out: LoadedManifests) -> None:
     _load_text(text, name, out)
 
 
-def _load_text(text: str, name: str, out: LoadedManifests) -> None:
-    """Load every document of `text`, read from `name`."""
+def _load_text(text: str, name: str, out: LoadedManifests, carried: bool = True) -> None:
+    """Load every document of `text`, read from `name`; `carried`: also the manifests a
+    ConfigMap document carries."""
     index = 0
     try:
         for node in documents(text):
             index += 1
             if node is None:
                 continue
-            _load_document(node, Source(name, index, node.start_mark.line + 1), out)
+            _load_document(node, Source(name, index, node.start_mark.line + 1), out, carried)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -132,7 +156,8 @@ def _load_text(text: str, name: str, out: LoadedManifests) -> None:
         )
 
 
-def _load_document(node: yaml.Node, source: Source, out: LoadedManifests) -> None:
+def _load_document(node: yaml.Node, source: Source, out: LoadedManifests,
+                   carried: bool = True) -> None:
     try:
         data, duplicates = construct(node)
     except yaml.YAMLError as e:
@@ -177,7 +202,7 @@ def _load_document(node: yaml.Node, source: Source, out: LoadedManifests) -> Non
         _hold(api_version, kind, name, data, node, source, out)
         _skip(api_version, kind, name, Source(source.file, source.doc_index,
                                               key_line(node, ("kind",))), out)
-        if api_version == "v1" and kind == "ConfigMap":
+        if carried and api_version == "v1" and kind == "ConfigMap":
             _load_carried_manifests(data, node, source, out)
     else:
         resource, problems = _validate(schema, data, node, source, kind, name)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from poolgate.api.loader import LoadedResource
 from poolgate.api.problems import Problem
+from poolgate.config.outcomes import Outcomes
 
 
 class Report:
-    """An append-only list of problems found during one snapshot build."""
+    """An append-only list of problems found during one snapshot build, and the structured
+    `outcomes` that a status writer reads."""
 
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        self.outcomes = Outcomes()
 
     def error(self, about: LoadedResource, message: str) -> None:
         """Record an error about `about` (the snapshot will not be built)."""

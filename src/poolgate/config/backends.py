@@ -8,6 +8,7 @@ from poolgate.api import gateway, inference
 from poolgate.api.kinds import GATEWAY_GROUP
 from poolgate.api.local import GROUP as POOLGATE_GROUP
 from poolgate.api.local import parse_address
+from poolgate.config.outcomes import BACKEND_NOT_FOUND, INVALID_KIND, REF_NOT_PERMITTED
 from poolgate.config.snapshot import Backend
 from poolgate.core.pools import Pool
 from poolgate.discovery.local import SERVICE_LABEL, LocalEndpointSource
@@ -46,15 +47,16 @@ def resolve_backend(
     """The Backend for one backendRef; unresolvable refs carry `error` (the data plane's 500)."""
     namespace = ref.namespace or route_namespace
 
-    def failed(message: str) -> Backend:
-        return Backend(ref.kind, ref.name, namespace, ref.weight, key, error=message)
+    def failed(message: str, reason: str = BACKEND_NOT_FOUND) -> Backend:
+        return Backend(ref.kind, ref.name, namespace, ref.weight, key, error=message,
+                       error_reason=reason)
 
     described = f"{ref.kind} {namespace}/{ref.name}"
     if namespace != route_namespace and not reference_granted(
         grants, route_namespace, namespace, ref.group, ref.kind, ref.name
     ):
         return failed(f"backendRef to {described} crosses namespaces and no ReferenceGrant "
-                      f"in {namespace} allows it")
+                      f"in {namespace} allows it", REF_NOT_PERMITTED)
     if ref.kind == "InferencePool" and ref.group in INFERENCE_POOL_GROUPS:
         pool = pools.get(f"{namespace}/{ref.name}")
         if pool is None:
@@ -88,4 +90,5 @@ def resolve_backend(
         return Backend(ref.kind, ref.name, namespace, ref.weight, key, host=addr.host, port=port)
     group = ref.group or "core"
     return failed(f"backendRef kind {ref.kind} in group {group} is not supported (use an "
-                  f"InferencePool, a Service, or group {POOLGATE_GROUP} kind {ADDRESS_KIND})")
+                  f"InferencePool, a Service, or group {POOLGATE_GROUP} kind {ADDRESS_KIND})",
+                  INVALID_KIND)

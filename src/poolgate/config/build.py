@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from poolgate.api import envoy, gateway, inference, local, security
 from poolgate.api.kinds import ENVOY_GROUP, GATEWAY_GROUP
-from poolgate.api.loader import HeldDocument, LoadedResource, load_manifests
+from poolgate.api.loader import HeldDocument, LoadedManifests, LoadedResource, load_manifests
 from poolgate.api.problems import Problem
 from poolgate.auth.spec import SecuritySpec
 from poolgate.config._report import Report
@@ -29,6 +29,13 @@ from poolgate.config.multicluster import (
     merge_declarations,
     place_endpoints,
     with_imports,
+)
+from poolgate.config.outcomes import (
+    ACCEPTED,
+    UNSUPPORTED_PROTOCOL,
+    ListenerOutcome,
+    Outcomes,
+    RefProblem,
 )
 from poolgate.config.policies import traffic_policy
 from poolgate.config.policy import TrafficPolicy
@@ -69,6 +76,8 @@ class LoadResult:
     problems: tuple[Problem, ...]
     loaded: Mapping[str, int] = field(default_factory=dict)  # kind -> count
     skipped: Mapping[str, int] = field(default_factory=dict)  # kind -> count
+    # What was decided about each object, for `status` (see config/outcomes.py).
+    outcomes: Outcomes = field(default_factory=Outcomes)
 
     @property
     def errors(self) -> tuple[Problem, ...]:
@@ -93,11 +102,21 @@ def load_snapshot(
     plus those of `--scheduler-config`). `cluster`, when given, adds the endpoints it knows (the
     Ready pods of `--discovery kubernetes`) to those LocalEndpoints declare.
     """
-    manifests = load_manifests(paths)
+    return resolve(load_manifests(paths), port_overrides, profiles, cluster)
+
+
+def resolve(
+    manifests: LoadedManifests, port_overrides: Mapping[int, int] | None = None,
+    profiles: Collection[str] = PROFILE_NAMES, cluster: EndpointSource | None = None,
+    foreign_gateways: frozenset[str] = frozenset(),
+) -> LoadResult:
+    """Resolve loaded manifests (files, or objects read from the API) into a Snapshot; as
+    `load_snapshot`. `foreign_gateways` (namespace/name): Gateways of a class another controller
+    implements, left out of the manifests; parentRefs to them are ignored without a word."""
     report = Report()
     resources = _without_duplicates(manifests.resources, report)
     builder = _Builder(resources, report, dict(port_overrides or {}), frozenset(profiles),
-                       cluster, manifests.held)
+                       cluster, manifests.held, foreign_gateways)
     snapshot = builder.build()
     problems = tuple(manifests.problems) + tuple(report.problems)
     has_error = any(p.severity == "error" for p in problems)
@@ -108,7 +127,7 @@ def load_snapshot(
         skipped[used.resource.kind] -= 1
     return LoadResult(
         None if has_error else snapshot, problems, dict(sorted(loaded.items())),
-        dict(sorted((kind, n) for kind, n in skipped.items() if n > 0)),
+        dict(sorted((kind, n) for kind, n in skipped.items() if n > 0)), report.outcomes,
     )
 
 
@@ -143,8 +162,10 @@ class _Builder:
 
     def __init__(self, resources: list[LoadedResource], report: Report,
                  port_overrides: dict[int, int], profiles: frozenset[str] = PROFILE_NAMES,
-                 cluster: EndpointSource | None = None, held: Sequence[HeldDocument] = ()) -> None:
+                 cluster: EndpointSource | None = None, held: Sequence[HeldDocument] = (),
+                 foreign_gateways: frozenset[str] = frozenset()) -> None:
         self.report = report
+        self.foreign_gateways = foreign_gateways
         self.held = HeldDocuments(held, report)
         self._warned: set[tuple[tuple[str, str], str, str]] = set()
         self.port_overrides = port_overrides
@@ -176,7 +197,7 @@ class _Builder:
         for loaded in self.of("HTTPRoute"):
             route = loaded.resource
             assert isinstance(route, gateway.HTTPRoute)
-            attachments = attach_route(loaded, gateways, self.report)
+            attachments = attach_route(loaded, gateways, self.report, self.foreign_gateways)
             # Most specific wins: rule (sectionName), route, then the first attached Gateway's.
             gw_policy = next((policies[("Gateway", a.gateway_key, "")] for a in attachments
                               if ("Gateway", a.gateway_key, "") in policies), None)
@@ -199,6 +220,10 @@ class _Builder:
                     if b.error is not None:
                         self.report.warning(loaded, f"spec.rules[{i}].backendRefs[{j}]: "
                                                     f"{b.error}; requests sent to it get 500")
+                self.report.outcomes.route_refs.setdefault(route.key, []).extend(
+                    RefProblem(b.error_reason, f"spec.rules[{i}].backendRefs[{j}]: {b.error}")
+                    for j, b in enumerate(one.backends)
+                    if b.error is not None and b.error_reason is not None)
                 rules.append(one)
             if not attachments:
                 continue
@@ -308,15 +333,20 @@ class _Builder:
                                                 f"{target} not found")
             names: set[str] = set()
             listeners = []
+            outcomes = self.report.outcomes.listeners.setdefault(gw.key, [])
             for spec in gw.spec.listeners:
                 if spec.name in names:
                     self.report.error(loaded, f"listener name {spec.name} is used twice")
                     continue
                 names.add(spec.name)
                 if spec.protocol not in SERVED_PROTOCOLS:
-                    self.report.warning(loaded, f"listener {spec.name}: protocol {spec.protocol} "
-                                                "is not supported (HTTP only); it is not served")
+                    message = (f"listener {spec.name}: protocol {spec.protocol} is not "
+                               "supported (HTTP only); it is not served")
+                    self.report.warning(loaded, message)
+                    outcomes.append(ListenerOutcome(spec.name, False, UNSUPPORTED_PROTOCOL,
+                                                    message))
                     continue
+                outcomes.append(ListenerOutcome(spec.name, True, ACCEPTED, "Listener is accepted"))
                 port = self.port_overrides.get(spec.port, spec.port)
                 hostname = spec.hostname.lower() if spec.hostname else None
                 listeners.append((spec, Listener(spec.name, port, spec.protocol, hostname,

@@ -22,6 +22,7 @@ from dataclasses import replace
 from poolgate.api import gateway, inference
 from poolgate.api.gke import GKE_NETWORKING_GROUP
 from poolgate.config.backends import reference_granted
+from poolgate.config.outcomes import BACKEND_NOT_FOUND
 from poolgate.config.snapshot import Backend, RouteRule
 from poolgate.core.pools import Endpoint, Pool
 
@@ -100,7 +101,8 @@ def resolve_import(ref: gateway.HTTPBackendRef, key: str, route_namespace: str,
     described = f"{ref.kind} {namespace}/{ref.name}"
 
     def failed(message: str) -> Backend:
-        return Backend(ref.kind, ref.name, namespace, ref.weight, key, error=message)
+        return Backend(ref.kind, ref.name, namespace, ref.weight, key, error=message,
+                       error_reason=BACKEND_NOT_FOUND)
 
     if namespace != route_namespace and not reference_granted(
         grants, route_namespace, namespace, ref.group, ref.kind, ref.name

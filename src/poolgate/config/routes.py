@@ -13,6 +13,13 @@ from poolgate.api.loader import LoadedResource
 from poolgate.config._report import Report
 from poolgate.config.backends import resolve_backend
 from poolgate.config.matching import RouteMatch, ValueMatch, intersect_hostnames
+from poolgate.config.outcomes import (
+    ACCEPTED,
+    NO_MATCHING_LISTENER_HOSTNAME,
+    NO_MATCHING_PARENT,
+    NOT_ALLOWED_BY_LISTENERS,
+    ParentOutcome,
+)
 from poolgate.config.policy import TrafficPolicy
 from poolgate.config.snapshot import (
     Backend,
@@ -63,15 +70,19 @@ def _allows(spec: gateway.GatewayListener, gw: gateway.Gateway, route_ns: str) -
 
 
 def attach_route(
-    loaded: LoadedResource, gateways: Mapping[str, GatewayListeners], report: Report
+    loaded: LoadedResource, gateways: Mapping[str, GatewayListeners], report: Report,
+    foreign: frozenset[str] = frozenset(),
 ) -> list[Attachment]:
-    """The listeners a route attaches to, reporting every parentRef that does not attach."""
+    """The listeners a route attaches to, reporting every parentRef that does not attach (in
+    words, and as a `ParentOutcome` for the route's status). `foreign`: Gateways of another
+    controller's class; parentRefs to them are none of this build's business."""
     route = loaded.resource
     assert isinstance(route, gateway.HTTPRoute)
     if not route.spec.parent_refs:
         report.warning(loaded, "no parentRefs: the route is not attached to any Gateway")
         return []
     out: list[Attachment] = []
+    outcomes = report.outcomes.route_parents.setdefault(route.key, [])
     for i, ref in enumerate(route.spec.parent_refs):
         where = f"spec.parentRefs[{i}]"
         if ref.group != GATEWAY_GROUP or ref.kind != "Gateway":
@@ -79,37 +90,58 @@ def attach_route(
                                    "supported; only Gateways are, so this parentRef is ignored")
             continue
         gw_key = f"{ref.namespace or route.namespace}/{ref.name}"
+        if gw_key in foreign:
+            continue
         found = gateways.get(gw_key)
         if found is None:
             report.warning(loaded, f"{where}: Gateway {gw_key} not found; the route is not "
                                    "attached to it")
             continue
-        reasons: list[str] = []
-        attached = 0
-        for spec, listener in found.listeners:
-            if ref.section_name is not None and spec.name != ref.section_name:
-                continue
-            if ref.port is not None and spec.port != ref.port:
-                continue
-            refusal = _allows(spec, found.resource, route.namespace)
-            if refusal is not None:
-                reasons.append(refusal)
-                continue
-            if spec.allowed_routes.namespaces.from_ == "Selector":
-                report.warning(loaded, f"{where}: listener {spec.name} selects namespaces by "
-                                       "label, which cannot be evaluated outside a cluster; "
-                                       "the route is allowed")
-            hostnames = _attached_hostnames(spec.hostname, route.spec.hostnames)
-            if hostnames == ():
-                reasons.append(f"listener {spec.name} hostname {spec.hostname} matches none "
-                               "of the route's hostnames")
-                continue
-            out.append(Attachment(gw_key, listener, hostnames))
-            attached += 1
+        found_attachments, reasons = _attach_to(loaded, where, ref, found, report)
+        out.extend(found_attachments)
+        attached = len(found_attachments)
         if attached == 0:
-            detail = "; ".join(reasons) or "no listener matches sectionName/port"
+            detail = "; ".join(m for _, m in reasons) or "no listener matches sectionName/port"
             report.warning(loaded, f"{where}: not attached to Gateway {gw_key}: {detail}")
+            reason = reasons[0][0] if reasons else NO_MATCHING_PARENT
+            outcomes.append(ParentOutcome(i, gw_key, False, reason, detail))
+        else:
+            outcomes.append(ParentOutcome(i, gw_key, True, ACCEPTED, "Route is accepted"))
     return out
+
+
+def _attach_to(loaded: LoadedResource, where: str, ref: gateway.ParentReference,
+               found: GatewayListeners, report: Report,
+               ) -> tuple[list[Attachment], list[tuple[str, str]]]:
+    """The listeners of one Gateway a parentRef attaches to, and (reason, message) for each
+    listener it names that refused the route."""
+    route = loaded.resource
+    assert isinstance(route, gateway.HTTPRoute)
+    gw_key = found.resource.key
+    out: list[Attachment] = []
+    reasons: list[tuple[str, str]] = []
+    for spec, listener in found.listeners:
+        if ref.section_name is not None and spec.name != ref.section_name:
+            continue
+        if ref.port is not None and spec.port != ref.port:
+            continue
+        refusal = _allows(spec, found.resource, route.namespace)
+        if refusal is not None:
+            reasons.append((NOT_ALLOWED_BY_LISTENERS, refusal))
+            continue
+        if spec.allowed_routes.namespaces.from_ == "Selector":
+            report.warning(loaded, f"{where}: listener {spec.name} selects namespaces by "
+                                   "label, which cannot be evaluated outside a cluster; "
+                                   "the route is allowed")
+        hostnames = _attached_hostnames(spec.hostname, route.spec.hostnames)
+        if hostnames == ():
+            reasons.append((NO_MATCHING_LISTENER_HOSTNAME,
+                            f"listener {spec.name} hostname {spec.hostname} matches none "
+                            "of the route's hostnames"))
+            continue
+        out.append(Attachment(gw_key, listener, hostnames))
+        report.outcomes.attached[(gw_key, spec.name)] += 1
+    return out, reasons
 
 
 def _attached_hostnames(listener: str | None,

@@ -68,6 +68,8 @@ class Backend:
     host: str | None = None
     port: int | None = None
     error: str | None = None
+    # Why it did not resolve, as a Gateway API ResolvedRefs reason (BackendNotFound, ...).
+    error_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,10 +33,12 @@ class PodDiscovery:
     once for a burst of changes. `kubeconfig`: None in a cluster (the pod's service account)."""
 
     def __init__(self, pods: PodCache, rebuild: Callable[[str], Awaitable[object]], *,
-                 kubeconfig: Path | None, seed: int | None) -> None:
+                 kubeconfig: Path | None, seed: int | None,
+                 client: KubeClient | None = None) -> None:
         self._pods = pods
         self._rebuild = rebuild
         self._kubeconfig = kubeconfig
+        self._client = client  # shared with --source kubernetes, else made at start
         self._seed = seed
         self._watcher: PodWatcher | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -46,10 +48,13 @@ class PodDiscovery:
 
     async def start(self, snapshot: Snapshot) -> None:
         """Watch the pools' namespaces, wait (bounded) for their first lists, then rebuild."""
-        path = self._kubeconfig
-        credentials = in_cluster_credentials() if path is None else kubeconfig_credentials(path)
-        self._session = aiohttp.ClientSession()
-        client = KubeClient(credentials, self._session)
+        client = self._client
+        if client is None:
+            path = self._kubeconfig
+            credentials = (in_cluster_credentials() if path is None
+                           else kubeconfig_credentials(path))
+            self._session = aiohttp.ClientSession()
+            client = KubeClient(credentials, self._session)
         self._watcher = PodWatcher(client, self._pods, self._pods_changed, seed=self._seed)
         self._watcher.watch_namespaces(pool_namespaces(snapshot))
         if not await self._watcher.wait_synced(_FIRST_LIST_WAIT):

@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from poolgate._aio import cancel_and_wait
 from poolgate.config.snapshot import Snapshot
@@ -30,6 +31,17 @@ SETTLE_MS = 300
 _SETTLE_MAX = 10.0
 
 
+class ObjectSource(Protocol):
+    """Where manifests come from besides the files (`--source kubernetes`): `prepare` captures
+    what is known now and returns the build to run in a worker thread (raising `ConfigError`);
+    `applied` follows a successful swap of that build."""
+
+    def prepare(self, paths: Sequence[Path], profiles: Collection[str],
+                pods: PodCache | None) -> Callable[[], Snapshot]: ...
+
+    async def applied(self) -> None: ...
+
+
 class Reloader:
     """Turns the manifests (and the pods seen so far) into a new snapshot and hands it on.
 
@@ -40,8 +52,9 @@ class Reloader:
     def __init__(self, paths: Sequence[Path], profiles: Collection[str], pods: PodCache | None,
                  metrics: GatewayMetrics, *,
                  sync_listeners: Callable[[Snapshot], Awaitable[None]],
-                 apply: Callable[[Snapshot], None]) -> None:
+                 apply: Callable[[Snapshot], None], source: ObjectSource | None = None) -> None:
         self._paths = list(paths)
+        self._source = source
         self._profiles = profiles
         self._pods = pods
         self._metrics = metrics
@@ -70,7 +83,12 @@ class Reloader:
     async def _reload(self, what: str) -> bool:
         pods = self._pods.copy() if self._pods is not None else None
         try:
-            snapshot = await asyncio.to_thread(_load_settled, self._paths, self._profiles, pods)
+            if self._source is not None:
+                snapshot: Snapshot | None = await asyncio.to_thread(
+                    self._source.prepare(self._paths, self._profiles, pods))
+            else:
+                snapshot = await asyncio.to_thread(_load_settled, self._paths, self._profiles,
+                                                   pods)
             if snapshot is None:
                 # A file changed while it was read: the watch reports that change, and the
                 # reload after it reads what was finally written.
@@ -88,6 +106,8 @@ class Reloader:
         self._apply(snapshot)
         self._metrics.reloads.labels("applied").inc()
         log.info("%s reloaded", what)
+        if self._source is not None:
+            await self._source.applied()
         return True
 
     async def _watch(self) -> None:

@@ -25,7 +25,8 @@ async def serve_until_stopped(options: ServeOptions, stop: StopSignal,
     A signal that arrives during start-up is kept in `stop`: the gateway then stops as soon as it
     has started.
     """
-    pods = PodCache() if options.discovery == "kubernetes" else None
+    kubernetes = options.discovery == "kubernetes" or options.source == "kubernetes"
+    pods = PodCache() if kubernetes else None
     try:
         # With pod discovery the pools are empty until the first pod lists: the load redone
         # then reports what is really missing.
@@ -36,7 +37,11 @@ async def serve_until_stopped(options: ServeOptions, stop: StopSignal,
         for line in e.problems:
             print(f"  {line}", file=sys.stderr)
         return 2
-    server = GatewayServer(options, snapshot, pods)
+    try:
+        server = GatewayServer(options, snapshot, pods)
+    except KubeError as e:
+        print(f"poolgate: kubernetes API: {e}", file=sys.stderr)
+        return 1
     try:
         await server.start()
     except ConfigError as e:
@@ -49,7 +54,8 @@ async def serve_until_stopped(options: ServeOptions, stop: StopSignal,
         await server.stop()
         return 1
     except KubeError as e:
-        print(f"poolgate: pod discovery: {e}", file=sys.stderr)
+        what = "pod discovery" if options.source == "files" else "kubernetes API"
+        print(f"poolgate: {what}: {e}", file=sys.stderr)
         await server.stop()
         return 1
     # Everything built so far (modules, the configuration snapshot, plugins) lives as long as the

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from poolgate._aio import cancel_and_wait
 from poolgate.config.build import PROFILE_NAMES
 from poolgate.config.snapshot import Snapshot
 from poolgate.datalayer import MetricsScraper
@@ -19,6 +20,7 @@ from poolgate.observability.access_log import AccessLog
 from poolgate.observability.metrics import GatewayMetrics
 from poolgate.proxy.admin import AdminServer
 from poolgate.proxy.gateway import Gateway, GatewayOptions
+from poolgate.proxy.kube_mode import KubeMode, KubeOptions
 from poolgate.proxy.listeners import Listeners
 from poolgate.proxy.pod_discovery import PodDiscovery
 from poolgate.proxy.reload import Reloader
@@ -45,6 +47,10 @@ class ServeOptions:
     # InferencePool selects, watched through the API (in-cluster, or `kubeconfig`).
     discovery: str = "local"
     kubeconfig: Path | None = None
+    # "files": the manifests are `paths`; "kubernetes": the objects of the API (plus `paths`,
+    # which override them), with status written back (implies discovery "kubernetes").
+    source: str = "files"
+    kube: KubeOptions = field(default_factory=KubeOptions)
 
     @property
     def profile_names(self) -> frozenset[str]:
@@ -72,10 +78,15 @@ class GatewayServer:
         self.listeners = Listeners(self.gateway.handle, host=options.host, port=options.port,
                                    port_map=options.port_map,
                                    max_body=options.gateway.max_body_bytes)
+        self.kube = None if options.source != "kubernetes" else KubeMode(
+            options.kube, self._cluster_changed, seed=options.gateway.seed)
+        self._cluster_reloads: set[asyncio.Task[bool]] = set()
         self.reloader = Reloader(options.paths, options.profile_names, pods, self.metrics,
-                                 sync_listeners=self.listeners.sync, apply=self._apply)
+                                 sync_listeners=self.listeners.sync, apply=self._apply,
+                                 source=self.kube)
         self.pod_discovery = None if pods is None else PodDiscovery(
-            pods, self.reloader.reload, kubeconfig=options.kubeconfig, seed=options.gateway.seed)
+            pods, self.reloader.reload, kubeconfig=options.kubeconfig, seed=options.gateway.seed,
+            client=self.kube.client if self.kube is not None else None)
         self.admin = AdminServer(options.admin_host, options.admin_port, gateway=self.gateway,
                                  metrics=self.metrics, listeners=self.listeners,
                                  health_checker=self.health_checker,
@@ -88,6 +99,9 @@ class GatewayServer:
         self.health_checker.start()
         await self.listeners.sync(self.gateway.snapshot)
         await self.admin.start()
+        if self.kube is not None:
+            await self.kube.start()
+            await self.reloader.reload("cluster objects")
         if self.pod_discovery is not None:
             await self.pod_discovery.start(self.gateway.snapshot)
         if self.options.watch:
@@ -97,6 +111,9 @@ class GatewayServer:
         """Stop accepting, let running requests finish (up to the drain time), then close."""
         self.admin.mark_draining()
         await self.reloader.close()
+        if self.kube is not None:
+            await self.kube.close()
+            await cancel_and_wait(list(self._cluster_reloads))
         if self.pod_discovery is not None:
             await self.pod_discovery.close()
         self.listeners.stop_accepting()
@@ -123,6 +140,13 @@ class GatewayServer:
         """Load the manifests again (with the pods seen so far); swap atomically on success,
         keep the old config on failure."""
         return await self.reloader.reload(what)
+
+    def _cluster_changed(self) -> None:
+        """The API objects changed (a debounced burst): rebuild, after any rebuild running."""
+        task = asyncio.get_running_loop().create_task(
+            self.reloader.reload("cluster objects"), name="poolgate-cluster-reload")
+        self._cluster_reloads.add(task)
+        task.add_done_callback(self._cluster_reloads.discard)
 
     def _apply(self, snapshot: Snapshot) -> None:
         """Install a reloaded snapshot: the gateway first, then what follows its endpoints."""

@@ -1,0 +1,2 @@
+"""The gateway as a Kubernetes controller: which objects are its business (scope), building from
+them (source), the status they should have (status) and writing it (writer)."""
