@@ -1,30 +1,39 @@
-# syntax=docker/dockerfile:1
 # poolgate: one image for every command (`poolgate serve`, `router`, `operator`, `sim`, ...).
-# Build:  docker build -t poolgate:dev .
+# Build:  docker build -t poolgate:dev .          (or: podman build; `make image` without a registry)
 # Run:    docker run --rm -p 8080:8080 -e MODEL_REF=llama-3-8b poolgate:dev router
-ARG PYTHON_VERSION=3.11
+#
+# BASE_IMAGE is any image with Python 3.11 as `python3`, the `venv` module and groupadd/useradd:
+# python:3.11-slim from a registry, or localhost/poolgate-base:bookworm built from Debian packages
+# by scripts/image/build-base.sh (Debian 12's python3 is 3.11). Both stages use the same base, so
+# the venv's interpreter link (/opt/poolgate/bin/python -> the base's python3) holds at run time.
+ARG BASE_IMAGE=python:3.11-slim
 
 # --- build: install poolgate and its runtime dependencies into a venv --------------------------
-FROM python:${PYTHON_VERSION}-slim AS build
+FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1
-RUN python -m venv /opt/poolgate
+    PIP_NO_CACHE_DIR=1 \
+    PIP_PROGRESS_BAR=off \
+    PIP_ROOT_USER_ACTION=ignore
+RUN python3 -m venv /opt/poolgate
 WORKDIR /src
-# Dependencies first, so editing the source does not re-download them.
-COPY pyproject.toml README.md ./
+# Dependencies first, from pyproject.toml alone (a stub package and README), so editing the
+# source or the README does not re-download them.
+COPY pyproject.toml ./
 RUN mkdir -p src/poolgate \
  && echo '__version__ = "0.0.0"' > src/poolgate/__init__.py \
+ && touch README.md \
  && /opt/poolgate/bin/pip install . \
- && /opt/poolgate/bin/pip uninstall -y poolgate
+ && /opt/poolgate/bin/pip uninstall -y poolgate \
+ && rm -rf build src/poolgate.egg-info
+COPY README.md ./
 COPY src ./src
+# pip and setuptools are not needed to run (25 MB): the runtime venv gets neither.
 RUN /opt/poolgate/bin/pip install --no-deps . \
+ && /opt/poolgate/bin/python -m pip uninstall -y pip setuptools \
  && /opt/poolgate/bin/poolgate --version
 
-# --- runtime: the venv on a clean slim base, run as an unprivileged user -----------------------
-FROM python:${PYTHON_VERSION}-slim AS runtime
-LABEL org.opencontainers.image.title="poolgate" \
-      org.opencontainers.image.description="Inference gateway, InferenceService router and operator for vLLM fleets" \
-      org.opencontainers.image.licenses="Apache-2.0"
+# --- runtime: the venv on a clean base, run as an unprivileged user ----------------------------
+FROM ${BASE_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 poolgate \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
             --shell /usr/sbin/nologin poolgate
@@ -39,3 +48,13 @@ USER 10001:10001
 EXPOSE 8080 9901
 ENTRYPOINT ["poolgate"]
 CMD ["--help"]
+# Last, so that a new version or commit changes only the image's metadata, not its layers.
+ARG BASE_IMAGE
+ARG VERSION=dev
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="poolgate" \
+      org.opencontainers.image.description="Inference gateway, InferenceService router and operator for vLLM fleets" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"

@@ -78,3 +78,18 @@ $(PEERS_VENV)/.installed: benchmarks/peers-requirements.txt benchmarks/install-p
 
 bench-peers: $(VENV)/.installed-bench $(PEERS_VENV)/.installed
 	$(BIN)/python -m benchmarks.suite --only peers --peers-venv $(PEERS_VENV) --out docs/benchmarks.md
+
+# Container image (issue 14), with Debian's podman/buildah (installed by apt-get when missing;
+# rootful: as root or through sudo). Without a registry the base is built from Debian packages
+# (mmdebstrap, scripts/image/build-base.sh, skipped when it exists); BASE_IMAGE=python:3.11-slim
+# pulls the official one. test-image starts the image (demo, router) and talks HTTP to it; it is
+# not part of `test`.
+IMAGE      ?= localhost/poolgate
+BASE_IMAGE ?= localhost/poolgate-base:bookworm
+.PHONY: image test-image
+
+image:
+	IMAGE='$(IMAGE)' BASE_IMAGE='$(BASE_IMAGE)' sh scripts/image/build.sh
+
+test-image: image
+	IMAGE='$(IMAGE)' BASE_IMAGE='$(BASE_IMAGE)' sh scripts/image/test.sh
