@@ -1,0 +1,499 @@
+"""deploy/charts/poolgate: helm lint and template with default values, with every option on and
+with watched namespaces; every object checked against the Kubernetes 1.34 schemas (strict) or,
+for CRD kinds, by poolgate's loader and the Gateway API / Prometheus Operator fields; the
+gateway's RBAC computed from poolgate.kube.resources; the values schema rejecting bad values;
+kubectl's offline round trips. helm and kubectl come from `make kube-tools`."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from poolgate.api.loader import load_manifests
+from poolgate.router.config import load_config
+from tests.deploy._chart import (
+    CHART,
+    CONFIGS,
+    NAMESPACE,
+    RELEASE,
+    REPO,
+    Obj,
+    args_of,
+    grants,
+    load_file,
+    of_kind,
+    one,
+    render_config,
+    run,
+    template_args,
+    value_args,
+)
+from tests.deploy._discovery import NAMESPACED, fake_discovery
+from tests.deploy._rbac import (
+    LEASE_VERBS,
+    RELEASE_NAMESPACE_GRANTS,
+    bound_to,
+    expected_gateway_grants,
+)
+
+pytestmark = pytest.mark.e2e  # runs helm and kubectl, and kubectl against a server on 127.0.0.1
+
+PLAIN_OPERATOR = REPO / "deploy" / "operator" / "operator.yaml"
+# Kinds kubernetes-validate has no schema for (CRDs), each checked by a test of its own below.
+CRD_KINDS = {"GatewayClass", "ServiceMonitor"}
+FULLNAME = f"{RELEASE}-poolgate"  # the object name prefix for release `pg`
+
+
+def gateway_deployment(objs: list[Obj]) -> Obj:
+    return one(objs, "Deployment", f"{FULLNAME}-gateway")
+
+
+def container(deployment: Obj) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+# --- helm lint and template -------------------------------------------------------------------
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_helm_lint_passes_strictly(config: str) -> None:
+    result = run("helm", "lint", "--strict", str(CHART), *value_args(CONFIGS[config]),
+                 "--kube-version", "1.34.0")
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_object_validates_against_kubernetes_1_34(config: str) -> None:
+    """Strict schemas: an unknown or misspelt field is an error, as are wrong types."""
+    objs = render_config(config)
+    checked = 0
+    for obj in objs:
+        if obj["kind"] in CRD_KINDS:
+            continue
+        try:
+            version = kubernetes_validate.validate(obj, "1.34", strict=True)
+        except kubernetes_validate.ValidationError as e:
+            path = ".".join(str(p) for p in e.path)
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']}: {path}: {e.message}")
+        except kubernetes_validate.SchemaNotFoundError as e:
+            pytest.fail(f"{e.message}: add a check for this kind to tests/deploy")
+        assert version == "1.34"
+        checked += 1
+    assert checked == len(objs) - sum(o["kind"] in CRD_KINDS for o in objs) > 0
+
+
+def test_strict_validation_catches_an_unknown_field() -> None:
+    """The validator the test above relies on does reject fields Kubernetes does not know."""
+    deployment = gateway_deployment(render_config("default"))
+    container(deployment)["readOnlyRootFilesytem"] = True
+    with pytest.raises(kubernetes_validate.ValidationError, match="readOnlyRootFilesytem"):
+        kubernetes_validate.validate(deployment, "1.34", strict=True)
+
+
+def test_default_values_render_the_gateway_alone() -> None:
+    kinds = sorted(o["kind"] for o in render_config("default"))
+    assert kinds == sorted([
+        "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+        "RoleBinding", "Deployment", "Service", "Service", "PodDisruptionBudget", "GatewayClass"])
+
+
+def test_every_option_on_renders_every_component() -> None:
+    objs = render_config("all-options")
+    names = {(o["kind"], o["metadata"]["name"]) for o in objs}
+    fullname = FULLNAME
+    for component in ("gateway", "operator", "router", "redis"):
+        assert ("Deployment", f"{fullname}-{component}") in names
+    assert {("HorizontalPodAutoscaler", f"{fullname}-gateway"),
+            ("ServiceMonitor", f"{fullname}-gateway"),
+            ("ConfigMap", f"{fullname}-gateway-manifests"),
+            ("Service", f"{fullname}-router"), ("Service", f"{fullname}-redis")} <= names
+    assert "replicas" not in gateway_deployment(objs)["spec"]  # the HPA owns it
+    assert len(of_kind(objs, "GatewayClass")) == 3
+
+
+# --- objects of CRD kinds -----------------------------------------------------------------------
+
+# Gateway API v1 GatewayClass (standard channel): the spec fields and the controllerName format.
+GATEWAY_CLASS_SPEC = {"controllerName", "description", "parametersRef"}
+CONTROLLER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+                             r"/[A-Za-z0-9/\-._~%!$&'()*+,;=:]+$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_gateway_classes_load_with_poolgates_loader(config: str, tmp_path: Path) -> None:
+    objs = render_config(config)
+    served = args_of(container(gateway_deployment(objs)))["--controller-name"]
+    classes = of_kind(objs, "GatewayClass")
+    assert classes
+    for gc in classes:
+        assert gc["apiVersion"] == "gateway.networking.k8s.io/v1"
+        assert "namespace" not in gc["metadata"]  # cluster-scoped
+        assert DNS_SUBDOMAIN.match(gc["metadata"]["name"]) and len(gc["metadata"]["name"]) <= 253
+        assert set(gc["spec"]) <= GATEWAY_CLASS_SPEC
+        controller = gc["spec"]["controllerName"]
+        assert CONTROLLER_NAME.match(controller) and len(controller) <= 253
+        assert len(gc["spec"].get("description", "")) <= 64
+        assert set(gc["spec"].get("parametersRef", {})) <= {"group", "kind", "name", "namespace"}
+        assert controller in served, "the gateway would not serve its own GatewayClass"
+        file = tmp_path / f"{gc['metadata']['name']}.yaml"
+        file.write_text(yaml.safe_dump(gc))
+        loaded = load_manifests([file])
+        assert [str(p) for p in loaded.problems] == []
+        assert [r.resource.KIND for r in loaded.resources] == ["GatewayClass"]
+
+
+def test_service_monitor_scrapes_the_admin_service() -> None:
+    objs = render_config("all-options")
+    sm = one(objs, "ServiceMonitor")
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert sm["metadata"]["namespace"] == NAMESPACE
+    assert sm["metadata"]["labels"]["release"] == "prometheus"  # serviceMonitor.labels
+    spec = sm["spec"]
+    assert set(spec) == {"selector", "namespaceSelector", "endpoints"}
+    assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    [endpoint] = spec["endpoints"]
+    assert endpoint == {"port": "admin", "path": "/metrics", "interval": "15s",
+                        "scrapeTimeout": "5s"}
+    selected = [s for s in of_kind(objs, "Service")
+                if spec["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()]
+    assert [s["metadata"]["name"] for s in selected] == [f"{FULLNAME}-gateway-admin"]
+    assert [p["name"] for p in selected[0]["spec"]["ports"]] == ["admin"]
+
+
+# --- RBAC: exactly what the controller lists, watches and writes -------------------------------
+
+def _gateway_roles(objs: list[Obj]) -> list[Obj]:
+    return [o for o in objs if o["kind"] in ("ClusterRole", "Role")
+            and o["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"]
+
+
+def test_gateway_cluster_role_grants_exactly_the_watched_kinds() -> None:
+    objs = render_config("default")
+    sa = gateway_deployment(objs)["spec"]["template"]["spec"]["serviceAccountName"]
+    subject = {"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}
+    roles = _gateway_roles(objs)
+    assert sorted(r["kind"] for r in roles) == ["ClusterRole", "Role"]
+    cluster_role = one(roles, "ClusterRole")
+    assert grants(cluster_role["rules"]) == expected_gateway_grants("all")
+    role = one(roles, "Role")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert grants(role["rules"]) == RELEASE_NAMESPACE_GRANTS
+    for r in roles:
+        assert bound_to(objs, r) == [subject]
+
+
+def test_watched_namespaces_get_roles_and_gatewayclasses_a_cluster_role() -> None:
+    objs = render_config("watch-namespaces")
+    gw = container(gateway_deployment(objs))
+    assert args_of(gw)["--namespace"] == ["team-a", "team-b"]
+    roles = _gateway_roles(objs)
+    cluster_role = one(roles, "ClusterRole")
+    assert grants(cluster_role["rules"]) == expected_gateway_grants("cluster")
+    by_namespace = {r["metadata"]["namespace"]: grants(r["rules"]) for r in of_kind(roles, "Role")
+                    if r["metadata"]["name"].endswith("-watch")}
+    assert by_namespace == {ns: expected_gateway_grants("namespaced")
+                            for ns in ("team-a", "team-b")}
+    release_role = one(roles, "Role", f"{FULLNAME}-gateway")
+    assert release_role["metadata"]["namespace"] == NAMESPACE
+    assert grants(release_role["rules"]) == RELEASE_NAMESPACE_GRANTS
+    for r in roles:
+        assert len(bound_to(objs, r)) == 1
+
+
+def test_operator_rbac_and_leader_election() -> None:
+    for config, scope_kind in (("all-options", "ClusterRole"), ("watch-namespaces", "Role")):
+        objs = render_config(config)
+        operator = container(one(objs, "Deployment", f"{FULLNAME}-operator"))
+        flags = args_of(operator)
+        assert flags["--leader-elect"] == []
+        assert flags["--lease-namespace"] == [NAMESPACE]
+        assert any(e["name"] == "POD_NAME" for e in operator["env"])
+        roles = [o for o in objs if o["kind"] in ("ClusterRole", "Role")
+                 and o["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"]
+        lease = one(roles, "Role", f"{FULLNAME}-operator-leader-election")
+        assert lease["metadata"]["namespace"] == NAMESPACE
+        assert grants(lease["rules"]) == {("coordination.k8s.io", "leases"): LEASE_VERBS}
+        [main] = [r for r in roles if r is not lease]
+        assert main["kind"] == scope_kind
+        assert grants(main["rules"]) == grants(
+            one(load_file(PLAIN_OPERATOR), "ClusterRole")["rules"])
+        if scope_kind == "Role":
+            assert main["metadata"]["namespace"] == "team-a"
+            assert flags["--namespace"] == ["team-a"]
+        else:
+            assert "--all-namespaces" in flags
+        for r in roles:
+            assert len(bound_to(objs, r)) == 1
+
+
+# --- the gateway Deployment and Services ------------------------------------------------------
+
+def test_gateway_runs_the_controller_with_its_flags() -> None:
+    objs = render_config("default")
+    deployment = gateway_deployment(objs)
+    gw = container(deployment)
+    flags = args_of(gw)
+    assert gw["args"][0] == "serve"
+    service = one(objs, "Service", f"{FULLNAME}-gateway")
+    assert flags == {
+        "--source": ["kubernetes"],
+        "--controller-name": ["poolgate.dev/gateway-controller"],
+        "--publish-service": [f"{NAMESPACE}/{service['metadata']['name']}"],
+        "--leader-elect": [],
+        "--lease-name": [f"{FULLNAME}-gateway"],
+        "--port": ["8080"],
+        "--admin-host": ["0.0.0.0"],
+        "--admin-port": ["9901"],
+        "--drain-seconds": ["30"],
+        "--log-level": ["info"],
+    }
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in gw["env"]}
+    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+    assert deployment["spec"]["replicas"] == 2
+    ports = {p["name"]: p["containerPort"] for p in gw["ports"]}
+    assert ports == {"http": 8080, "admin": 9901}
+    assert gw["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    assert gw["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+    assert service["spec"]["ports"][0]["port"] == 80
+    admin = one(objs, "Service", f"{FULLNAME}-gateway-admin")
+    assert admin["spec"]["type"] == "ClusterIP"
+    assert [(p["name"], p["port"]) for p in admin["spec"]["ports"]] == [("admin", 9901)]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_pods_run_as_non_root_with_a_read_only_root(config: str) -> None:
+    for deployment in of_kind(render_config(config), "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for c in pod["containers"]:
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False
+            assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+            assert "limits" in c["resources"] and "requests" in c["resources"]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_grace_period_outlasts_the_drain(config: str) -> None:
+    gw = gateway_deployment(render_config(config))
+    pod = gw["spec"]["template"]["spec"]
+    drain = int(args_of(container(gw))["--drain-seconds"][0])
+    sleep = int(container(gw)["lifecycle"]["preStop"]["exec"]["command"][1])
+    assert pod["terminationGracePeriodSeconds"] > sleep + drain
+
+
+def test_every_option_reaches_the_gateway_pod() -> None:
+    objs = render_config("all-options")
+    deployment = gateway_deployment(objs)
+    pod = deployment["spec"]["template"]["spec"]
+    gw = container(deployment)
+    flags = args_of(gw)
+    assert flags["--controller-name"] == ["poolgate.dev/gateway-controller",
+                                          "gateway.envoyproxy.io/gatewayclass-controller"]
+    assert flags["--scheduler-profile"] == ["default"]
+    assert flags["--lease-name"] == ["poolgate-status-writer"]
+    assert flags["-f"] == ["/etc/poolgate/manifests/endpoints.yaml"]
+    assert flags["--region"] == ["europe-west3"]
+    configmap = one(objs, "ConfigMap", f"{FULLNAME}-gateway-manifests")
+    assert yaml.safe_load(configmap["data"]["endpoints.yaml"])["kind"] == "LocalEndpoints"
+    assert {"name": "manifests", "mountPath": "/etc/poolgate/manifests",
+            "readOnly": True} in gw["volumeMounts"]
+    assert pod["serviceAccountName"] == "poolgate-gateway-sa"
+    assert pod["terminationGracePeriodSeconds"] == 90
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["tolerations"][0]["value"] == "gateway"
+    assert "podAntiAffinity" in pod["affinity"]
+    assert pod["topologySpreadConstraints"][0]["maxSkew"] == 1
+    assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["example.com/owner"] == "inference"
+    assert "checksum/extra-manifests" in annotations
+    assert deployment["spec"]["template"]["metadata"]["labels"]["tier"] == "edge"
+    service = one(objs, "Service", f"{FULLNAME}-gateway")
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["ports"][0]["nodePort"] == 30080
+    assert one(objs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    hpa = one(objs, "HorizontalPodAutoscaler")["spec"]
+    assert hpa["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert [m["resource"]["name"] for m in hpa["metrics"]] == ["cpu", "memory"]
+    for obj in objs:  # commonLabels, on all but the CRD (crds/ is not templated)
+        if obj["kind"] != "CustomResourceDefinition":
+            assert obj["metadata"]["labels"]["team"] == "inference"
+
+
+def test_router_and_redis_options() -> None:
+    objs = render_config("all-options")
+    router = container(one(objs, "Deployment", f"{FULLNAME}-router"))
+    env = {e["name"]: e.get("value") for e in router["env"]}
+    redis_service = one(objs, "Service", f"{FULLNAME}-redis")
+    assert env["MODEL_REF"] == "llama-3-8b"
+    assert env["MAX_CONCURRENCY"] == "8"
+    assert env["OVERFLOW"] == "reject"
+    assert env["KV_ENDPOINTS"] == f"{redis_service['metadata']['name']}.{NAMESPACE}.svc:6379"
+    assert env["GLOBAL_MAX_CONCURRENCY"] == "16"
+    assert env["BACKEND_URL"] == "http://poolgate-gateway.poolgate.svc:80"
+    assert env["KV_FAILURE_MODE"] == "open"
+    assert router["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    redis = container(one(objs, "Deployment", f"{FULLNAME}-redis"))
+    assert redis["image"] == "redis:7"
+    assert redis["resources"]["limits"] == {"memory": "512Mi"}
+    assert [p["port"] for p in redis_service["spec"]["ports"]] == [6379]
+
+
+def test_router_env_is_accepted_by_the_routers_own_loader() -> None:
+    router = container(one(render_config("all-options"), "Deployment", f"{FULLNAME}-router"))
+    env = {e["name"]: e["value"] for e in router["env"] if "value" in e}
+    load_config(env)
+
+
+# --- chart metadata ----------------------------------------------------------------------------
+
+def test_app_version_is_poolgates_version_and_the_crd_is_deploys() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert chart["apiVersion"] == "v2"
+    assert chart["appVersion"] == project["version"]
+    image = container(gateway_deployment(render_config("default")))["image"]
+    assert image == f"ghcr.io/poolgate/poolgate:{project['version']}"
+    crd = (REPO / "deploy" / "crds" / "inferenceservices.poolgate.dev.yaml").read_text()
+    assert (CHART / "crds" / "inferenceservices.poolgate.dev.yaml").read_text() == crd
+
+
+# --- values.schema.json and the render-time checks ---------------------------------------------
+
+BAD_VALUES = [
+    pytest.param("gateway.replicas=two", "/gateway/replicas", id="replicas-not-an-integer"),
+    pytest.param("gateway.replica=2", "'replica' not allowed", id="misspelt-key"),
+    pytest.param("gateway.service.type=Ingress", "/gateway/service/type", id="service-type"),
+    pytest.param("gateway.controllerNames[0]=no-slash", "/gateway/controllerNames/0",
+                 id="controller-name-format"),
+    pytest.param("gateway.logLevel=loud", "/gateway/logLevel", id="log-level"),
+    pytest.param("gateway.drainSeconds=-1", "/gateway/drainSeconds", id="negative-drain"),
+    pytest.param("router.overflow=drop", "/router/overflow", id="router-overflow"),
+    pytest.param("router.kvEndpoints[0]=redis://r:6379", "/router/kvEndpoints/0",
+                 id="kv-endpoint-url"),
+    pytest.param("image.pullPolicy=Sometimes", "/image/pullPolicy", id="pull-policy"),
+]
+
+
+@pytest.mark.parametrize(("setting", "message"), BAD_VALUES)
+def test_values_schema_rejects_a_bad_value(setting: str, message: str) -> None:
+    lint = run("helm", "lint", str(CHART), "--set", setting, check=False)
+    assert lint.returncode != 0
+    assert message in lint.stdout + lint.stderr
+    template = run("helm", *template_args(sets=[setting]), check=False)
+    assert template.returncode != 0
+    assert "values don't meet the specifications of the schema" in template.stderr
+    assert message in template.stderr
+
+
+RENDER_ERRORS = [
+    pytest.param(["gateway.drainSeconds=60", "gateway.terminationGracePeriodSeconds=60"],
+                 "must exceed gateway.preStopSleepSeconds + gateway.drainSeconds", id="grace"),
+    pytest.param(["gatewayClasses[0].name=x", "gatewayClasses[0].controllerName=example.com/x"],
+                 "is not one of gateway.controllerNames", id="class-not-served"),
+    pytest.param(["router.enabled=true"], "router.modelRef is required", id="router-model"),
+    pytest.param(["router.enabled=true", "router.modelRef=m", "router.globalMaxConcurrency=4"],
+                 "needs router.kvEndpoints or redis.enabled", id="global-limit-without-kv"),
+    pytest.param(["operator.enabled=true", "operator.replicas=2", "operator.leaderElect=false"],
+                 "needs operator.leaderElect", id="operator-replicas"),
+    pytest.param(["gateway.serviceMonitor.enabled=true", "gateway.adminService.enabled=false"],
+                 "needs gateway.adminService.enabled", id="monitor-without-admin"),
+]
+
+
+@pytest.mark.parametrize(("sets", "message"), RENDER_ERRORS)
+def test_inconsistent_values_fail_to_render(sets: list[str], message: str) -> None:
+    result = run("helm", *template_args(sets=sets), check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+# --- kubectl, offline --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_kubectl_kustomize_reads_every_object_once(config: str, tmp_path: Path) -> None:
+    """kustomize (built into kubectl, offline) parses each document as a Kubernetes object
+    and refuses two objects with the same kind, namespace and name."""
+    objs = render_config(config)
+    (tmp_path / "chart.yaml").write_text(yaml.safe_dump_all(objs))
+    (tmp_path / "kustomization.yaml").write_text("resources: [chart.yaml]\n")
+    out = run("kubectl", "kustomize", str(tmp_path)).stdout
+    back = [d for d in yaml.safe_load_all(out) if d]
+    key = lambda o: (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])  # noqa: E731
+    assert sorted(map(key, back)) == sorted(map(key, objs))
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_kubectl_apply_dry_run_maps_every_object(config: str, tmp_path: Path) -> None:
+    """`kubectl apply --dry-run=client` needs an API server's discovery even without --validate:
+    a discovery-only fake on 127.0.0.1 answers it (and 404 for every object). kubectl must map
+    every kind, and every namespaced object must land in the namespace the chart set, never in
+    kubectl's `default`."""
+    objs = render_config(config)
+    file = tmp_path / "chart.yaml"
+    file.write_text(yaml.safe_dump_all(objs))
+    with fake_discovery() as api:
+        out = run("kubectl", "--server", api.url, "apply", "--dry-run=client",
+                  "--validate=false", "-f", str(file), "-o", "json").stdout
+    assert [r for r in api.requests if not r.startswith("GET ")] == []
+    items = json.loads(out)["items"]
+    assert len(items) == len(objs)
+    for sent, applied in zip(objs, items, strict=True):
+        assert (applied["kind"], applied["metadata"]["name"]) == (sent["kind"],
+                                                                   sent["metadata"]["name"])
+        namespaced = NAMESPACED[(sent["apiVersion"], sent["kind"])]
+        assert ("namespace" in sent["metadata"]) == namespaced, sent["metadata"]
+        if namespaced:
+            assert applied["metadata"]["namespace"] == sent["metadata"]["namespace"] != "default"
+
+
+# --- values.yaml and README document every value -----------------------------------------------
+
+def declared_values() -> list[tuple[str, int]]:
+    """Each key of values.yaml that values.schema.json declares (walking inline `properties`,
+    not free-form maps nor list items), with its 0-based line in values.yaml."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+
+    def walk(node: yaml.MappingNode, sch: dict[str, Any], prefix: str) -> list[tuple[str, int]]:
+        out = []
+        for key, value in node.value:
+            props = sch.get("properties", {})
+            assert key.value in props, f"{prefix}{key.value} is not in values.schema.json"
+            out.append((prefix + key.value, key.start_mark.line))
+            if "properties" in props[key.value] and isinstance(value, yaml.MappingNode):
+                out += walk(value, props[key.value], f"{prefix}{key.value}.")
+        return out
+
+    root = yaml.compose((CHART / "values.yaml").read_text())
+    assert isinstance(root, yaml.MappingNode)
+    return walk(root, schema, "")
+
+
+def test_every_value_has_a_comment() -> None:
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    bare = [path for path, line in declared_values() if not lines[line - 1].lstrip().startswith("#")]
+    assert bare == []
+
+
+def test_the_chart_readme_lists_every_value() -> None:
+    readme = (CHART / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    missing = []
+    for path, _ in declared_values():
+        parent, _, leaf = path.rpartition(".")
+        found = f"`{path}`" in readme or f"`{path}." in readme or any(
+            f"`{parent}." in row and f"`{leaf}`" in row for row in rows if parent)
+        if not found:
+            missing.append(path)
+    assert missing == []
