@@ -11,6 +11,7 @@ import typer
 from poolgate import __version__
 
 if TYPE_CHECKING:
+    from poolgate.kube.leader import LeaseTiming
     from poolgate.proxy.kube_mode import KubeOptions
     from poolgate.scheduling.config import SchedulerConfig
 
@@ -188,6 +189,9 @@ def serve(
     leader_elect: bool = typer.Option(True, "--leader-elect/--no-leader-elect", help="With --source kubernetes: write status only while holding a coordination.k8s.io Lease (every replica serves)."),
     lease_name: str = typer.Option("poolgate-gateway", "--lease-name", help="Name of the status writer's Lease."),
     lease_namespace: str | None = typer.Option(None, "--lease-namespace", help="Namespace of the Lease; default: $POD_NAMESPACE, else the credentials' namespace."),
+    lease_duration: float = typer.Option(15.0, "--lease-duration", min=1, help="Seconds a Lease not renewed stays with its holder."),
+    renew_deadline: float = typer.Option(10.0, "--renew-deadline", min=0.1, help="The status writer steps down after failing to renew this long."),
+    retry_period: float = typer.Option(2.0, "--retry-period", min=0.05, help="Seconds between reads/renewals of the Lease."),
 ) -> None:
     """Run the gateway from Gateway API / Inference Extension manifests (files or the API)."""
     from poolgate.observability.logs import configure_logging
@@ -207,8 +211,14 @@ def serve(
     if discovery not in ("local", "kubernetes"):
         raise typer.BadParameter(f"{discovery!r}: choose local or kubernetes",
                                  param_hint="--discovery")
+    if not retry_period < renew_deadline < lease_duration:
+        raise typer.BadParameter("needs --retry-period < --renew-deadline < --lease-duration",
+                                 param_hint="--renew-deadline")
+    from poolgate.kube.leader import LeaseTiming
+
     kube_options = _kube_options(source, files, namespaces, controller_names, publish_service,
-                                 leader_elect, lease_name, lease_namespace, kubeconfig)
+                                 leader_elect, lease_name, lease_namespace, kubeconfig,
+                                 LeaseTiming(lease_duration, renew_deadline, retry_period))
     if kubeconfig is not None and discovery != "kubernetes" and source != "kubernetes":
         raise typer.BadParameter("only used with --source or --discovery kubernetes",
                                  param_hint="--kubeconfig")
@@ -242,7 +252,7 @@ def serve(
 def _kube_options(source: str, files: list[Path], namespaces: list[str],
                   controller_names: list[str], publish_service: str | None, leader_elect: bool,
                   lease_name: str, lease_namespace: str | None,
-                  kubeconfig: Path | None) -> KubeOptions:
+                  kubeconfig: Path | None, timing: LeaseTiming) -> KubeOptions:
     """The `--source kubernetes` settings, checked: each is refused without that mode."""
     from poolgate.proxy.kube_mode import KubeOptions
 
@@ -272,7 +282,7 @@ def _kube_options(source: str, files: list[Path], namespaces: list[str],
         kubeconfig=kubeconfig, namespaces=tuple(namespaces),
         controller_names=tuple(controller_names) or defaults.controller_names,
         publish_service=publish_service, leader_elect=leader_elect, lease_name=lease_name,
-        lease_namespace=lease_namespace)
+        lease_namespace=lease_namespace, timing=timing)
 
 
 def _load_scheduler_config(path: Path | None) -> dict[str, SchedulerConfig]:

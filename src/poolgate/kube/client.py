@@ -19,6 +19,8 @@ import aiohttp
 import orjson
 import yaml
 
+from poolgate import __version__
+
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
@@ -104,12 +106,14 @@ def kubeconfig_credentials(path: Path, context_name: str | None = None) -> KubeC
 class KubeClient:
     """The few API calls poolgate makes (the operator's and the pod watcher's)."""
 
-    def __init__(self, credentials: KubeCredentials, session: aiohttp.ClientSession) -> None:
+    def __init__(self, credentials: KubeCredentials, session: aiohttp.ClientSession,
+                 user_agent: str = f"poolgate/{__version__}") -> None:
         self.credentials = credentials
         self.session = session
+        self.user_agent = user_agent  # shows in the API server's audit log
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "User-Agent": self.user_agent}
         if self.credentials.token:
             headers["Authorization"] = f"Bearer {self.credentials.token}"
         if content_type:

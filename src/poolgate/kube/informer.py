@@ -7,7 +7,8 @@ the watch resumes from the last version seen, without a relist. An ERROR event w
 (`Expired`: the version is older than the server's history) or any other ERROR relists. API
 errors and unreachable servers are retried with jittered exponential back-off. A 404 on the list
 means the resource type is not served (its CRD is not installed): a warning, and the loop keeps
-trying (every `_MISSING_RETRY` seconds), so installing the CRD later is picked up.
+trying (backing off up to every `_MISSING_RETRY` seconds), so installing the CRD later is picked
+up.
 """
 
 from __future__ import annotations
@@ -99,12 +100,12 @@ class Reflector:
                 if e.status == 404:
                     if not self.missing:
                         log.warning("%s is not served by the API server (is its CRD installed?); "
-                                    "its objects are ignored until it appears, checking every "
-                                    "%gs", where, self._missing_retry)
+                                    "its objects are ignored until it appears", where)
                         self.missing = True
                         self._replace({})
                     self.synced.set()
-                    await asyncio.sleep(self._missing_retry * self._rng.uniform(0.9, 1.1))
+                    await asyncio.sleep(backoff * self._rng.uniform(0.8, 1.2))
+                    backoff = min(self._missing_retry, backoff * 2)
                     continue
                 if not failing:
                     log.warning("watching %s failing (the objects last seen stay in use): %s",

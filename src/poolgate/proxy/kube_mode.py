@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 
+from poolgate import __version__
 from poolgate._aio import cancel_and_wait
 from poolgate.config.snapshot import Snapshot
 from poolgate.controller.source import (
@@ -91,7 +92,8 @@ class KubeMode:
         self.options = options
         self.credentials = credentials_for(options.kubeconfig)
         self.session = aiohttp.ClientSession()
-        self.client = KubeClient(self.credentials, self.session)
+        self.client = KubeClient(self.credentials, self.session,
+                                 f"poolgate/{__version__} (gateway; {options.identity})")
         self.source = ClusterSource(self.client, options.namespaces, options.controller_names,
                                     on_change, seed=seed)
         self.writer = StatusWriter(self.client, options.controller_names[0])
