@@ -285,3 +285,53 @@ async def test_two_replicas_serve_and_only_the_lease_holder_writes_status(
 def _version() -> str:
     from poolgate import __version__
     return __version__
+
+
+async def test_the_charts_gateway_container_runs_as_rendered(
+        procs: ProcessGroup, tmp_path: Path, api: tuple[FakeKubeApi, int]) -> None:
+    """The gateway started with the arguments `helm template` renders (only the bind addresses,
+    ports and credentials changed for a test): it serves, and reports the Service's address."""
+    from tests.deploy._chart import NAMESPACE, RELEASE, one, render
+
+    fake, api_port = api
+    deployment = one(render(), "Deployment", f"{RELEASE}-poolgate-gateway")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    args = list(container["args"])
+    service_ns, service_name = args[args.index("--publish-service") + 1].split("/")
+    assert service_ns == NAMESPACE
+    fake.apply({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": service_name, "namespace": NAMESPACE},
+                "spec": {"clusterIP": "10.96.0.42", "ports": [{"port": 80}]}})
+    fleet = start_fleet(procs, 1)
+    for doc in yaml.safe_load_all(GATEWAY + "---" + pool_yaml(fleet.base_port)):
+        fake.apply(doc)
+    fake.apply(pod("vllm-0"))
+    fake.set_status("v1", "Pod", "ml", "vllm-0", pod("vllm-0")["status"])
+    env = {e["name"]: f"pod-{e['name'].lower()}" for e in container.get("env") or []
+           if "valueFrom" in e}
+    env["POD_NAMESPACE"] = NAMESPACE
+    port, admin = free_port(), free_port()
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api_port, TOKEN)
+    # Later flags win: the test binds 127.0.0.1 on free ports.
+    proc = procs.start(poolgate_command(
+        *args, "--kubeconfig", str(kubeconfig), "--host", "127.0.0.1", "--port", str(port),
+        "--admin-host", "127.0.0.1", "--admin-port", str(admin)), env=env)
+    gw = Gateway(proc, port, admin)
+    async with aiohttp.ClientSession() as s:
+        await eventually(lambda: _is(chat(s, gw, "any"), 200), "the chart's gateway serving")
+        for probe in ("/healthz", "/readyz"):
+            path = next(p for p in ("livenessProbe", "readinessProbe")
+                        if container[p]["httpGet"]["path"] == probe)
+            assert container[path]["httpGet"]["port"] in ("admin", 9901)
+            async def probed(probe: str = probe) -> bool:
+                async with s.get(f"http://127.0.0.1:{admin}{probe}") as r:
+                    return r.status == 200
+
+            await eventually(probed, f"{probe} answering 200")
+        gw_status = await eventually(lambda: _async(status_of(
+            fake, "gateway.networking.k8s.io/v1", "Gateway", "ml", "gw").get("addresses")),
+            "the Gateway's addresses")
+        assert gw_status == [{"type": "IPAddress", "value": "10.96.0.42"}]
+    lease = fake.get("coordination.k8s.io/v1", "Lease", NAMESPACE,
+                     args[args.index("--lease-name") + 1])
+    assert lease is not None and lease["spec"]["holderIdentity"] == env.get("POD_NAME"), lease
