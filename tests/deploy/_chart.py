@@ -135,3 +135,11 @@ def args_of(container: Mapping[str, Any]) -> dict[str, list[str]]:
             value = [] if following is None or following.startswith("-") else [following]
             out.setdefault(arg, []).extend(value)
     return out
+
+
+def accepts(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """`poolgate ARGS --help`: click parses every option name and its arity before the eager
+    --help exits, so an unknown flag or a missing value exits 2 and nothing is started."""
+    poolgate = Path(sys.executable).parent / "poolgate"
+    return subprocess.run([str(poolgate), *args, "--help"], capture_output=True, text=True,
+                          timeout=60, check=False)

@@ -25,6 +25,7 @@ from tests.deploy._chart import (
     RELEASE,
     REPO,
     Obj,
+    accepts,
     args_of,
     grants,
     load_file,
@@ -268,6 +269,19 @@ def test_gateway_runs_the_controller_with_its_flags() -> None:
     admin = one(objs, "Service", f"{FULLNAME}-gateway-admin")
     assert admin["spec"]["type"] == "ClusterIP"
     assert [(p["name"], p["port"]) for p in admin["spec"]["ports"]] == [("admin", 9901)]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_poolgate_accepts_every_flag_the_chart_passes(config: str) -> None:
+    objs = render_config(config)
+    names = {f"{FULLNAME}-gateway", f"{FULLNAME}-operator", f"{FULLNAME}-router"}
+    deployments = [d for d in of_kind(objs, "Deployment") if d["metadata"]["name"] in names]
+    assert deployments
+    for deployment in deployments:
+        args = container(deployment)["args"]
+        result = accepts(args)
+        assert result.returncode == 0, f"poolgate {' '.join(args)}:\n{result.stderr}"
+    assert accepts(["serve", "--no-such-flag"]).returncode == 2
 
 
 @pytest.mark.parametrize("config", CONFIGS)

@@ -15,6 +15,7 @@ from poolgate.api.loader import load_manifests
 from tests.deploy._chart import (
     REPO,
     Obj,
+    accepts,
     args_of,
     grants,
     load_file,
@@ -128,3 +129,11 @@ def test_plain_operator_elects_a_leader_as_the_chart_does() -> None:
     chart_operator = container(one(rendered, "Deployment", "poolgate-operator"))
     for field in ("image", "securityContext", "resources", "env", "volumeMounts"):
         assert operator[field] == chart_operator[field], field
+
+
+@pytest.mark.parametrize("path", [GATEWAY, OPERATOR], ids=["gateway", "operator"])
+def test_poolgate_accepts_every_flag_of_the_plain_manifests(path: Path) -> None:
+    for deployment in of_kind(load_file(path), "Deployment"):
+        args = container(deployment)["args"]
+        result = accepts(args)
+        assert result.returncode == 0, f"poolgate {' '.join(args)}:\n{result.stderr}"
