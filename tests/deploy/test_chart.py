@@ -458,7 +458,8 @@ def test_kubectl_apply_dry_run_maps_every_object(config: str, tmp_path: Path) ->
     file = tmp_path / "chart.yaml"
     file.write_text(yaml.safe_dump_all(objs))
     with fake_discovery() as api:
-        out = run("kubectl", "--server", api.url, "apply", "--dry-run=client",
+        out = run("kubectl", "--server", api.url, "--cache-dir", str(tmp_path / "cache"),
+                  "apply", "--dry-run=client",
                   "--validate=false", "-f", str(file), "-o", "json").stdout
     assert [r for r in api.requests if not r.startswith("GET ")] == []
     items = json.loads(out)["items"]
