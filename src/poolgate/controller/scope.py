@@ -19,6 +19,11 @@ from typing import Any
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 _POOL_GROUPS = frozenset({"inference.networking.k8s.io", "inference.networking.x-k8s.io"})
+# backendRef / targetRef (group, kind) that stand for the InferencePool of the same name: the pool
+# itself, and the imports of an exported pool (multi-cluster, seed 002).
+_POOL_REFS = frozenset({*((g, "InferencePool") for g in _POOL_GROUPS),
+                        ("inference.networking.x-k8s.io", "InferencePoolImport"),
+                        ("networking.gke.io", "GCPInferencePoolImport")})
 _POOL_FOLLOWERS = frozenset({"InferenceModel", "InferenceObjective", "GCPBackendPolicy",
                              "HealthCheckPolicy"})
 _ENVOY_POLICIES = frozenset({"BackendTrafficPolicy", "ClientTrafficPolicy", "SecurityPolicy"})
@@ -76,18 +81,19 @@ def route_pools(route: Mapping[str, Any]) -> set[str]:
         if not isinstance(rule, Mapping):
             continue
         for ref in _refs(rule.get("backendRefs")):
-            if ref.get("kind") == "InferencePool" and ref.get("group") in _POOL_GROUPS:
+            if (ref.get("group"), ref.get("kind")) in _POOL_REFS:
                 out.add(f"{ref.get('namespace') or namespace_of(route)}/{ref.get('name', '')}")
     return out
 
 
 def _pool_of(obj: Mapping[str, Any]) -> str | None:
-    """The InferencePool an InferenceModel/Objective (poolRef) or a GKE policy (targetRef)
-    belongs to, None when it names none (or something else)."""
+    """The InferencePool an InferenceModel/Objective (poolRef) or a GKE policy (targetRef, to
+    the pool or its import) belongs to, None when it names none (or something else)."""
     spec = _spec(obj)
     ref = spec.get("poolRef") if obj.get("kind") in ("InferenceModel", "InferenceObjective") \
         else spec.get("targetRef")
-    if not isinstance(ref, Mapping) or ref.get("kind", "InferencePool") != "InferencePool":
+    if not isinstance(ref, Mapping) or ref.get("kind", "InferencePool") not in {
+            kind for _, kind in _POOL_REFS}:
         return None
     return f"{namespace_of(obj)}/{ref.get('name', '')}"
 
@@ -117,25 +123,27 @@ def scope(objects: Iterable[Mapping[str, Any]], controller_names: Sequence[str])
               if not route_gateways(r) or any(g not in foreign for g in route_gateways(r))}
     pools = set().union(*(route_pools(r) for r in by_kind.get("HTTPRoute", [])
                           if key_of(r) in routes))
+    # Pools that exist but only foreign routes use: theirs. A reference to a pool that does not
+    # exist at all stays in, for the build to warn about.
+    theirs = {key_of(p) for p in by_kind.get("InferencePool", [])} - pools
     kept: list[Mapping[str, Any]] = []
     left_out: list[Mapping[str, Any]] = []
     for obj in objects:
-        (kept if _wanted(obj, foreign, routes, pools) else left_out).append(obj)
+        (kept if _wanted(obj, foreign, routes, theirs) else left_out).append(obj)
     return Scope(tuple(kept), classes, gateways, foreign, tuple(left_out))
 
 
 def _wanted(obj: Mapping[str, Any], foreign: frozenset[str], routes: set[str],
-            pools: set[str]) -> bool:
+            theirs: set[str]) -> bool:
     kind = obj.get("kind")
     if kind == "Gateway":
         return key_of(obj) not in foreign
     if kind == "HTTPRoute":
         return key_of(obj) in routes
     if kind == "InferencePool":
-        return key_of(obj) in pools
+        return key_of(obj) not in theirs
     if kind in _POOL_FOLLOWERS:
-        pool = _pool_of(obj)
-        return pool is None or pool in pools
+        return _pool_of(obj) not in theirs
     if kind in _ENVOY_POLICIES:
         targets = _policy_targets(obj)
         return not targets or any(

@@ -106,3 +106,27 @@ data:
 """
     built = build(cluster(carrier))
     assert [r.key for r in built.result.snapshot.routes] == ["ml/llm"]
+
+
+SEED_002 = Path(__file__).resolve().parents[3] / "examples" / "seed-002-multi-cluster"
+
+
+def test_seed_002_as_applied_to_one_cluster() -> None:
+    """Seed 002's manifests unmodified, the InferencePool its Helm chart installs in this cluster,
+    and the GatewayClass the chart creates for the Gateway's class name (outside GKE)."""
+    import yaml
+
+    objects = [d for f in sorted((SEED_002 / "seed").glob("*.yaml"))
+               for d in yaml.safe_load_all(f.read_text()) if d]
+    objects.append(next(iter(yaml.safe_load_all((SEED_002 / "local" / "pools.yaml").read_text()))))
+    objects.append({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+                    "metadata": {"name": "gke-l7-cross-regional-internal-managed-mc"},
+                    "spec": {"controllerName": OURS}})
+    built = build(objects)
+    assert not built.invalid
+    assert not built.scope.left_out, built.scope.left_out
+    (route,) = built.result.snapshot.routes
+    (backend,) = route.rules[0].backends
+    assert backend.error is None and backend.pool is not None
+    assert backend.pool.name == "vllm-llama3-8b-instruct"
+    assert "default/vllm-llama3-8b-instruct" in built.result.snapshot.health_checks
