@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.processes import ProcessGroup, poolgate_command
 
@@ -151,11 +152,19 @@ def test_a_misspelt_kind_is_a_warning_naming_the_kind_meant(procs: ProcessGroup,
     assert code == 1, out
 
 
-def test_the_deploy_configmap_is_validated_for_the_manifests_it_carries(
-        procs: ProcessGroup) -> None:
-    configmap = REPO / "deploy" / "gateway" / "gateway.yaml"
+def test_a_configmap_is_validated_for_the_manifests_it_carries(procs: ProcessGroup,
+                                                                tmp_path: Path) -> None:
+    # As the chart's gateway.extraManifests renders one: each *.yaml key a manifest file.
+    seed = REPO / "examples" / "seed-000-circuit-breaker"
+    data = {name: (seed / name).read_text() for name in ("gateway.yaml", "inference_rules.yaml")}
+    configmap = tmp_path / "configmap.yaml"
+    configmap.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "poolgate-extra-manifests", "namespace": "poolgate"},
+        "data": {**data, "inference_rules.yaml": data["inference_rules.yaml"].replace(
+            "targetPortNumber: 8000", "targetPortNumber: 80000")}}, width=200))
     code, out = run_validate(procs, "-f", str(configmap))
-    assert code == 0, out
+    assert code == 1, out
     # Before: "loaded: none" and "valid" without a look at what the ConfigMap carries.
-    assert "loaded: 1 Gateway, 1 HTTPRoute, 1 InferenceModel, 1 InferencePool" in out
-    assert f"{configmap}#pool.yaml:" in out  # problems point into the ConfigMap's file
+    assert "loaded: 1 BackendTrafficPolicy, 1 EnvoyProxy, 1 Gateway, 1 GatewayClass, 1 HTTPRoute" in out
+    assert f"{configmap}#inference_rules.yaml:" in out  # problems point into the ConfigMap's file
