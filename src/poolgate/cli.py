@@ -89,12 +89,14 @@ def operator(
     lease_duration: float = typer.Option(15.0, "--lease-duration", min=1, help="Seconds a Lease not renewed stays with its holder."),
     renew_deadline: float = typer.Option(10.0, "--renew-deadline", min=0.1, help="The leader steps down after failing to renew this long."),
     retry_period: float = typer.Option(2.0, "--retry-period", min=0.05, help="Seconds between reads/renewals of the Lease."),
+    health_port: int = typer.Option(0, "--health-port", min=0, max=65535, help="Serve the probes (/healthz, /readyz) on this port (the chart uses 8081); 0: none."),
+    health_host: str = typer.Option("0.0.0.0", "--health-host", help="Address the probes listen on."),
 ) -> None:
     """Run the InferenceService controller: renders and applies each router Deployment and Service."""
     from pathlib import Path
 
     from poolgate.kube.leader import LeaseTiming
-    from poolgate.operator.main import run
+    from poolgate.operator.main import LeaseSettings, run
 
     if not retry_period < renew_deadline < lease_duration:
         raise typer.BadParameter("needs --retry-period < --renew-deadline < --lease-duration",
@@ -104,8 +106,11 @@ def operator(
                                  param_hint="--log-level")
 
     raise typer.Exit(run(Path(kubeconfig) if kubeconfig else None, namespace, all_namespaces,
-                         resync_seconds, log_level, leader_elect, lease_name, lease_namespace,
-                         LeaseTiming(lease_duration, renew_deadline, retry_period)))
+                         resync_seconds, log_level,
+                         LeaseSettings(lease_name, lease_namespace,
+                                       LeaseTiming(lease_duration, renew_deadline, retry_period))
+                         if leader_elect else None,
+                         (health_host, health_port) if health_port else None))
 
 
 @app.command("router")

@@ -218,6 +218,11 @@ def test_operator_rbac_and_leader_election() -> None:
         assert flags["--leader-elect"] == []
         assert flags["--lease-namespace"] == [NAMESPACE]
         assert any(e["name"] == "POD_NAME" for e in operator["env"])
+        # Probes on the port `--health-port` serves.
+        (port,) = operator["ports"]
+        assert flags["--health-port"] == [str(port["containerPort"])]
+        assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+        assert operator["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
         roles = [o for o in objs if o["kind"] in ("ClusterRole", "Role")
                  and o["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"]
         lease = one(roles, "Role", f"{FULLNAME}-operator-leader-election")

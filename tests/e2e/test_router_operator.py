@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 import yaml
@@ -22,7 +23,7 @@ from aiohttp import web
 
 from poolgate.operator.render import render
 from tests.support.apps import serve_app
-from tests.support.processes import ProcessGroup, poolgate_command
+from tests.support.processes import ProcessGroup, free_port, poolgate_command
 
 pytestmark = pytest.mark.e2e
 
@@ -214,10 +215,17 @@ async def test_operator_applies_renders_and_reports_status(
         procs: ProcessGroup, tmp_path: Path, fake_api: tuple[FakeApi, int]) -> None:
     api, port = fake_api
     kubeconfig = write_kubeconfig(tmp_path, port)
-    operator = procs.start(poolgate_command("operator", "--kubeconfig", str(kubeconfig)))
+    health = free_port()
+    operator = procs.start(poolgate_command("operator", "--kubeconfig", str(kubeconfig),
+                                            "--health-port", str(health),
+                                            "--health-host", "127.0.0.1"))
 
     # 1. the listed InferenceService: Deployment + Service applied exactly as rendered
     await eventually(lambda: len(api.applies) >= 2 and len(api.statuses) >= 1)
+    async with aiohttp.ClientSession() as s:
+        for probe in ("healthz", "readyz"):  # listed: ready
+            async with s.get(f"http://127.0.0.1:{health}/{probe}") as r:
+                assert r.status == 200, probe
     expected = render(api.items[0])
     (dep_path, params, ctype, dep), (svc_path, _, _, svc) = api.applies[:2]
     assert dep_path == "/apis/apps/v1/namespaces/ml/deployments/llama-router"

@@ -73,6 +73,8 @@ class Controller:
         # the InferenceService and Deployment watches both reconcile; one at a time, so two
         # reconciles of the same object never interleave their apply and status writes
         self._lock = asyncio.Lock()
+        # whether the last list of InferenceServices succeeded (the readiness probe's answer)
+        self.listed = False
 
     async def reconcile(self, obj: dict[str, Any]) -> None:
         """Render and apply one InferenceService, then record the outcome in its status."""
@@ -134,7 +136,12 @@ class Controller:
     async def run_once(self) -> None:
         """One list (reconciling everything), then watch until the watch ends or fails."""
         path = collection_path(self.options.namespace)
-        listing = await self.client.list(path)
+        try:
+            listing = await self.client.list(path)
+        except KubeError:
+            self.listed = False
+            raise
+        self.listed = True
         for item in listing.get("items", []):
             await self._reconcile_logged(item)
         version = str(listing.get("metadata", {}).get("resourceVersion", ""))
