@@ -111,11 +111,11 @@ class GatewayServer:
         """Stop accepting, let running requests finish (up to the drain time), then close."""
         self.admin.mark_draining()
         await self.reloader.close()
-        if self.kube is not None:
-            await self.kube.close()
-            await cancel_and_wait(list(self._cluster_reloads))
+        await cancel_and_wait(list(self._cluster_reloads))
         if self.pod_discovery is not None:
             await self.pod_discovery.close()
+        if self.kube is not None:  # after pod discovery, which shares its API connection
+            await self.kube.close()
         self.listeners.stop_accepting()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.drain_seconds
