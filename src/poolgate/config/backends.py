@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from poolgate.api import gateway, inference
 from poolgate.api.kinds import GATEWAY_GROUP
@@ -43,8 +43,11 @@ def resolve_backend(
     pools: Mapping[str, Pool],
     source: LocalEndpointSource,
     grants: Sequence[gateway.ReferenceGrant],
+    *, in_cluster: bool = False,
 ) -> Backend:
-    """The Backend for one backendRef; unresolvable refs carry `error` (the data plane's 500)."""
+    """The Backend for one backendRef; unresolvable refs carry `error` (the data plane's 500).
+    `in_cluster`: a Service no LocalEndpoints declares is its cluster DNS name
+    (`NAME.NAMESPACE.svc`, kube-proxy balancing its pods) on the backendRef's port."""
     namespace = ref.namespace or route_namespace
 
     def failed(message: str, reason: str = BACKEND_NOT_FOUND) -> Backend:
@@ -74,21 +77,34 @@ def resolve_backend(
             return failed(f"backendRef {described} needs a port")
         return Backend(ref.kind, ref.name, namespace, ref.weight, key, host=host, port=ref.port)
     if ref.kind == "Service" and ref.group in ("", "core"):
-        found = source.service_addresses(namespace, ref.name)
-        if len(found) != 1:
-            how = "none" if not found else f"{len(found)} addresses"
-            return failed(
-                f"backendRef to Service {namespace}/{ref.name}: outside a cluster a Service is "
-                f"one address declared by a LocalEndpoints labelled {SERVICE_LABEL}: "
-                f"{ref.name} in namespace {namespace}; found {how}"
-            )
-        addr = found[0]
-        port = addr.port if addr.port is not None else ref.port
-        if port is None:
-            return failed(f"backendRef to Service {namespace}/{ref.name} needs a port "
-                          "(in the backendRef or the declared address)")
-        return Backend(ref.kind, ref.name, namespace, ref.weight, key, host=addr.host, port=port)
+        return _service_backend(ref, key, namespace, source, in_cluster, failed)
     group = ref.group or "core"
     return failed(f"backendRef kind {ref.kind} in group {group} is not supported (use an "
                   f"InferencePool, a Service, or group {POOLGATE_GROUP} kind {ADDRESS_KIND})",
                   INVALID_KIND)
+
+
+def _service_backend(ref: gateway.HTTPBackendRef, key: str, namespace: str,
+                     source: LocalEndpointSource, in_cluster: bool,
+                     failed: Callable[[str], Backend]) -> Backend:
+    """A Service backendRef: the one address a LocalEndpoints declares for it, else (in a
+    cluster) its DNS name on the backendRef's port."""
+    found = source.service_addresses(namespace, ref.name)
+    if not found and in_cluster:
+        if ref.port is None:
+            return failed(f"backendRef to Service {namespace}/{ref.name} needs a port")
+        return Backend(ref.kind, ref.name, namespace, ref.weight, key,
+                       host=f"{ref.name}.{namespace}.svc", port=ref.port)
+    if len(found) != 1:
+        how = "none" if not found else f"{len(found)} addresses"
+        return failed(
+            f"backendRef to Service {namespace}/{ref.name}: outside a cluster a Service is "
+            f"one address declared by a LocalEndpoints labelled {SERVICE_LABEL}: "
+            f"{ref.name} in namespace {namespace}; found {how}"
+        )
+    addr = found[0]
+    port = addr.port if addr.port is not None else ref.port
+    if port is None:
+        return failed(f"backendRef to Service {namespace}/{ref.name} needs a port "
+                      "(in the backendRef or the declared address)")
+    return Backend(ref.kind, ref.name, namespace, ref.weight, key, host=addr.host, port=port)

@@ -207,7 +207,8 @@ class _Builder:
                 rule_policy = policies.get(("HTTPRoute", route.key, rule.name)) if rule.name else None
                 policy = rule_policy or route_policy or gw_policy
                 scratch = Report()
-                one = compile_rule(loaded, i, rule, pools, source, grants, policy, scratch)
+                one = compile_rule(loaded, i, rule, pools, source, grants, policy, scratch,
+                                   in_cluster=self.cluster is not None)
                 one = replace(one, security=self.security_for(route, rule.name, attachments,
                                                                securities))
                 one, replaced = with_imports(rule, one, route.namespace, imports, pools, grants)

@@ -233,8 +233,10 @@ def compile_rule(
     grants: Sequence[gateway.ReferenceGrant],
     policy: TrafficPolicy | None,
     report: Report,
+    *, in_cluster: bool = False,
 ) -> RouteRule:
-    """One HTTPRoute rule resolved; problems go to `report`."""
+    """One HTTPRoute rule resolved; problems go to `report` (`in_cluster`: as for
+    `resolve_backend`)."""
     route = loaded.resource
     assert isinstance(route, gateway.HTTPRoute)
     matches = compile_matches(loaded, index, rule, report)
@@ -247,7 +249,8 @@ def compile_rule(
             backends.append(Backend(ref.kind, ref.name, ref.namespace or route.namespace,
                                     ref.weight, key, error=unsupported))
             continue
-        backend = resolve_backend(ref, key, route.namespace, pools, source, grants)
+        backend = resolve_backend(ref, key, route.namespace, pools, source, grants,
+                                  in_cluster=in_cluster)
         if backend.error is not None:
             report.warning(loaded, f"{where}: {backend.error}; requests sent to it get 500")
         if ref.filters:

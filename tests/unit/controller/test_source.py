@@ -130,3 +130,23 @@ def test_seed_002_as_applied_to_one_cluster() -> None:
     assert backend.error is None and backend.pool is not None
     assert backend.pool.name == "vllm-llama3-8b-instruct"
     assert "default/vllm-llama3-8b-instruct" in built.result.snapshot.health_checks
+
+
+def test_in_a_cluster_a_service_backend_is_its_dns_name() -> None:
+    from poolgate.discovery.kubernetes import PodCache
+
+    extra = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: to-service, namespace: ml}
+spec:
+  parentRefs: [{name: inference-gateway}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /svc}}]
+    backendRefs: [{kind: Service, name: vllm, port: 8000}, {kind: Service, name: noport}]
+"""
+    built = source().build(cluster(extra), [], PROFILE_NAMES, PodCache())
+    route = next(r for r in built.result.snapshot.routes if r.name == "to-service")
+    dns, noport = route.rules[0].backends
+    assert (dns.host, dns.port, dns.error) == ("vllm.ml.svc", 8000, None)
+    assert noport.error == "backendRef to Service ml/noport needs a port"
