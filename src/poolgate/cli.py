@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated
@@ -250,6 +251,74 @@ def serve(
                                saturation_queue=saturation_queue, saturation_kv=saturation_kv,
                                staleness=metrics_staleness, region=placement.home,
                                region_order=placement.order),
+    )
+    raise typer.Exit(run_serve(options))
+
+
+@app.command("epp")
+def epp(
+    files: list[Path] = typer.Option([], "-f", "--file", help="Manifest file or directory (repeatable); with --source kubernetes, local overrides."),
+    grpc_port: int = typer.Option(9002, "--grpc-port", min=0, max=65535, help="Port of the gRPC ext_proc server and gRPC health (the Inference Extension's EPP uses 9002)."),
+    host: str = typer.Option("0.0.0.0", "--host", help="Address the gRPC server binds."),
+    admin_port: int = typer.Option(9901, "--admin-port", help="Admin listener port (/metrics /healthz /readyz /status)."),
+    admin_host: str = typer.Option("127.0.0.1", "--admin-host", help="Admin listener address."),
+    access_log: str = typer.Option("-", "--access-log", help="'-' for stdout, 'off', or a file path (one line per request picked)."),
+    max_body_bytes: int = typer.Option(16 << 20, "--max-body-bytes", min=1, help="Largest request body read (413 above)."),
+    watch: bool = typer.Option(True, "--watch/--no-watch", help="Reload the manifests when they change."),
+    drain_seconds: float = typer.Option(30.0, "--drain-seconds", min=0, help="On stop, wait this long for the streams in flight."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed random choices for reproducible runs."),
+    scheduler_profile: str = typer.Option("default", "--scheduler-profile", help="Endpoint-picker profile for pools without the poolgate.dev/scheduler-profile annotation."),
+    scheduler_config: Path | None = typer.Option(None, "--scheduler-config", help="YAML file of custom scheduler profiles."),
+    scrape_interval: float = typer.Option(0.05, "--scrape-interval", min=0.005, help="Seconds between scrapes of each endpoint's /metrics."),
+    metrics_staleness: float = typer.Option(2.0, "--metrics-staleness", min=0.01, help="Metrics older than this many seconds count as unknown."),
+    saturation_queue: int = typer.Option(5, "--saturation-queue", min=0, help="Saturation threshold: waiting requests."),
+    saturation_kv: float = typer.Option(0.8, "--saturation-kv", min=0.0, max=1.0, help="Saturation threshold: KV-cache utilisation."),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    discovery: str = typer.Option("local", "--discovery", help="'local' (LocalEndpoints) or 'kubernetes' (the Ready pods each InferencePool selects)."),
+    kubeconfig: Path | None = typer.Option(None, "--kubeconfig", help="Outside a cluster: the kubeconfig for --source/--discovery kubernetes."),
+    source: str = typer.Option("files", "--source", help="'files' (-f) or 'kubernetes' (the objects of the API)."),
+    namespaces: list[str] = typer.Option([], "--namespace", "-n", help="With --source kubernetes: watch only this namespace (repeatable)."),
+    controller_names: list[str] = typer.Option([], "--controller-name", help="With --source kubernetes: the GatewayClass controllerName(s) whose Gateways' routes are read."),
+) -> None:
+    """Run the endpoint picker behind Envoy: gRPC ext_proc (the Inference Extension's protocol)."""
+    from poolgate.kube.leader import LeaseTiming
+    from poolgate.observability.logs import configure_logging
+    from poolgate.proxy.gateway import GatewayOptions
+    from poolgate.proxy.run import run_serve
+    from poolgate.proxy.server import ServeOptions
+    from poolgate.scheduling.profiles import BUILTIN_PROFILES
+
+    try:
+        configure_logging(log_level)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--log-level") from None
+    for f in files:
+        if not f.exists():
+            raise typer.BadParameter(f"{f} does not exist", param_hint="-f")
+    if discovery not in ("local", "kubernetes"):
+        raise typer.BadParameter(f"{discovery!r}: choose local or kubernetes",
+                                 param_hint="--discovery")
+    # The picker writes no status: the Gateway's controller (Envoy Gateway, GKE, ...) does.
+    kube_options = dataclasses.replace(
+        _kube_options(source, files, namespaces, controller_names, None, False, "poolgate-epp",
+                      None, kubeconfig, LeaseTiming()), write_status=False)
+    custom = _load_scheduler_config(scheduler_config)
+    if scheduler_profile not in BUILTIN_PROFILES and scheduler_profile not in custom:
+        known = sorted([*BUILTIN_PROFILES, *custom])
+        raise typer.BadParameter(
+            f"unknown profile {scheduler_profile!r}; choose one of {', '.join(known)}",
+            param_hint="--scheduler-profile")
+    options = ServeOptions(
+        paths=list(files), host=host, admin_host=admin_host, admin_port=admin_port,
+        access_log=access_log, watch=watch, drain_seconds=drain_seconds,
+        scrape_interval=scrape_interval,
+        discovery="kubernetes" if source == "kubernetes" else discovery, kubeconfig=kubeconfig,
+        source=source, kube=kube_options, front="ext_proc", grpc_port=grpc_port,
+        gateway=GatewayOptions(max_body_bytes=max_body_bytes, seed=seed,
+                               scheduler_profile=scheduler_profile,
+                               custom_profiles=MappingProxyType(custom),
+                               saturation_queue=saturation_queue, saturation_kv=saturation_kv,
+                               staleness=metrics_staleness),
     )
     raise typer.Exit(run_serve(options))
 

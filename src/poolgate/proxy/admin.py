@@ -10,7 +10,7 @@ from aiohttp import web
 from poolgate.datalayer.health_checker import ActiveHealthChecker
 from poolgate.observability.metrics import GatewayMetrics
 from poolgate.proxy.gateway import Gateway
-from poolgate.proxy.listeners import ListenError, Listeners
+from poolgate.proxy.listeners import Front, ListenError
 from poolgate.proxy.status import gateway_status, not_ready_reason
 
 
@@ -21,7 +21,7 @@ class AdminServer:
     `staleness`: metrics older than this many seconds are shown as not fresh."""
 
     def __init__(self, host: str, port: int, *, gateway: Gateway, metrics: GatewayMetrics,
-                 listeners: Listeners, health_checker: ActiveHealthChecker,
+                 listeners: Front, health_checker: ActiveHealthChecker,
                  staleness: float) -> None:
         self._host = host
         self._port = port

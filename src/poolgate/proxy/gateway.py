@@ -170,7 +170,7 @@ class Gateway:
         """Close the upstream connections."""
         await self.upstreams.close()
 
-    def _now(self) -> float:
+    def now(self) -> float:
         """The event loop's clock (the loop is looked up once, see `_loop`)."""
         loop = self._loop
         if loop is None:
@@ -181,8 +181,8 @@ class Gateway:
 
     async def handle(self, request: Responder, listener_port: int) -> None:
         """Answer one client request that arrived on the Gateway listener `listener_port`."""
-        ctx = RequestContext(request, listener_port, self._now(), self.runtime)
-        lease = RequestLease(ctx, self.store, self.steering, self._now, self._finish)
+        ctx = RequestContext(request, listener_port, self.now(), self.runtime)
+        lease = RequestLease(ctx, self.store, self.steering, self.now, self.finish)
         self.active_requests += 1
         try:
             self.resolve(ctx)
@@ -306,15 +306,10 @@ class Gateway:
         set the request's deadline. The circuit breaker admits each attempt (`attempt`)."""
         cluster = ctx.cluster
         assert cluster is not None
-        pool, inference = cluster.pool, ctx.inference
-        if (pool is not None and inference is not None
-                and should_shed(inference.criticality, ctx.priority, True)
-                and self.saturation.is_saturated(pool.addresses, self.store, self._now())):
-            self.metrics.shed.labels(pool.key, "saturated").inc()
-            raise RequestShed()
+        self.shed(ctx)
         limiter = cluster.rate_limiter
         if limiter is not None:
-            now = self._now()
+            now = self.now()
             if not limiter.try_take(now):
                 self.metrics.shed.labels(cluster.key, "rate_limited").inc()
                 raise RateLimited(headers=limiter.ratelimit_headers(now))
@@ -323,6 +318,16 @@ class Gateway:
         # GCPBackendPolicy timeoutSec bounds the backend request too; the shorter limit wins.
         if cluster.timed_by is not None and cluster.timed_by.timeout is not None:
             ctx.deadline = ctx.started + cluster.timed_by.timeout
+
+    def shed(self, ctx: RequestContext) -> None:
+        """429 for a sheddable request (criticality, objective priority) to a saturated pool."""
+        cluster, inference = ctx.cluster, ctx.inference
+        pool = cluster.pool if cluster is not None else None
+        if (pool is not None and inference is not None
+                and should_shed(inference.criticality, ctx.priority, True)
+                and self.saturation.is_saturated(pool.addresses, self.store, self.now())):
+            self.metrics.shed.labels(pool.key, "saturated").inc()
+            raise RequestShed()
 
     # -- attempt ---------------------------------------------------------------------------------
 
@@ -333,7 +338,7 @@ class Gateway:
         assert cluster is not None
         tried: list[str] = []
         while True:
-            address = self._pick(ctx, cluster, tried)
+            address = self.pick(ctx, cluster, tried)
             tried.append(address)
             decision = cluster.breaker.try_acquire(
                 address if cluster.breaker.limits.per_endpoint_max_connections is not None
@@ -344,7 +349,7 @@ class Gateway:
             attempt = Attempt(address)
             ctx.attempts.append(attempt)
             deadline = (ctx.deadline if cluster.timeouts.per_try is None
-                        else cluster.timeouts.attempt_deadline(self._now(), ctx.deadline))
+                        else cluster.timeouts.attempt_deadline(self.now(), ctx.deadline))
             failure = await self._send(ctx, cluster, lease, attempt, deadline)
             if failure is not None:
                 if not self._retries_failure(cluster, failure, tried):
@@ -359,15 +364,21 @@ class Gateway:
             lease.end_attempt()
             await self._backoff(ctx, cluster.retry)
 
-    def _pick(self, ctx: RequestContext, cluster: BackendCluster, tried: list[str]) -> str:
+    def pick(self, ctx: RequestContext, cluster: BackendCluster, tried: list[str],
+              allowed: frozenset[str] | None = None) -> str:
         """The endpoint for this attempt: the pool's picker over the usable endpoints not tried
         yet for this request (all of them when every one was tried), preferring endpoints below
-        the breaker's `perEndpoint.maxConnections`."""
-        now = self._now()
+        the breaker's `perEndpoint.maxConnections`; `allowed`: only these (the endpoint
+        picker's subset hint; 503 when none of them is usable)."""
+        now = self.now()
         if cluster.balancer is None and not self.store.unreachable:
             candidates = cluster.candidates  # nothing narrows them (the common case)
         else:
             candidates = self.steering.narrow(cluster, now)
+        if allowed is not None:
+            candidates = tuple(c for c in candidates if c in allowed)
+            if not candidates:
+                raise NoHealthyEndpoint()
         breaker = cluster.breaker
         if breaker.limits.per_endpoint_max_connections is not None and len(candidates) > 1:
             candidates = tuple(c for c in candidates if breaker.endpoint_has_capacity(c)) \
@@ -427,7 +438,7 @@ class Gateway:
             return _Failure(kind, UpstreamReset(retried=retried))
         attempt.status = upstream.status
         lease.answered(upstream)
-        ctx.outcome.ttfb = self._now() - ctx.started
+        ctx.outcome.ttfb = self.now() - ctx.started
         return None
 
     def _retries_failure(self, cluster: BackendCluster, failure: _Failure,
@@ -471,7 +482,7 @@ class Gateway:
             return
         delay = retry.backoff(len(ctx.attempts) - 1, self.rnd)
         if ctx.deadline is not None:
-            delay = min(delay, max(0.0, ctx.deadline - self._now()))
+            delay = min(delay, max(0.0, ctx.deadline - self.now()))
         await asyncio.sleep(delay)
 
     async def _relay(self, ctx: RequestContext, cluster: BackendCluster, lease: RequestLease,
@@ -508,9 +519,9 @@ class Gateway:
 
     # -- outcome ---------------------------------------------------------------------------------
 
-    def _finish(self, ctx: RequestContext) -> None:
+    def finish(self, ctx: RequestContext) -> None:
         """Metrics and the access-log line of a finished request (called once, by its lease)."""
-        elapsed = self._now() - ctx.started
+        elapsed = self.now() - ctx.started
         outcome = ctx.outcome
         route, model = ctx.route_key, ctx.model
         self.metrics.count_request(route, model, outcome.status or ctx.request.status)

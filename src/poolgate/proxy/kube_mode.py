@@ -58,6 +58,7 @@ class KubeOptions:
     identity: str = field(default_factory=lambda: os.environ.get("POD_NAME")
                           or f"{socket.gethostname()}_{os.getpid()}")
     timing: LeaseTiming = field(default_factory=LeaseTiming)
+    write_status: bool = True  # `poolgate epp` reads only: the Gateway's controller writes
 
 
 def credentials_for(kubeconfig: Path | None) -> KubeCredentials:
@@ -110,6 +111,8 @@ class KubeMode:
         self.source.start()
         if not await self.source.wait_synced():
             log.warning("not every resource type was listed in time; serving what is known")
+        if not self.options.write_status:
+            return
         lead: Callable[[], Awaitable[None]] = self.writer.lead
         if self.options.leader_elect:
             namespace = (self.options.lease_namespace or os.environ.get("POD_NAMESPACE")

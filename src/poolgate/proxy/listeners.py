@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 from poolgate.config.snapshot import Snapshot
 from poolgate.http.server import DownstreamRequest, HttpServer
@@ -26,6 +27,20 @@ class ListenError(Exception):
         else:
             text = f"cannot listen on {what}: {error.strerror or error}"
         super().__init__(text)
+
+
+class Front(Protocol):
+    """Where requests come in: the HTTP listeners (`Listeners`), or the endpoint picker's gRPC
+    server (`epp.ExtProcFront`)."""
+
+    @property
+    def bound_ports(self) -> dict[int, int]: ...
+
+    async def sync(self, snapshot: Snapshot) -> None: ...
+
+    def stop_accepting(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class Listeners:

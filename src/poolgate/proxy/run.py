@@ -62,8 +62,9 @@ async def serve_until_stopped(options: ServeOptions, stop: StopSignal,
     # process: moving it out of the collector's generations keeps full collections, which
     # otherwise walk all of it, short on the request path.
     gc.freeze()
+    what = "endpoint picker (gRPC ext_proc)" if options.front == "ext_proc" else "gateway listener"
     for declared, bound in sorted(server.bound_ports.items()):
-        log.info("gateway listener %d bound on %s:%d", declared, options.host, bound)
+        log.info("%s %d bound on %s:%d", what, declared, options.host, bound)
     log.info("admin on http://%s:%d (/metrics /healthz /readyz /status)", options.admin_host,
              options.admin_port)
     try:

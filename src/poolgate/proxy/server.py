@@ -19,9 +19,10 @@ from poolgate.discovery.kubernetes import PodCache
 from poolgate.observability.access_log import AccessLog
 from poolgate.observability.metrics import GatewayMetrics
 from poolgate.proxy.admin import AdminServer
+from poolgate.proxy.epp import EndpointPicker, ExtProcFront
 from poolgate.proxy.gateway import Gateway, GatewayOptions
 from poolgate.proxy.kube_mode import KubeMode, KubeOptions
-from poolgate.proxy.listeners import Listeners
+from poolgate.proxy.listeners import Front, Listeners
 from poolgate.proxy.pod_discovery import PodDiscovery
 from poolgate.proxy.reload import Reloader
 
@@ -51,6 +52,10 @@ class ServeOptions:
     # which override them), with status written back (implies discovery "kubernetes").
     source: str = "files"
     kube: KubeOptions = field(default_factory=KubeOptions)
+    # "http": the Gateways' listeners (`poolgate serve`); "ext_proc": only the endpoint
+    # picker's gRPC server on `host:grpc_port` (`poolgate epp`), Envoy being the data plane.
+    front: str = "http"
+    grpc_port: int = 9002
 
     @property
     def profile_names(self) -> frozenset[str]:
@@ -75,9 +80,11 @@ class GatewayServer:
         self.health_checker = ActiveHealthChecker(self.gateway.health, seed=options.gateway.seed)
         self.health_checker.set_targets(targets_for(snapshot.pools, snapshot.health_checks))
         self.on_reload: list[Callable[[Snapshot], None]] = []
-        self.listeners = Listeners(self.gateway.handle, host=options.host, port=options.port,
-                                   port_map=options.port_map,
-                                   max_body=options.gateway.max_body_bytes)
+        self.listeners: Front = (
+            ExtProcFront(EndpointPicker(self.gateway), host=options.host, port=options.grpc_port)
+            if options.front == "ext_proc" else
+            Listeners(self.gateway.handle, host=options.host, port=options.port,
+                      port_map=options.port_map, max_body=options.gateway.max_body_bytes))
         self.kube = None if options.source != "kubernetes" else KubeMode(
             options.kube, self._cluster_changed, seed=options.gateway.seed)
         self._cluster_reloads: set[asyncio.Task[bool]] = set()
