@@ -46,6 +46,10 @@ EXT_PROC_ATTRIBUTES = "envoy.filters.http.ext_proc"
 _FULL_DUPLEX = processing_mode_pb2.ProcessingMode.FULL_DUPLEX_STREAMED
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _CONTINUE = pb.CommonResponse(status=pb.CommonResponse.CONTINUE)
+_HEAD_ONLY = processing_mode_pb2.ProcessingMode(
+    response_header_mode=processing_mode_pb2.ProcessingMode.SEND,
+    response_body_mode=processing_mode_pb2.ProcessingMode.NONE,
+    response_trailer_mode=processing_mode_pb2.ProcessingMode.SKIP)
 
 
 class ExtProcRequest:
@@ -323,14 +327,18 @@ class Exchange:
             set_headers.append(("content-length", str(len(body))))
         mutation = pb.CommonResponse(header_mutation=_set_headers(set_headers),
                                      clear_route_cache=False)
+        # A response that is not streamed ends with its head (a model server sends the whole
+        # body at once when generation is done): its body need not come here at all. Envoy
+        # applies this when the filter allows mode overrides, and ignores it otherwise.
+        override = None if pick.held.streamed or self._full_duplex_response else _HEAD_ONLY
         if phase == "headers":
             return [pb.ProcessingResponse(request_headers=pb.HeadersResponse(response=mutation),
-                                          dynamic_metadata=metadata)]
+                                          dynamic_metadata=metadata, mode_override=override)]
         if phase == "full-duplex":
             # Envoy sends upstream the body this answer streams back, not the one it received.
             return [
                 pb.ProcessingResponse(request_headers=pb.HeadersResponse(response=mutation),
-                                      dynamic_metadata=metadata),
+                                      dynamic_metadata=metadata, mode_override=override),
                 pb.ProcessingResponse(request_body=pb.BodyResponse(response=pb.CommonResponse(
                     body_mutation=pb.BodyMutation(streamed_response=pb.StreamedBodyResponse(
                         body=body, end_of_stream=True))))),
@@ -338,7 +346,7 @@ class Exchange:
         if pick.body is not None:
             mutation.body_mutation.body = pick.body
         return [pb.ProcessingResponse(request_body=pb.BodyResponse(response=mutation),
-                                      dynamic_metadata=metadata)]
+                                      dynamic_metadata=metadata, mode_override=override)]
 
     # -- response --------------------------------------------------------------------------------
 
