@@ -65,6 +65,26 @@ def validate(
     raise typer.Exit(code)
 
 
+@app.command("envoy-config")
+def envoy_config(
+    files: list[Path] = typer.Option(..., "-f", "--file", help="Manifest file or directory (repeatable), as for `serve`."),
+    epp_address: str = typer.Option("127.0.0.1:9002", "--epp-address", help="HOST:PORT of `poolgate epp` (the ext_proc gRPC server)."),
+    admin_port: int = typer.Option(9901, "--admin-port", min=1, max=65535, help="Envoy's admin interface port (on 127.0.0.1)."),
+    host: str = typer.Option("0.0.0.0", "--host", help="Address Envoy's listeners bind."),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Listen on this port instead of the Gateway's (single listener port)."),
+    port_map: list[str] = typer.Option([], "--port-map", help="DECLARED=BOUND listener port (repeatable)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write the bootstrap here instead of stdout."),
+) -> None:
+    """Render an Envoy bootstrap for the manifests, ext_proc pointing at `poolgate epp`."""
+    from poolgate.envoy.command import options_of, run
+
+    try:
+        options = options_of(epp_address, admin_port, host, port, _parse_port_map(port_map))
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--epp-address") from None
+    raise typer.Exit(run(files, options, output))
+
+
 @app.command(
     "bench",
     add_help_option=False,
