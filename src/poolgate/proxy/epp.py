@@ -109,9 +109,12 @@ class EndpointPicker:
             store.answered(endpoint)
             held.awaiting = False
         cluster = ctx.cluster
-        if status < 500 and ctx.llm is not None and cluster is not None \
-                and cluster.picker is not None:
+        if cluster is None:
+            return
+        if status < 500 and ctx.llm is not None and cluster.picker is not None:
             cluster.picker.scheduler.on_picked(ctx.llm, endpoint)
+        if cluster.outlier is not None:  # the route's passive health check
+            self.gateway.steering.record(cluster, endpoint, status, self.gateway.now())
 
     def finish(self, ctx: RequestContext, held: Held | None) -> None:
         if held is not None:
