@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from poolgate.envoy.model import EnvoyOptions
-from tests.unit.envoy.render import EXAMPLES, cluster, hcm, http_filter, rendered_dir, routes
+from tests.unit.envoyconf.render import EXAMPLES, cluster, hcm, http_filter, rendered_dir, routes
 
 SEED_000 = EXAMPLES / "seed-000-circuit-breaker"
 SEED_002 = EXAMPLES / "seed-002-multi-cluster"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.unit.config.manifests import GATEWAY, POOL, route
-from tests.unit.envoy.render import cluster, hcm, http_filter, rendered, routes
+from tests.unit.envoyconf.render import cluster, hcm, http_filter, rendered, routes
 
 ADDRESS = "{group: poolgate.dev, kind: Address, name: 127.0.0.1, port: 9000}"
 POOL_REF = "{group: inference.networking.x-k8s.io, kind: InferencePool, name: pool}"

@@ -9,7 +9,7 @@ import pytest
 from poolgate.config.matching import first_segment
 from poolgate.envoy.routes import ordered_candidates
 from tests.unit.config.manifests import GATEWAY, POOL, load, route
-from tests.unit.envoy.render import hcm, rendered, routes
+from tests.unit.envoyconf.render import hcm, rendered, routes
 
 ADDRESS = "{group: poolgate.dev, kind: Address, name: 127.0.0.1, port: 9000}"
 POOL_REF = "{group: inference.networking.x-k8s.io, kind: InferencePool, name: pool}"

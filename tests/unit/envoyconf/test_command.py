@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from poolgate.cli import app
 from poolgate.envoy.command import options_of, parse_address, run
 from tests.unit.config.manifests import GATEWAY, route
-from tests.unit.envoy.render import EXAMPLES
+from tests.unit.envoyconf.render import EXAMPLES
 
 SEED_000 = EXAMPLES / "seed-000-circuit-breaker"
 
