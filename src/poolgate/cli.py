@@ -74,14 +74,17 @@ def envoy_config(
     port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Listen on this port instead of the Gateway's (single listener port)."),
     port_map: list[str] = typer.Option([], "--port-map", help="DECLARED=BOUND listener port (repeatable)."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Write the bootstrap here instead of stdout."),
+    response_body_mode: str = typer.Option("FULL_DUPLEX_STREAMED", "--response-body-mode", help="How response bodies reach the picker: FULL_DUPLEX_STREAMED (the Inference Extension's), STREAMED or NONE (see docs/envoy-config.md)."),
 ) -> None:
     """Render an Envoy bootstrap for the manifests, ext_proc pointing at `poolgate epp`."""
     from poolgate.envoy.command import options_of, run
 
     try:
-        options = options_of(epp_address, admin_port, host, port, _parse_port_map(port_map))
+        options = options_of(epp_address, admin_port, host, port, _parse_port_map(port_map),
+                             response_body_mode)
     except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--epp-address") from None
+        hint = "--response-body-mode" if "response body" in str(e) else "--epp-address"
+        raise typer.BadParameter(str(e), param_hint=hint) from None
     raise typer.Exit(run(files, options, output))
 
 

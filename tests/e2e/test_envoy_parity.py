@@ -5,10 +5,13 @@ The same manifests run through `poolgate serve` and through the real Envoy confi
 simulated fleet, and the answers a client sees are compared: status, headers and body, byte for
 byte except where the difference is known and documented (docs/envoy-config.md, "Parity").
 
-Two variants of seed 000's manifests:
+Three variants of seed 000's manifests:
 - `service`: the HTTPRoute's backendRef is a Service (declared by a LocalEndpoints) on the same
   fleet: the same circuit breaker, rate limit, no-route and unreachable paths with no picker;
-- `pool`: seed 000 unmodified, the InferencePool route through ext_proc and `poolgate epp`.
+- `pool`: seed 000 unmodified, the InferencePool route through ext_proc and `poolgate epp`, set
+  up as the Inference Extension does (response bodies FULL_DUPLEX_STREAMED through the picker);
+- `pool-none`: the same with `--response-body-mode NONE` (response bodies not sent to the
+  picker).
 
 Cases: seed 000's experiment (two concurrent chat requests, `maxPendingRequests: 1`,
 `maxParallelRequests: 1`: one 200, one 503 overflow), a local rate limit (429), no route (404)
@@ -227,13 +230,15 @@ def _manifests(tmp: Path, variant: str, fleet_addresses: list[str]) -> Path:
     return config
 
 
-def _envoy(procs: ProcessGroup, tmp: Path, config: Path, epp_port: int) -> RunningEnvoy:
+def _envoy(procs: ProcessGroup, tmp: Path, config: Path, epp_port: int,
+           response_body_mode: str) -> RunningEnvoy:
     port, admin = free_port(), free_port()
     bootstrap = tmp / "envoy.yaml"
     done = subprocess.run(
         [sys.executable, "-m", "poolgate", "envoy-config", "-f", str(config), "--host",
          "127.0.0.1", "--port", str(port), "--admin-port", str(admin), "--epp-address",
-         f"127.0.0.1:{epp_port}", "-o", str(bootstrap)],
+         f"127.0.0.1:{epp_port}", "--response-body-mode", response_body_mode,
+         "-o", str(bootstrap)],
         capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return start_envoy(procs, bootstrap, port, admin)
@@ -261,19 +266,26 @@ def _epp(procs: ProcessGroup, config: Path) -> int:
     return port
 
 
-@pytest.fixture(scope="module", params=["service", "pool"])
+# (variant, Envoy's response body mode): the Service backend; the pool as the Inference
+# Extension sets ext_proc up; the pool with response bodies kept from the picker.
+VARIANTS = {"service": "FULL_DUPLEX_STREAMED", "pool": "FULL_DUPLEX_STREAMED",
+            "pool-none": "NONE"}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
 def stack(request: pytest.FixtureRequest,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     variant = request.param
+    pooled = variant != "service"
     tmp = tmp_path_factory.mktemp(variant)
     with process_group(tmp) as procs:
         # The time scale keeps the first generation running while the second request arrives.
         fleet = start_fleet(procs, 1, loras=SEED_LORAS, time_scale=0.5)
-        config = _manifests(tmp, variant, fleet.addresses)
+        config = _manifests(tmp, "pool" if pooled else "service", fleet.addresses)
         gateway = start_gateway(procs, config, "--access-log", "off")
-        epp_port = _epp(procs, config) if variant == "pool" else free_port()
-        envoy = _envoy(procs, tmp, config, epp_port)
-        if variant == "pool":
+        epp_port = _epp(procs, config) if pooled else free_port()
+        envoy = _envoy(procs, tmp, config, epp_port, VARIANTS[variant])
+        if pooled:
             # Envoy's health check of the picker passes before the first request.
             wait_picker_healthy(envoy)
         yield Stack(variant, gateway, envoy)
@@ -302,15 +314,17 @@ def rechunked(poolgate: Answer) -> dict[str, object]:
 
 def expected(variant: str, case: str, poolgate: Answer) -> Mapping[str, object]:
     """The differences a case is known to show between poolgate and Envoy."""
-    pooled = variant == "pool"
-    if case == "503 overflow":
-        return rechunked(poolgate) if pooled else CLOSES
+    # Through ext_proc Envoy never answers before the body is read (the picker holds the
+    # request until its body is complete, and a local reply waits for the picker's answer to
+    # its response headers), so it keeps the connection open.
+    early = {} if variant.startswith("pool") else CLOSES
+    rechunk = rechunked(poolgate) if variant == "pool" else {}
+    if case in ("503 overflow", "429"):
+        return {**early, **rechunk}
     if case == "200":
-        return rechunked(poolgate) if pooled else {}
+        return rechunk
     if case == "200 limited":
-        return {**RATE_LIMIT_HEADERS, **rechunked(poolgate)} if pooled else RATE_LIMIT_HEADERS
-    if case == "429":
-        return rechunked(poolgate) if pooled else CLOSES
+        return {**RATE_LIMIT_HEADERS, **rechunk}
     if case == "404":
         # poolgate answers in the OpenAI error shape; Envoy with an empty body.
         return {"body": (NO_ROUTE_BODY, b""), "header content-length": (["127"], ["0"]),

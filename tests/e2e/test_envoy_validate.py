@@ -180,10 +180,12 @@ def test_envoy_accepts_the_examples(tmp_path: Path, manifests: list[str]) -> Non
     assert "OK" in done.stdout
 
 
-def test_envoy_accepts_every_translated_field(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["FULL_DUPLEX_STREAMED", "STREAMED", "NONE"])
+def test_envoy_accepts_every_translated_field(tmp_path: Path, mode: str) -> None:
     manifests = tmp_path / "sink.yaml"
     manifests.write_text(KITCHEN_SINK)
-    config = _render(tmp_path, "-f", str(manifests), "--epp-address", "epp.default.svc:9002")
+    config = _render(tmp_path, "-f", str(manifests), "--epp-address", "epp.default.svc:9002",
+                     "--response-body-mode", mode)
     text = config.read_text()
     for expected in ("descriptors", "outlier_detection", "health_check_config",
                      "weighted_clusters", "poolgate-invalid-backend", "STRICT_DNS",

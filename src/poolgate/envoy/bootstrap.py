@@ -152,7 +152,7 @@ def render(snapshot: Snapshot, options: EnvoyOptions,
     pooled = any(b.pool is not None for b, _ in backends.values())
     filters = list(limited.values())
     if pooled:
-        filters.append(ext_proc_filter())
+        filters.append(ext_proc_filter(options.response_body_mode))
     filters.append(router_filter(snapshot.envoy_headers))
     per = _PerRoute(snapshot, limited)
     listeners = _listeners(snapshot, options, filters,

@@ -73,8 +73,11 @@ def run(files: Sequence[Path], options: EnvoyOptions, output: Path | None,
 
 
 def options_of(epp_address: str, admin_port: int, host: str, port: int | None,
-               port_map: Mapping[int, int]) -> EnvoyOptions:
-    """The rendering options of the command line; ValueError for a bad `--epp-address`."""
+               port_map: Mapping[int, int],
+               response_body_mode: str = "FULL_DUPLEX_STREAMED") -> EnvoyOptions:
+    """The rendering options of the command line; ValueError for a bad `--epp-address` or
+    response body mode."""
     epp_host, epp_port = parse_address(epp_address, 9002)
     return EnvoyOptions(epp_host=epp_host, epp_port=epp_port, admin_port=admin_port,
-                        listen_host=host, port=port, port_map=MappingProxyType(dict(port_map)))
+                        listen_host=host, port=port, port_map=MappingProxyType(dict(port_map)),
+                        response_body_mode=response_body_mode.upper())

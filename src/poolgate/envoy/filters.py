@@ -101,31 +101,36 @@ def rate_limit_filter(policy: TrafficPolicy, notes: Notes) -> Config | None:
             "typed_config": typed(LOCAL_RATE_LIMIT, **config)}
 
 
-def ext_proc_filter() -> Config:
+def ext_proc_filter(response_body_mode: str = "FULL_DUPLEX_STREAMED") -> Config:
     """The ext_proc filter as the Inference Extension sets it up for its endpoint picker:
     request headers and body (FULL_DUPLEX_STREAMED, trailers sent, as Envoy requires with that
-    mode) and response headers and body the same way; `envoy.lb` and the subset hint forwarded,
-    `envoy.lb` accepted back, the upstream address reported with the response. Disabled unless
-    a route enables it (routes to an InferencePool), which also sets FailOpen / FailClose."""
-    return {"name": EXT_PROC_FILTER, "disabled": True, "typed_config": typed(
-        EXT_PROC,
-        grpc_service={"envoy_grpc": {"cluster_name": EPP_CLUSTER}, "timeout": "10s"},
-        failure_mode_allow=False,
-        processing_mode={
+    mode) and response headers and body the same way (or as `response_body_mode` says; the
+    picker may then override it per request, to skip a body it does not need); `envoy.lb` and
+    the subset hint forwarded, `envoy.lb` accepted back, the upstream address reported with the
+    response. Disabled unless a route enables it (routes to an InferencePool), which also sets
+    FailOpen / FailClose."""
+    duplex = response_body_mode == "FULL_DUPLEX_STREAMED"
+    config: Config = {
+        "grpc_service": {"envoy_grpc": {"cluster_name": EPP_CLUSTER}, "timeout": "10s"},
+        "failure_mode_allow": False,
+        "processing_mode": {
             "request_header_mode": "SEND",
             "request_body_mode": "FULL_DUPLEX_STREAMED",
             "request_trailer_mode": "SEND",
             "response_header_mode": "SEND",
-            "response_body_mode": "FULL_DUPLEX_STREAMED",
-            "response_trailer_mode": "SEND",
+            "response_body_mode": response_body_mode,
+            "response_trailer_mode": "SEND" if duplex else "SKIP",
         },
-        message_timeout="1000s",
-        response_attributes=["upstream.address"],
-        metadata_options={
+        "message_timeout": "1000s",
+        "response_attributes": ["upstream.address"],
+        "metadata_options": {
             "forwarding_namespaces": {"untyped": [LB_NAMESPACE, SUBSET_NAMESPACE]},
             "receiving_namespaces": {"untyped": [LB_NAMESPACE]},
         },
-    )}
+    }
+    if not duplex:
+        config["allow_mode_override"] = True
+    return {"name": EXT_PROC_FILTER, "disabled": True, "typed_config": typed(EXT_PROC, **config)}
 
 
 def ext_proc_per_route(backend: Backend) -> Config:

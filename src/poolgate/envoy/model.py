@@ -20,6 +20,10 @@ SUBSET = "x-gateway-destination-endpoint-subset"
 BACKEND_REF_METADATA = "x-poolgate-backend-ref"
 
 EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
+# How the response body reaches the picker (`--response-body-mode`): as the Inference Extension
+# sets it up (every chunk, handed back), chunk by chunk for the picker to see and let through
+# (and the picker may skip a body it does not need), or not at all (4 messages a request).
+RESPONSE_BODY_MODES = ("FULL_DUPLEX_STREAMED", "STREAMED", "NONE")
 EPP_CLUSTER = "poolgate-epp"
 
 
@@ -36,6 +40,12 @@ class EnvoyOptions:
     port_map: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
     port: int | None = None
     connect_timeout: float = 10.0  # as `poolgate serve --connect-timeout` (and Envoy Gateway)
+    response_body_mode: str = "FULL_DUPLEX_STREAMED"
+
+    def __post_init__(self) -> None:
+        if self.response_body_mode not in RESPONSE_BODY_MODES:
+            raise ValueError(f"response body mode {self.response_body_mode!r}: choose one of "
+                             f"{', '.join(RESPONSE_BODY_MODES)}")
 
     def bound_port(self, declared: int) -> int:
         """The port Envoy listens on for a Gateway listener port."""

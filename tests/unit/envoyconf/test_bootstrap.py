@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from poolgate.envoy.model import EnvoyOptions
@@ -129,3 +130,19 @@ def test_seed_002_import_health_check_and_untranslated() -> None:
     # The loader's warnings (what poolgate ignores too) are listed.
     assert any("manifest warning" in e.why and "llama3-8b-instruct not found" in e.why
                for e in out.untranslated)
+
+
+@pytest.mark.parametrize("mode", ["STREAMED", "NONE"])
+def test_response_body_mode(mode: str) -> None:
+    out = rendered_dir(SEED_000, EnvoyOptions(response_body_mode=mode))
+    config = http_filter(out, "envoy.filters.http.ext_proc")["typed_config"]
+    assert config["processing_mode"]["response_body_mode"] == mode
+    assert config["processing_mode"]["response_trailer_mode"] == "SKIP"
+    # The picker may skip a body it does not need (a response that is not streamed).
+    assert config["allow_mode_override"] is True
+    assert config["processing_mode"]["request_body_mode"] == "FULL_DUPLEX_STREAMED"
+
+
+def test_unknown_response_body_mode() -> None:
+    with pytest.raises(ValueError, match="FULL_DUPLEX_STREAMED, STREAMED, NONE"):
+        EnvoyOptions(response_body_mode="BUFFERED")

@@ -79,6 +79,17 @@ def test_cli_prints_the_bootstrap() -> None:
     assert config["admin"]["address"]["socket_address"]["port_value"] == 19000
 
 
+def test_cli_response_body_mode() -> None:
+    result = CliRunner().invoke(app, ["envoy-config", "-f", str(SEED_000),
+                                      "--response-body-mode", "none"])
+    assert result.exit_code == 0, result.output
+    assert "response_body_mode: NONE" in result.stdout
+    result = CliRunner().invoke(app, ["envoy-config", "-f", str(SEED_000),
+                                      "--response-body-mode", "buffered"])
+    assert result.exit_code == 2
+    assert "--response-body-mode" in result.output
+
+
 def test_cli_refuses_a_bad_epp_address() -> None:
     result = CliRunner().invoke(app, ["envoy-config", "-f", str(SEED_000),
                                       "--epp-address", "host:99999"])
