@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ CONFIGS: dict[str, tuple[Path, ...]] = {
     "default": (),
     "all-options": (CHART / "ci" / "all-options-values.yaml",),
     "watch-namespaces": (CHART / "ci" / "watch-namespaces-values.yaml",),
+    "epp-only": (CHART / "ci" / "epp-only-values.yaml",),
 }
 
 Obj = dict[str, Any]
@@ -143,3 +145,45 @@ def accepts(args: list[str]) -> subprocess.CompletedProcess[str]:
     poolgate = Path(sys.executable).parent / "poolgate"
     return subprocess.run([str(poolgate), *args, "--help"], capture_output=True, text=True,
                           timeout=60, check=False)
+
+
+# Runs `poolgate epp ARGS` in a fresh interpreter with `run_serve` replaced by a recorder, so the
+# command's own checks (controller name format, --source, profile, log level) run and nothing is
+# started; prints what it would run with, as JSON.
+_EPP_OPTIONS = """
+import json, sys
+import poolgate.proxy.run
+seen = []
+poolgate.proxy.run.run_serve = lambda options: seen.append(options) or 0
+from poolgate.cli import app
+try:
+    app(sys.argv[1:], prog_name="poolgate")
+except SystemExit as e:
+    code = e.code
+if not seen:
+    sys.exit(code or 1)
+o = seen[0]
+print(json.dumps({
+    "front": o.front, "host": o.host, "grpc_port": o.grpc_port, "admin_host": o.admin_host,
+    "admin_port": o.admin_port, "drain_seconds": o.drain_seconds, "source": o.source,
+    "discovery": o.discovery, "paths": [str(p) for p in o.paths],
+    "namespaces": list(o.kube.namespaces), "controller_names": list(o.kube.controller_names),
+    "write_status": o.kube.write_status, "leader_elect": o.kube.leader_elect,
+    "publish_service": o.kube.publish_service,
+    "scheduler_profile": o.gateway.scheduler_profile,
+}))
+"""
+
+
+def epp_options(args: list[str]) -> dict[str, Any]:
+    """What `poolgate ARGS` (an `epp` command line) would run the picker with: the command
+    parsed and checked by poolgate itself, stopped before it serves. Fails the test when the
+    command refuses the arguments."""
+    assert args[0] == "epp"
+    result = subprocess.run([sys.executable, "-c", _EPP_OPTIONS, *args], capture_output=True,
+                            text=True, timeout=60, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"poolgate {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n"
+                    f"{result.stderr}", pytrace=False)
+    options: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return options

@@ -14,13 +14,18 @@ WRITE_STATUS = frozenset({"get", "update", "patch"})
 LEASE_VERBS = frozenset({"get", "create", "update"})
 
 
+def expected_read_grants(scope: str) -> Grants:
+    """From poolgate.kube.resources: WATCHED and the pools' Pods read, nothing written (what
+    `poolgate epp --source kubernetes` needs); `scope` "all", or "cluster" / "namespaced" for
+    the split under watchNamespaces."""
+    return {(rt.group, rt.plural): READ for rt in (*WATCHED, PODS)
+            if scope == "all" or (scope == "cluster") != rt.namespaced}
+
+
 def expected_gateway_grants(scope: str) -> Grants:
-    """From poolgate.kube.resources: WATCHED and the pools' Pods read, STATUS_WRITTEN's status
-    written; `scope` "all", or "cluster" / "namespaced" for the split under watchNamespaces."""
-    out: Grants = {}
-    for rt in (*WATCHED, PODS):
-        if scope == "all" or (scope == "cluster") != rt.namespaced:
-            out[(rt.group, rt.plural)] = READ
+    """The read grants of `expected_read_grants`, and STATUS_WRITTEN's status written (what
+    `poolgate serve --source kubernetes` needs besides the release namespace's Role)."""
+    out = expected_read_grants(scope)
     for rt in STATUS_WRITTEN:
         if scope == "all" or (scope == "cluster") != rt.namespaced:
             out[(rt.group, f"{rt.plural}/status")] = WRITE_STATUS

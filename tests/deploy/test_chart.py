@@ -1,8 +1,10 @@
-"""deploy/charts/poolgate: helm lint and template with default values, with every option on and
-with watched namespaces; every object checked against the Kubernetes 1.34 schemas (strict) or,
-for CRD kinds, by poolgate's loader and the Gateway API / Prometheus Operator fields; the
-gateway's RBAC computed from poolgate.kube.resources; the values schema rejecting bad values;
-kubectl's offline round trips. helm and kubectl come from `make kube-tools`."""
+"""deploy/charts/poolgate: helm lint and template with default values, with every option on, with
+watched namespaces and with the endpoint picker alone; every object checked against the
+Kubernetes 1.34 schemas (strict) or, for CRD kinds, by poolgate's loader and the Gateway API /
+Prometheus Operator fields; the gateway's and the picker's RBAC computed from
+poolgate.kube.resources; the picker's command line run through `poolgate epp` itself; the values
+schema rejecting bad values; kubectl's offline round trips; the install notes. helm and kubectl
+come from `make kube-tools`."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import pytest
 import yaml
 
 from poolgate.api.loader import load_manifests
+from poolgate.proxy.epp import LIVENESS, READINESS
 from poolgate.router.config import load_config
 from tests.deploy._chart import (
     CHART,
@@ -27,10 +30,12 @@ from tests.deploy._chart import (
     Obj,
     accepts,
     args_of,
+    epp_options,
     grants,
     load_file,
     of_kind,
     one,
+    render,
     render_config,
     run,
     template_args,
@@ -39,9 +44,11 @@ from tests.deploy._chart import (
 from tests.deploy._discovery import NAMESPACED, fake_discovery
 from tests.deploy._rbac import (
     LEASE_VERBS,
+    READ,
     RELEASE_NAMESPACE_GRANTS,
     bound_to,
     expected_gateway_grants,
+    expected_read_grants,
 )
 
 pytestmark = pytest.mark.e2e  # runs helm and kubectl, and kubectl against a server on 127.0.0.1
@@ -50,10 +57,18 @@ PLAIN_OPERATOR = REPO / "deploy" / "operator" / "operator.yaml"
 # Kinds kubernetes-validate has no schema for (CRDs), each checked by a test of its own below.
 CRD_KINDS = {"GatewayClass", "ServiceMonitor"}
 FULLNAME = f"{RELEASE}-poolgate"  # the object name prefix for release `pg`
+EPP = f"{FULLNAME}-epp"  # the picker's Deployment, Service, ServiceAccount
+# The configurations that run the gateway, and those that run the endpoint picker.
+GATEWAY_CONFIGS = [c for c in CONFIGS if c != "epp-only"]
+EPP_CONFIGS = ["all-options", "watch-namespaces", "epp-only"]
 
 
 def gateway_deployment(objs: list[Obj]) -> Obj:
     return one(objs, "Deployment", f"{FULLNAME}-gateway")
+
+
+def epp_deployment(objs: list[Obj]) -> Obj:
+    return one(objs, "Deployment", EPP)
 
 
 def container(deployment: Obj) -> dict[str, Any]:
@@ -110,9 +125,10 @@ def test_every_option_on_renders_every_component() -> None:
     objs = render_config("all-options")
     names = {(o["kind"], o["metadata"]["name"]) for o in objs}
     fullname = FULLNAME
-    for component in ("gateway", "operator", "router", "redis"):
+    for component in ("gateway", "epp", "operator", "router", "redis"):
         assert ("Deployment", f"{fullname}-{component}") in names
     assert {("HorizontalPodAutoscaler", f"{fullname}-gateway"),
+            ("Service", EPP), ("PodDisruptionBudget", EPP), ("ServiceAccount", "poolgate-epp-sa"),
             ("ServiceMonitor", f"{fullname}-gateway"),
             ("ConfigMap", f"{fullname}-gateway-manifests"),
             ("Service", f"{fullname}-router"), ("Service", f"{fullname}-redis")} <= names
@@ -129,7 +145,7 @@ CONTROLLER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
-@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("config", GATEWAY_CONFIGS)
 def test_gateway_classes_load_with_poolgates_loader(config: str, tmp_path: Path) -> None:
     objs = render_config(config)
     served = args_of(container(gateway_deployment(objs)))["--controller-name"]
@@ -279,7 +295,7 @@ def test_gateway_runs_the_controller_with_its_flags() -> None:
 @pytest.mark.parametrize("config", CONFIGS)
 def test_poolgate_accepts_every_flag_the_chart_passes(config: str) -> None:
     objs = render_config(config)
-    names = {f"{FULLNAME}-gateway", f"{FULLNAME}-operator", f"{FULLNAME}-router"}
+    names = {f"{FULLNAME}-gateway", EPP, f"{FULLNAME}-operator", f"{FULLNAME}-router"}
     deployments = [d for d in of_kind(objs, "Deployment") if d["metadata"]["name"] in names]
     assert deployments
     for deployment in deployments:
@@ -287,6 +303,7 @@ def test_poolgate_accepts_every_flag_the_chart_passes(config: str) -> None:
         result = accepts(args)
         assert result.returncode == 0, f"poolgate {' '.join(args)}:\n{result.stderr}"
     assert accepts(["serve", "--no-such-flag"]).returncode == 2
+    assert accepts(["epp", "--port", "8080"]).returncode == 2  # serve's flag, not the picker's
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -303,11 +320,15 @@ def test_pods_run_as_non_root_with_a_read_only_root(config: str) -> None:
 
 @pytest.mark.parametrize("config", CONFIGS)
 def test_grace_period_outlasts_the_drain(config: str) -> None:
-    gw = gateway_deployment(render_config(config))
-    pod = gw["spec"]["template"]["spec"]
-    drain = int(args_of(container(gw))["--drain-seconds"][0])
-    sleep = int(container(gw)["lifecycle"]["preStop"]["exec"]["command"][1])
-    assert pod["terminationGracePeriodSeconds"] > sleep + drain
+    """The gateway's and the picker's pods: SIGKILL comes after preStop sleep + --drain-seconds."""
+    deployments = [d for d in of_kind(render_config(config), "Deployment")
+                   if d["metadata"]["name"] in (f"{FULLNAME}-gateway", EPP)]
+    assert deployments
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        drain = float(args_of(container(deployment))["--drain-seconds"][0])
+        sleep = int(container(deployment)["lifecycle"]["preStop"]["exec"]["command"][1])
+        assert pod["terminationGracePeriodSeconds"] > sleep + drain
 
 
 def test_every_option_reaches_the_gateway_pod() -> None:
@@ -341,7 +362,7 @@ def test_every_option_reaches_the_gateway_pod() -> None:
     service = one(objs, "Service", f"{FULLNAME}-gateway")
     assert service["spec"]["type"] == "LoadBalancer"
     assert service["spec"]["ports"][0]["nodePort"] == 30080
-    assert one(objs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert one(objs, "PodDisruptionBudget", f"{FULLNAME}-gateway")["spec"]["minAvailable"] == 1
     hpa = one(objs, "HorizontalPodAutoscaler")["spec"]
     assert hpa["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     assert [m["resource"]["name"] for m in hpa["metrics"]] == ["cpu", "memory"]
@@ -375,6 +396,201 @@ def test_router_env_is_accepted_by_the_routers_own_loader() -> None:
     load_config(env)
 
 
+# --- the endpoint picker (epp.enabled) -----------------------------------------------------------
+
+def test_the_picker_is_off_by_default() -> None:
+    objs = render_config("default")
+    assert [o["metadata"]["name"] for o in objs
+            if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "epp"] == []
+
+
+def test_picker_alone_runs_poolgate_epp_with_its_flags() -> None:
+    """ci/epp-only: the picker behind Envoy Gateway, without poolgate's gateway."""
+    objs = render_config("epp-only")
+    assert {o["metadata"]["labels"]["app.kubernetes.io/component"] for o in objs
+            if o["kind"] != "CustomResourceDefinition"} == {"epp"}
+    assert of_kind(objs, "GatewayClass") == []
+    deployment = epp_deployment(objs)
+    epp = container(deployment)
+    assert epp["args"][0] == "epp"
+    assert args_of(epp) == {
+        "--source": ["kubernetes"],
+        "--controller-name": ["gateway.envoyproxy.io/gatewayclass-controller"],
+        "--grpc-port": ["9002"],
+        "--host": ["0.0.0.0"],
+        "--admin-host": ["0.0.0.0"],
+        "--admin-port": ["9901"],
+        "--drain-seconds": ["30"],
+        "--log-level": ["info"],
+    }
+    assert deployment["spec"]["replicas"] == 1
+    assert of_kind(objs, "PodDisruptionBudget") == []  # one replica: no budget
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == one(objs, "ServiceAccount")["metadata"]["name"] == EPP
+    assert pod["terminationGracePeriodSeconds"] == 5 + 30 + 10
+    assert {"name": "tmp", "mountPath": "/tmp"} in epp["volumeMounts"]
+
+
+@pytest.mark.parametrize("config", EPP_CONFIGS)
+def test_poolgate_epp_runs_as_the_chart_means(config: str) -> None:
+    """The picker's command line through `poolgate epp` itself (its checks included), stopped
+    before serving: an ext_proc picker reading the API, writing nothing, on the port the Service
+    and the probes name."""
+    objs = render_config(config)
+    epp = container(epp_deployment(objs))
+    flags = args_of(epp)
+    options = epp_options(epp["args"])
+    assert options["front"] == "ext_proc"
+    assert (options["source"], options["discovery"]) == ("kubernetes", "kubernetes")
+    assert options["paths"] == []
+    assert options["write_status"] is False and options["leader_elect"] is False
+    assert options["publish_service"] is None
+    assert options["controller_names"] == flags["--controller-name"]
+    assert options["namespaces"] == flags.get("--namespace", [])
+    assert options["host"] == options["admin_host"] == "0.0.0.0"  # reachable on the pod IP
+    ports = {p["name"]: p["containerPort"] for p in epp["ports"]}
+    assert ports == {"grpc": options["grpc_port"], "admin": options["admin_port"]}
+    assert options["drain_seconds"] == float(flags["--drain-seconds"][0])
+
+
+@pytest.mark.parametrize("config", EPP_CONFIGS)
+def test_picker_service_is_what_an_endpoint_picker_ref_names(config: str) -> None:
+    """`endpointPickerRef: {name: <fullname>-epp, port: {number: 9002}}`: a ClusterIP Service of
+    that name in the release namespace, its port the picker's --grpc-port, h2c, selecting the
+    picker's pods and nothing else."""
+    objs = render_config(config)
+    deployment = epp_deployment(objs)
+    epp = container(deployment)
+    grpc_port = int(args_of(epp)["--grpc-port"][0])
+    assert grpc_port == 9002  # the Inference Extension's EPP port, as the docs and NOTES say
+    service = one(objs, "Service", EPP)
+    assert service["metadata"]["namespace"] == NAMESPACE
+    assert service["spec"]["type"] == "ClusterIP"
+    [port] = service["spec"]["ports"]
+    assert port == {"name": "grpc", "port": grpc_port, "targetPort": "grpc", "protocol": "TCP",
+                    "appProtocol": "kubernetes.io/h2c"}
+    target = [p for p in epp["ports"] if p["name"] == port["targetPort"]]
+    assert [p["containerPort"] for p in target] == [grpc_port]
+    selector = service["spec"]["selector"].items()
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"].items()
+            for d in of_kind(objs, "Deployment")}
+    assert [name for name, labels in pods.items() if selector <= labels] == [EPP]
+
+
+@pytest.mark.parametrize("config", EPP_CONFIGS)
+def test_picker_probes_name_its_grpc_health_services(config: str) -> None:
+    deployment = epp_deployment(render_config(config))
+    epp = container(deployment)
+    grpc_port = int(args_of(epp)["--grpc-port"][0])
+    assert epp["livenessProbe"]["grpc"] == {"port": grpc_port, "service": LIVENESS}
+    assert epp["readinessProbe"]["grpc"] == {"port": grpc_port, "service": READINESS}
+    assert (LIVENESS, READINESS) == ("liveness", "readiness")
+    for probe in (epp["livenessProbe"], epp["readinessProbe"]):
+        assert set(probe) - {"grpc"} == {"periodSeconds", "timeoutSeconds", "failureThreshold"}
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == args_of(epp)["--admin-port"][0]
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def _epp_roles(objs: list[Obj]) -> list[Obj]:
+    return [o for o in objs if o["kind"] in ("ClusterRole", "Role")
+            and o["metadata"]["labels"]["app.kubernetes.io/component"] == "epp"]
+
+
+@pytest.mark.parametrize("config", ["epp-only", "all-options"])
+def test_picker_reads_exactly_the_watched_kinds_and_writes_nothing(config: str) -> None:
+    objs = render_config(config)
+    sa = epp_deployment(objs)["spec"]["template"]["spec"]["serviceAccountName"]
+    roles = _epp_roles(objs)
+    [cluster_role] = roles  # no Role: no Lease, no Services, nothing in the release namespace
+    assert cluster_role["kind"] == "ClusterRole"
+    assert grants(cluster_role["rules"]) == expected_read_grants("all")
+    assert bound_to(objs, cluster_role) == [
+        {"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
+
+
+def test_picker_watching_namespaces_reads_them_and_gatewayclasses_only() -> None:
+    objs = render_config("watch-namespaces")
+    # The release namespace first (the pools naming the picker's Service are there), then the
+    # namespaces listed.
+    assert args_of(container(epp_deployment(objs)))["--namespace"] == [NAMESPACE, "team-a"]
+    roles = _epp_roles(objs)
+    cluster_role = one(roles, "ClusterRole")
+    assert grants(cluster_role["rules"]) == expected_read_grants("cluster")
+    by_namespace = {r["metadata"]["namespace"]: grants(r["rules"])
+                    for r in of_kind(roles, "Role")}
+    assert by_namespace == {ns: expected_read_grants("namespaced") for ns in (NAMESPACE, "team-a")}
+    for r in roles:
+        assert all(verbs <= READ for verbs in grants(r["rules"]).values())
+        assert len(bound_to(objs, r)) == 1
+    # The release namespace listed too: watched once.
+    objs = render(CONFIGS["watch-namespaces"], ["epp.watchNamespaces={team-a,poolgate}"])
+    assert args_of(container(epp_deployment(objs)))["--namespace"] == [NAMESPACE, "team-a"]
+
+
+def test_every_option_reaches_the_picker_pod() -> None:
+    objs = render_config("all-options")
+    deployment = epp_deployment(objs)
+    pod = deployment["spec"]["template"]["spec"]
+    epp = container(deployment)
+    flags = args_of(epp)
+    assert flags["--controller-name"] == ["gateway.envoyproxy.io/gatewayclass-controller",
+                                          "istio.io/gateway-controller"]
+    assert "--namespace" not in flags
+    assert flags["--scheduler-profile"] == ["default"]
+    assert flags["--log-level"] == ["debug"]
+    assert flags["--drain-seconds"] == ["45"]
+    assert flags["--saturation-queue"] == ["8"]
+    assert flags["--max-body-bytes"] == ["8388608"]
+    assert {"name": "PYTHONFAULTHANDLER", "value": "1"} in epp["env"]
+    assert epp["resources"] == {"requests": {"cpu": "1", "memory": "512Mi"},
+                                "limits": {"memory": "2Gi"}}
+    assert epp["livenessProbe"]["periodSeconds"] == 15
+    assert epp["readinessProbe"]["failureThreshold"] == 1
+    assert epp["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "3"]
+    assert deployment["spec"]["replicas"] == 3
+    pdb = one(objs, "PodDisruptionBudget", EPP)["spec"]
+    assert pdb["maxUnavailable"] == 1
+    assert pdb["selector"]["matchLabels"].items() <= \
+        deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert pod["serviceAccountName"] == "poolgate-epp-sa"
+    sa = one(objs, "ServiceAccount", "poolgate-epp-sa")
+    assert sa["metadata"]["annotations"] == {"example.com/owner": "inference"}
+    assert pod["terminationGracePeriodSeconds"] == 60
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["tolerations"][0]["value"] == "picker"
+    assert "podAntiAffinity" in pod["affinity"]
+    assert pod["topologySpreadConstraints"][0]["maxSkew"] == 1
+    assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["example.com/owner"] == \
+        "inference"
+    assert deployment["spec"]["template"]["metadata"]["labels"]["tier"] == "picker"
+    assert one(objs, "Service", EPP)["metadata"]["annotations"] == {"example.com/picker": "true"}
+
+
+def test_picker_budget_only_with_more_than_one_replica() -> None:
+    objs = render(sets=["epp.enabled=true", "epp.replicas=2"])
+    assert one(objs, "PodDisruptionBudget", EPP)["spec"]["maxUnavailable"] == 1
+    objs = render(sets=["epp.enabled=true", "epp.replicas=2",
+                        "epp.podDisruptionBudget.enabled=false"])
+    assert [p["metadata"]["name"] for p in of_kind(objs, "PodDisruptionBudget")] == [
+        f"{FULLNAME}-gateway"]
+
+
+def test_install_notes_give_the_endpoint_picker_ref() -> None:
+    """NOTES.txt (rendered by an offline `helm install --dry-run=client`) says what to put in an
+    InferencePool: the Service's name and port, in the release namespace."""
+    result = run("helm", "install", RELEASE, str(CHART), "--namespace", NAMESPACE,
+                 "--dry-run=client", *value_args(CONFIGS["epp-only"]))
+    notes = result.stdout.partition("NOTES:")[2]
+    assert f"endpointPickerRef:\n         name: {EPP}\n         port: {{number: 9002}}" in notes
+    assert f"extensionRef: {{name: {EPP}, portNumber: 9002}}" in notes
+    assert f"metadata: {{name: <pool>, namespace: {NAMESPACE}}}" in notes
+    assert "gateway.envoyproxy.io/gatewayclass-controller" in notes
+
+
 # --- chart metadata ----------------------------------------------------------------------------
 
 def test_app_version_is_poolgates_version_and_the_crd_is_deploys() -> None:
@@ -402,6 +618,12 @@ BAD_VALUES = [
     pytest.param("router.kvEndpoints[0]=redis://r:6379", "/router/kvEndpoints/0",
                  id="kv-endpoint-url"),
     pytest.param("image.pullPolicy=Sometimes", "/image/pullPolicy", id="pull-policy"),
+    pytest.param("epp.enable=true", "'enable' not allowed", id="epp-misspelt-key"),
+    pytest.param("epp.controllerNames[0]=istio", "/epp/controllerNames/0",
+                 id="epp-controller-name-format"),
+    pytest.param("epp.replicas=-1", "/epp/replicas", id="epp-negative-replicas"),
+    # the gRPC port is fixed at 9002 (what endpointPickerRef names), not a value
+    pytest.param("epp.service.port=9003", "'port' not allowed", id="epp-service-port"),
 ]
 
 
@@ -428,6 +650,12 @@ RENDER_ERRORS = [
                  "needs operator.leaderElect", id="operator-replicas"),
     pytest.param(["gateway.serviceMonitor.enabled=true", "gateway.adminService.enabled=false"],
                  "needs gateway.adminService.enabled", id="monitor-without-admin"),
+    pytest.param(["epp.enabled=true", "epp.drainSeconds=60",
+                  "epp.terminationGracePeriodSeconds=60"],
+                 "epp.terminationGracePeriodSeconds (60) must exceed epp.preStopSleepSeconds + "
+                 "epp.drainSeconds (65)", id="epp-grace"),
+    pytest.param(["epp.enabled=true", "epp.serviceAccount.create=false"],
+                 "epp.serviceAccount.name is required", id="epp-service-account"),
 ]
 
 

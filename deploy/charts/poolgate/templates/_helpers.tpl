@@ -64,24 +64,33 @@ app.kubernetes.io/part-of: poolgate
 {{- end }}
 
 {{- define "poolgate.gateway.terminationGracePeriodSeconds" -}}
-{{- $floor := add .Values.gateway.preStopSleepSeconds .Values.gateway.drainSeconds }}
-{{- if kindIs "invalid" .Values.gateway.terminationGracePeriodSeconds }}
+{{- include "poolgate.terminationGracePeriodSeconds" (dict "values" .Values.gateway "key" "gateway") }}
+{{- end }}
+
+{{/* The pod's terminationGracePeriodSeconds: the value, which must exceed preStop sleep + drain,
+or sleep + drain + 10 when unset. Call with (dict "values" .Values.<key> "key" "<key>"). */}}
+{{- define "poolgate.terminationGracePeriodSeconds" -}}
+{{- $v := .values }}
+{{- $floor := add $v.preStopSleepSeconds $v.drainSeconds }}
+{{- if kindIs "invalid" $v.terminationGracePeriodSeconds }}
 {{- add $floor 10 }}
-{{- else if le (int .Values.gateway.terminationGracePeriodSeconds) (int $floor) }}
-{{- fail (printf "gateway.terminationGracePeriodSeconds (%v) must exceed gateway.preStopSleepSeconds + gateway.drainSeconds (%v), or requests in flight are killed" .Values.gateway.terminationGracePeriodSeconds $floor) }}
+{{- else if le (int $v.terminationGracePeriodSeconds) (int $floor) }}
+{{- fail (printf "%s.terminationGracePeriodSeconds (%v) must exceed %s.preStopSleepSeconds + %s.drainSeconds (%v), or requests in flight are killed" .key $v.terminationGracePeriodSeconds .key .key $floor) }}
 {{- else }}
-{{- .Values.gateway.terminationGracePeriodSeconds }}
+{{- $v.terminationGracePeriodSeconds }}
 {{- end }}
 {{- end }}
 
 {{/*
-RBAC rules of the gateway, generated from one table so that the ClusterRole (all namespaces),
-the per-namespace Roles (gateway.watchNamespaces) and the GatewayClass-only ClusterRole cannot
-disagree. It mirrors poolgate.kube.resources: WATCHED (+ pods) get/list/watch, STATUS_WRITTEN
-/status get/update/patch; tests/deploy computes the expected rules from that module.
-Call with (dict "scope" "all" | "namespaced" | "cluster").
+RBAC rules of what `--source kubernetes` reads, generated from one table so that the ClusterRole
+(all namespaces), the per-namespace Roles (watchNamespaces) and the GatewayClass-only ClusterRole
+cannot disagree, for the gateway and the endpoint picker alike. It mirrors
+poolgate.kube.resources: WATCHED (+ pods) get/list/watch, and with "status" (the gateway, not
+the picker) STATUS_WRITTEN /status get/update/patch; tests/deploy computes the expected rules
+from that module.
+Call with (dict "scope" "all" | "namespaced" | "cluster" "status" true | false).
 */}}
-{{- define "poolgate.gateway.rules" -}}
+{{- define "poolgate.sourceRules" -}}
 {{- $table := list
   (dict "group" "gateway.networking.k8s.io" "watched" (list "gatewayclasses") "status" (list "gatewayclasses") "cluster" true)
   (dict "group" "gateway.networking.k8s.io" "watched" (list "gateways" "httproutes" "referencegrants") "status" (list "gateways" "httproutes"))
@@ -98,7 +107,7 @@ Call with (dict "scope" "all" | "namespaced" | "cluster").
 - apiGroups: [{{ $row.group | quote }}]
   resources: [{{ join ", " $row.watched }}]
   verbs: [get, list, watch]
-{{- if $row.status }}
+{{- if and $.status $row.status }}
 - apiGroups: [{{ $row.group | quote }}]
   resources: [{{ range $i, $r := $row.status }}{{ if $i }}, {{ end }}{{ $r }}/status{{ end }}]
   verbs: [get, update, patch]
@@ -142,6 +151,38 @@ Call with (dict "scope" "all" | "namespaced" | "cluster").
 - apiGroups: [coordination.k8s.io]
   resources: [leases]
   verbs: [get, create, update]
+{{- end }}
+
+{{/* Endpoint picker ---------------------------------------------------------------------------- */}}
+
+{{/* "<fullname>-epp": the Deployment and the Service an InferencePool's endpointPickerRef names. */}}
+{{- define "poolgate.epp.name" -}}
+{{- printf "%s-epp" (include "poolgate.fullname" .) }}
+{{- end }}
+
+{{- define "poolgate.epp.serviceAccountName" -}}
+{{- if .Values.epp.serviceAccount.create }}
+{{- default (include "poolgate.epp.name" .) .Values.epp.serviceAccount.name }}
+{{- else }}
+{{- required "epp.serviceAccount.name is required when epp.serviceAccount.create is false" .Values.epp.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The namespaces the picker watches, as JSON: [] (every namespace), or the release namespace
+followed by epp.watchNamespaces: the pools that name the picker's Service are in the release
+namespace (an endpointPickerRef has no namespace), so it is always watched. */}}
+{{- define "poolgate.epp.namespaces" -}}
+{{- if .Values.epp.watchNamespaces }}
+{{- prepend .Values.epp.watchNamespaces .Release.Namespace | uniq | toJson }}
+{{- else }}
+{{- list | toJson }}
+{{- end }}
+{{- end }}
+
+{{/* The picker's gRPC port (--grpc-port, the container port "grpc", the Service port and the
+gRPC probes): 9002, as the Inference Extension's EPP, so endpointPickerRef port 9002. */}}
+{{- define "poolgate.epp.grpcPort" -}}
+9002
 {{- end }}
 
 {{/* Router and Redis ------------------------------------------------------------------------- */}}
