@@ -44,8 +44,8 @@ ENV PATH=/opt/poolgate/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /nonexistent
 USER 10001:10001
-# 8080: router / gateway listener; 9901: gateway admin (/healthz /readyz /metrics).
-EXPOSE 8080 9901
+# 8080: router / gateway listener; 9002: endpoint picker (poolgate epp, gRPC); 9901: admin.
+EXPOSE 8080 9002 9901
 ENTRYPOINT ["poolgate"]
 CMD ["--help"]
 # Last, so that a new version or commit changes only the image's metadata, not its layers.
