@@ -335,13 +335,25 @@ def expected(variant: str, case: str, poolgate: Answer) -> Mapping[str, object]:
             "header content-length": (["91"], ["98"])}
 
 
+def assert_known(variant: str, case: str, poolgate: Answer, envoy: Answer) -> None:
+    """The answers differ exactly as documented. Where Envoy answers before it reads the body,
+    it closes the connection afterwards only when its worker had not dispatched the body yet:
+    with the whole request in one segment nearly always, but a loaded machine can read the body
+    first, so `connection: close` may be missing there (never present elsewhere)."""
+    found = differences(poolgate, envoy)
+    known = dict(expected(variant, case, poolgate))
+    if known.get("header connection") == CLOSES["header connection"] \
+            and "header connection" not in found:
+        del known["header connection"]
+    assert found == known
+
+
 async def test_seed_000_overflow(stack: Stack) -> None:
     ok_poolgate, overflow_poolgate = await pair(stack.gateway.url)
     ok_envoy, overflow_envoy = await pair(stack.envoy.url)
     assert overflow_poolgate.body == overflow_envoy.body == OVERFLOW
-    assert differences(overflow_poolgate, overflow_envoy) == expected(
-        stack.variant, "503 overflow", overflow_poolgate)
-    assert differences(ok_poolgate, ok_envoy) == expected(stack.variant, "200", ok_poolgate)
+    assert_known(stack.variant, "503 overflow", overflow_poolgate, overflow_envoy)
+    assert_known(stack.variant, "200", ok_poolgate, ok_envoy)
     # The excluded headers are there, each proxy naming itself.
     assert overflow_poolgate.compared_headers() != {}
     assert dict(overflow_poolgate.headers)["server"] == "poolgate"
@@ -360,17 +372,15 @@ async def test_local_rate_limit(stack: Stack) -> None:
     limited_envoy = await one(stack.envoy.url, "limited.example.com")
     assert (first_poolgate.status, limited_poolgate.status) == (200, 429)
     assert limited_poolgate.body == limited_envoy.body == b"local_rate_limited"
-    assert differences(limited_poolgate, limited_envoy) == expected(stack.variant, "429",
-                                                                    limited_poolgate)
-    assert differences(first_poolgate, first_envoy) == expected(stack.variant, "200 limited",
-                                                                first_poolgate)
+    assert_known(stack.variant, "429", limited_poolgate, limited_envoy)
+    assert_known(stack.variant, "200 limited", first_poolgate, first_envoy)
 
 
 async def test_no_route(stack: Stack) -> None:
     poolgate = await one(stack.gateway.url, "other.example")
     envoy = await one(stack.envoy.url, "other.example")
     assert poolgate.status == envoy.status == 404
-    assert differences(poolgate, envoy) == expected(stack.variant, "404", poolgate)
+    assert_known(stack.variant, "404", poolgate, envoy)
 
 
 async def test_unreachable_backend(stack: Stack) -> None:
@@ -378,4 +388,4 @@ async def test_unreachable_backend(stack: Stack) -> None:
     envoy = await one(stack.envoy.url, "down.example.com")
     assert poolgate.status == envoy.status == 503
     assert poolgate.body == CONNECT_FAILURE
-    assert differences(poolgate, envoy) == expected(stack.variant, "503 unreachable", poolgate)
+    assert_known(stack.variant, "503 unreachable", poolgate, envoy)
