@@ -11,6 +11,7 @@ import yaml
 from poolgate.api.problems import Problem
 from poolgate.config.policy import TrafficPolicy
 from poolgate.config.snapshot import Backend, RouteRule, Snapshot
+from poolgate.core.epp_protocol import EXT_PROC_FILTER
 from poolgate.envoy.clusters import backend_cluster, epp_cluster, invalid_cluster
 from poolgate.envoy.filters import (
     ENABLE,
@@ -21,15 +22,7 @@ from poolgate.envoy.filters import (
     rate_limit_filter_name,
     router_filter,
 )
-from poolgate.envoy.model import (
-    EXT_PROC_FILTER,
-    Config,
-    EnvoyOptions,
-    Notes,
-    Untranslated,
-    socket_address,
-    typed,
-)
+from poolgate.envoy.model import Config, EnvoyOptions, Notes, Untranslated, socket_address, typed
 from poolgate.envoy.routes import PerRoute, virtual_hosts
 from poolgate.envoy.untranslated import collect
 

@@ -15,13 +15,11 @@ from collections.abc import Sequence
 
 from poolgate.config.policy import TrafficPolicy
 from poolgate.config.snapshot import Backend, Snapshot
+from poolgate.core.epp_protocol import DESTINATION, LB_NAMESPACE, SERVED
 from poolgate.core.pools import Endpoint, Pool
 from poolgate.datalayer.health_spec import ActiveHealthCheckSpec
 from poolgate.envoy.model import (
-    DESTINATION,
     EPP_CLUSTER,
-    LB_NAMESPACE,
-    SERVED,
     Config,
     EnvoyOptions,
     Notes,

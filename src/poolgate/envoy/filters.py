@@ -10,20 +10,16 @@ from __future__ import annotations
 
 from poolgate.config.policy import TrafficPolicy
 from poolgate.config.snapshot import Backend
-from poolgate.envoy.model import (
+from poolgate.core.epp_protocol import (
     BACKEND_REF_METADATA,
     DESTINATION,
-    EPP_CLUSTER,
     EXT_PROC_FILTER,
     LB_NAMESPACE,
     SERVED,
     SUBSET,
     SUBSET_NAMESPACE,
-    Config,
-    Notes,
-    duration,
-    typed,
 )
+from poolgate.envoy.model import EPP_CLUSTER, Config, Notes, duration, typed
 
 HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 LOCAL_RATE_LIMIT = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"

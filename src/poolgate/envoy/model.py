@@ -9,17 +9,7 @@ from typing import Any
 
 Config = dict[str, Any]
 
-# The names the Inference Extension's endpoint-picker protocol uses (docs/envoy-config.md).
-LB_NAMESPACE = "envoy.lb"
-SUBSET_NAMESPACE = "envoy.lb.subset_hint"
-DESTINATION = "x-gateway-destination-endpoint"
-SERVED = "x-gateway-destination-endpoint-served"
-SUBSET = "x-gateway-destination-endpoint-subset"
-# gRPC metadata on each ext_proc stream naming the backendRef the route sends to, so `poolgate
-# epp` uses the very cluster (breaker, retries, pool) Envoy chose instead of routing again.
-BACKEND_REF_METADATA = "x-poolgate-backend-ref"
 
-EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
 # How the response body reaches the picker (`--response-body-mode`): as the Inference Extension
 # sets it up (every chunk, handed back), chunk by chunk for the picker to see and let through
 # (and the picker may skip a body it does not need), or not at all (4 messages a request).

@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from poolgate.config.choice import choose_backend
 from poolgate.config.snapshot import Snapshot
+from poolgate.core.epp_protocol import BACKEND_REF_METADATA
 from poolgate.proxy.context import RequestContext
 from poolgate.proxy.errors import InvalidBackend, NoRoute
 from poolgate.proxy.extproc import Exchange, ExtProcRequest, Held, Pick
@@ -49,9 +50,10 @@ class EndpointPicker:
         gateway = self.gateway
         return RequestContext(request, 0, gateway.now(), gateway.runtime)
 
-    def decide(self, ctx: RequestContext, subset: frozenset[str] | None) -> Pick:
+    def decide(self, ctx: RequestContext, subset: frozenset[str] | None,
+               backend_key: str | None) -> Pick:
         gateway = self.gateway
-        self._resolve(ctx)
+        self._resolve(ctx, backend_key)
         gateway.inspect(ctx)
         gateway.shed(ctx)
         cluster = ctx.cluster
@@ -74,8 +76,9 @@ class EndpointPicker:
         changed = inference is not None and inference.body is not ctx.request.body
         return Pick(tuple(tried), ctx.body if changed else None, Held(primary, streamed, streamed))
 
-    def _resolve(self, ctx: RequestContext) -> None:
-        """The route rule (the first listener whose table matches) and its InferencePool."""
+    def _resolve(self, ctx: RequestContext, backend_key: str | None) -> None:
+        """The route rule (the first listener whose table matches) and its InferencePool: the
+        backendRef Envoy routed to when it says (`backend_key`), else the rule's own choice."""
         request, snap = ctx.request, ctx.runtime.snapshot
         decision = None
         for port in snap.tables:
@@ -87,7 +90,9 @@ class EndpointPicker:
             raise NoRoute(f"No route matches {request.method} {request.host}{request.path}.")
         ctx.route = decision
         self.gateway.metrics.route_series(decision.route.key).in_flight += 1
-        backend = choose_backend(decision.rule, self.gateway.rnd)
+        chosen = ctx.runtime.clusters.get(backend_key) if backend_key else None
+        backend = chosen.backend if chosen is not None \
+            else choose_backend(decision.rule, self.gateway.rnd)
         if backend.error is not None:
             raise InvalidBackend(f"The route's backend {backend.kind}/{backend.name} is invalid: "
                                  f"{backend.error}")
@@ -131,7 +136,10 @@ class _Servicer(pb_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     async def Process(self, requests: AsyncIterator[pb.ProcessingRequest],
                       context: grpc.aio.ServicerContext[Any, Any],
                       ) -> AsyncIterator[pb.ProcessingResponse]:
-        exchange = Exchange(self._picker)
+        metadata = dict(context.invocation_metadata() or ())
+        backend_key = metadata.get(BACKEND_REF_METADATA)
+        exchange = Exchange(self._picker, backend_key=backend_key
+                            if isinstance(backend_key, str) else None)
         gateway = self._picker.gateway
         gateway.active_requests += 1  # what the drain waits for
         try:

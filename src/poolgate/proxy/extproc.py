@@ -31,17 +31,18 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
 
+from poolgate.core.epp_protocol import (
+    DESTINATION,
+    EXT_PROC_FILTER,
+    LB_NAMESPACE,
+    SERVED,
+    SUBSET,
+    SUBSET_NAMESPACE,
+)
 from poolgate.core.errors import PoolgateError
 from poolgate.http.server import RequestHeaders
 from poolgate.proxy.context import Attempt, RequestContext
 from poolgate.proxy.errors import BodyTooLarge, InternalError, NoRoute
-
-DESTINATION = "x-gateway-destination-endpoint"
-SUBSET = "x-gateway-destination-endpoint-subset"
-SERVED = "x-gateway-destination-endpoint-served"
-LB_NAMESPACE = "envoy.lb"
-SUBSET_NAMESPACE = "envoy.lb.subset_hint"
-EXT_PROC_ATTRIBUTES = "envoy.filters.http.ext_proc"
 
 _FULL_DUPLEX = processing_mode_pb2.ProcessingMode.FULL_DUPLEX_STREAMED
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
@@ -151,8 +152,10 @@ class Picker(Protocol):
         """A new request context on the current configuration."""
         ...
 
-    def decide(self, ctx: RequestContext, subset: frozenset[str] | None) -> Pick:
-        """Resolve, inspect, shed and pick; raises a `PoolgateError` to refuse."""
+    def decide(self, ctx: RequestContext, subset: frozenset[str] | None,
+               backend_key: str | None) -> Pick:
+        """Resolve, inspect, shed and pick; raises a `PoolgateError` to refuse. `backend_key`:
+        the backendRef Envoy chose (`poolgate envoy-config` sends it), else the route decides."""
         ...
 
     def served(self, ctx: RequestContext, held: Held, endpoint: str, status: int) -> None:
@@ -220,8 +223,8 @@ def served_endpoint(request: pb.ProcessingRequest) -> str | None:
     value = _metadata_value(request.metadata_context, LB_NAMESPACE, SERVED)
     if isinstance(value, str) and value:
         return value
-    if EXT_PROC_ATTRIBUTES in request.attributes:
-        fields = request.attributes[EXT_PROC_ATTRIBUTES].fields
+    if EXT_PROC_FILTER in request.attributes:
+        fields = request.attributes[EXT_PROC_FILTER].fields
         if "upstream.address" in fields:
             return fields["upstream.address"].string_value or None
     return None
@@ -231,11 +234,14 @@ class Exchange:
     """One ext_proc stream: see the module docstring. `on_message` returns the responses to
     send (none while a streamed request body is still arriving); `close` ends it (idempotent)."""
 
-    __slots__ = ("_body", "_buffered", "_clock", "_closed", "_ctx", "_full_duplex_request",
-                 "_full_duplex_response", "_pick", "_picker", "_request", "_started", "_subset")
+    __slots__ = ("_backend_key", "_body", "_buffered", "_clock", "_closed", "_ctx",
+                 "_full_duplex_request", "_full_duplex_response", "_pick", "_picker", "_request",
+                 "_started", "_subset")
 
-    def __init__(self, picker: Picker, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, picker: Picker, clock: Callable[[], float] = time.monotonic,
+                 backend_key: str | None = None) -> None:
         self._picker = picker
+        self._backend_key = backend_key
         self._clock = clock
         self._ctx: RequestContext | None = None
         self._request: ExtProcRequest | None = None
@@ -307,7 +313,7 @@ class Exchange:
             if request.body_too_large:
                 raise BodyTooLarge("The request body is larger than the endpoint picker's "
                                    f"limit of {picker.max_body} bytes.")
-            pick = picker.decide(ctx, self._subset)
+            pick = picker.decide(ctx, self._subset, self._backend_key)
         except PoolgateError as e:
             ctx.outcome.status = e.status
             if e.status >= 500 or e.flag != "-":

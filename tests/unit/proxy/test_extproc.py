@@ -30,7 +30,8 @@ class RecordingPicker:
     def context(self, request: ExtProcRequest) -> RequestContext:
         return RequestContext(request, 0, 0.0, cast(Runtime, None))
 
-    def decide(self, ctx: RequestContext, subset: frozenset[str] | None) -> Pick:
+    def decide(self, ctx: RequestContext, subset: frozenset[str] | None,
+               backend_key: str | None) -> Pick:
         if self.refuse:
             raise RequestShed()
         self.bodies.append(ctx.request.body)
