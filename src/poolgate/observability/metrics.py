@@ -1,4 +1,5 @@
-"""The gateway's own Prometheus metrics (served on the admin listener).
+"""The gateway's Prometheus metrics (served on the admin listener): its own `poolgate_*` series
+and the ecosystem's (`inference.py`, `pools.py`, `scheduling.py`; docs/metrics.md).
 
 The series every request touches (count, duration, time to first byte, in flight) are plain
 Python numbers rendered when /metrics is read: prometheus_client's Counter, Gauge and Histogram
@@ -9,7 +10,6 @@ retries, reloads...) stay prometheus_client objects.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -22,36 +22,16 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
+from poolgate.observability.histogram import Histogram
+from poolgate.observability.inference import InferenceMetrics
+from poolgate.observability.pools import PoolCollector
+from poolgate.observability.scheduling import SchedulerTimings
+
 # Latency buckets that resolve both sub-millisecond gateway errors and minute-long generations.
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0, 120.0, 300.0, 600.0,
 )
-
-
-class LatencyHistogram:
-    """Observations counted per bucket of `_LATENCY_BUCKETS` (the last slot is +Inf)."""
-
-    __slots__ = ("counts", "sum")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(_LATENCY_BUCKETS) + 1)
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        # A bucket counts the values up to and including its bound.
-        self.counts[bisect_left(_LATENCY_BUCKETS, seconds)] += 1
-        self.sum += seconds
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        """(le, count of observations <= le) per bucket, +Inf last: the exposition's buckets."""
-        out: list[tuple[str, float]] = []
-        total = 0
-        for bound, count in zip((*map(repr, _LATENCY_BUCKETS), "+Inf"), self.counts,
-                                strict=True):
-            total += count
-            out.append((bound, total))
-        return out
 
 
 class RouteSeries:
@@ -60,8 +40,8 @@ class RouteSeries:
     __slots__ = ("duration", "in_flight", "ttfb")
 
     def __init__(self) -> None:
-        self.duration = LatencyHistogram()
-        self.ttfb = LatencyHistogram()
+        self.duration = Histogram(_LATENCY_BUCKETS)
+        self.ttfb = Histogram(_LATENCY_BUCKETS)
         self.in_flight = 0
 
 
@@ -99,6 +79,14 @@ class GatewayMetrics:
             "poolgate_pool_endpoints", "Endpoints per pool in the current configuration.",
             ["pool"], registry=r,
         )
+        # The Inference Extension's and llm-d's names.
+        self.inference = InferenceMetrics()
+        r.register(self.inference.collector())
+        self.pools = PoolCollector()
+        r.register(self.pools)
+        self.scheduling = SchedulerTimings()
+        r.register(self.scheduling.collector())
+
     def route_series(self, route: str) -> RouteSeries:
         """The series of a route (created on first use)."""
         series = self._routes.get(route)

@@ -25,6 +25,7 @@ from poolgate.config.snapshot import Backend, RouteRule, Snapshot
 from poolgate.core.pools import Endpoint, Pool
 from poolgate.datalayer import EndpointStore
 from poolgate.http.client import ConnectionSettings
+from poolgate.observability.scheduling import SchedulerTimings
 from poolgate.scheduling import Scheduler, build_scheduler
 from poolgate.scheduling.config import SchedulerConfig
 from poolgate.traffic.circuit_breaker import BreakerLimits, CircuitBreaker
@@ -44,6 +45,7 @@ class RuntimeSettings:
     staleness: float
     seed: int | None
     region_order: RegionOrder
+    scheduler_timings: SchedulerTimings | None = None  # the pickers time themselves into it
 
 
 @dataclass(slots=True, eq=False)
@@ -162,7 +164,8 @@ def _pickers(snapshot: Snapshot, previous: Runtime | None, settings: RuntimeSett
             out[key] = found
             continue
         config = _scheduler_config(profile, settings)
-        out[key] = PoolPicker(profile, build_scheduler(config, store, seed=settings.seed))
+        out[key] = PoolPicker(profile, build_scheduler(
+            config, store, seed=settings.seed, timings=settings.scheduler_timings))
     return out
 
 

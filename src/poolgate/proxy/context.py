@@ -9,6 +9,7 @@ from typing import Any
 
 from poolgate.auth.credentials import redact_params
 from poolgate.config.snapshot import Backend, RouteDecision
+from poolgate.observability.meter import ResponseMeter
 from poolgate.proxy.cluster import BackendCluster, Runtime
 from poolgate.proxy.inference import InferenceRequest
 from poolgate.proxy.responder import Responder
@@ -52,6 +53,7 @@ class RequestContext:
     objective: str | None = None  # x-gateway-inference-objective
     priority: int | None = None
     llm: LLMRequest | None = None  # what the endpoint picker reads (pool backends)
+    meter: ResponseMeter | None = None  # measures the response (pool backends; proxy/recording)
     path: str = ""  # upstream path after the rule's filters
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""

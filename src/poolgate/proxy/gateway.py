@@ -54,6 +54,7 @@ from poolgate.proxy.headers import upstream_request_headers
 from poolgate.proxy.inference import OBJECTIVE_HEADER, route_inference
 from poolgate.proxy.lease import RequestLease
 from poolgate.proxy.models import merge_model_list
+from poolgate.proxy.recording import InferenceRecorder, pool_gauges
 from poolgate.proxy.relay import error_frame, relay
 from poolgate.proxy.responder import Responder
 from poolgate.proxy.steering import Steering
@@ -116,6 +117,9 @@ class Gateway:
         self.steering = Steering(self.store, self.health, options.staleness,
                                  BalancingMetrics(metrics.registry))
         self.active_requests = 0
+        # The Inference Extension's per-model series and per-pool gauges (recording.py).
+        self.recorder = InferenceRecorder(metrics.inference, self.now)
+        metrics.pools.source = partial(pool_gauges, self)
         # Set when the drain time is over and the requests still running are about to be cut.
         self.cutting = False
         # Cached: on Python 3.11 every asyncio.get_running_loop() is a getpid() system call.
@@ -127,6 +131,7 @@ class Gateway:
             staleness=options.staleness,
             seed=options.seed,
             region_order=RegionOrder(options.region, options.region_order),
+            scheduler_timings=metrics.scheduling,
         )
         self.runtime = build_runtime(snapshot, None, self._settings, self.store)
 
@@ -286,6 +291,7 @@ class Gateway:
                                     request.method, snap, pool.key, self.rnd)
         ctx.inference = inference
         ctx.body = inference.body
+        ctx.meter = self.recorder.begin(ctx)
         if not pool.addresses:
             raise NoHealthyEndpoint()
         objective_name = request.headers.get(OBJECTIVE_HEADER)
@@ -498,7 +504,8 @@ class Gateway:
         if cluster.timed_by is not None and deadline == ctx.deadline:
             cut_frame = error_frame(_timeout_error(cluster).message)
         try:
-            result = await relay(request, upstream, extra, ctx.transform, deadline, cut_frame)
+            result = await relay(request, upstream, extra, ctx.transform, deadline, cut_frame,
+                                 ctx.meter)
         except TimeoutError:
             outcome.flag = "UT"  # before anything was sent: 504
             raise UpstreamTimeout() from None
@@ -531,6 +538,7 @@ class Gateway:
             series.duration.observe(elapsed)
             if outcome.ttfb is not None:
                 series.ttfb.observe(outcome.ttfb)
+        self.recorder.finish(ctx, elapsed)
         if self.access_log.enabled:
             self.access_log.write(ctx.access_record(elapsed, route, model))
 

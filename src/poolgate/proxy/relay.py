@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from poolgate.core.errors import openai_error_body
 from poolgate.http.client import BodyError, UpstreamFailure, UpstreamResponse
+from poolgate.observability.meter import ResponseMeter
 from poolgate.proxy.headers import downstream_response_headers
 from poolgate.proxy.responder import Responder
 
@@ -59,10 +60,12 @@ def is_event_stream(upstream: UpstreamResponse) -> bool:
 async def relay(request: Responder, upstream: UpstreamResponse,
                 extra_headers: list[tuple[str, str]] | None = None,
                 transform: Callable[[bytes], bytes] | None = None,
-                deadline: float | None = None, cut_frame: bytes | None = None) -> RelayOutcome:
+                deadline: float | None = None, cut_frame: bytes | None = None,
+                meter: ResponseMeter | None = None) -> RelayOutcome:
     """Pass the upstream response to the client (see the module docstring for the deadline).
 
     `transform`, when given, rewrites a buffered 200 body (small, with a known length).
+    `meter`, when given, sees the body as it is relayed (first bytes, gaps, usage).
     Raises `UpstreamFailure` when a buffered body breaks before anything was sent, and
     `TimeoutError` when the deadline passes before anything was sent.
     """
@@ -81,22 +84,29 @@ async def relay(request: Responder, upstream: UpstreamResponse,
                     body = await upstream.read()
         except BodyError as e:
             raise UpstreamFailure("connection termination", str(e)) from e
+        if meter is not None:
+            meter.body(body)
         if transform is not None and upstream.status == 200:
             body = transform(body)
         await request.respond(upstream.status, upstream.reason, headers, body)
         return RelayOutcome(upstream.status, len(body), True)
 
     await request.start(upstream.status, upstream.reason, headers, length)
+    if meter is not None:
+        meter.streamed = event_stream
     if deadline is None:
-        return await _stream(request, upstream)
+        return await _stream(request, upstream, meter)
     return await _stream_until(request, upstream, deadline,
-                               cut_frame if event_stream else None)
+                               cut_frame if event_stream else None, meter)
 
 
-async def _stream(request: Responder, upstream: UpstreamResponse) -> RelayOutcome:
+async def _stream(request: Responder, upstream: UpstreamResponse,
+                  meter: ResponseMeter | None) -> RelayOutcome:
     sent = 0
     try:
         async for chunk in upstream.iter_chunks():
+            if meter is not None:
+                meter.chunk(chunk)
             await request.write(chunk)
             sent += len(chunk)
     except BodyError:
@@ -108,7 +118,7 @@ async def _stream(request: Responder, upstream: UpstreamResponse) -> RelayOutcom
 
 
 async def _stream_until(request: Responder, upstream: UpstreamResponse, deadline: float,
-                        cut_frame: bytes | None) -> RelayOutcome:
+                        cut_frame: bytes | None, meter: ResponseMeter | None) -> RelayOutcome:
     sent = 0
     tail = EVENT_END
     chunks = upstream.iter_chunks()
@@ -119,6 +129,8 @@ async def _stream_until(request: Responder, upstream: UpstreamResponse, deadline
                     chunk = await anext(chunks)
             except StopAsyncIteration:
                 break
+            if meter is not None:
+                meter.chunk(chunk)
             await request.write(chunk)
             sent += len(chunk)
             tail = (tail + chunk)[-2:]

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from poolgate.datalayer.store import EndpointStore
+from poolgate.observability.scheduling import SchedulerTimings
 from poolgate.scheduling.config import SchedulerConfig, describe_validation_error
 from poolgate.scheduling.errors import SchedulerConfigError
 from poolgate.scheduling.interfaces import (
@@ -23,6 +24,7 @@ from poolgate.scheduling.interfaces import (
 from poolgate.scheduling.pickers.max_score import MaxScorePicker
 from poolgate.scheduling.registry import REGISTRY, PluginKind
 from poolgate.scheduling.scheduler import Scheduler, SchedulerProfile
+from poolgate.scheduling.timed import TimedScheduler
 
 
 def build_profile(config: SchedulerConfig, rng: random.Random | None = None) -> SchedulerProfile:
@@ -79,14 +81,19 @@ def build_profile(config: SchedulerConfig, rng: random.Random | None = None) -> 
 
 
 def build_scheduler(config: SchedulerConfig | Mapping[str, Any] | str | None,
-                    store: EndpointStore, *, seed: int | None = None) -> Scheduler:
+                    store: EndpointStore, *, seed: int | None = None,
+                    timings: SchedulerTimings | None = None) -> Scheduler:
     """A `Scheduler` over `store` from a config object, a config dict, or a built-in profile name.
 
-    `seed` (else `config.seed`) fixes every random choice.
+    `seed` (else `config.seed`) fixes every random choice; with `timings` the scheduler
+    records its latency there (`TimedScheduler`).
     """
     if config is None or isinstance(config, str):
         config = SchedulerConfig(profile=config or "default")
     elif not isinstance(config, SchedulerConfig):
         config = SchedulerConfig.from_dict(config)
     rng = random.Random(seed if seed is not None else config.seed)
-    return Scheduler(build_profile(config, rng), store, staleness=config.staleness)
+    profile = build_profile(config, rng)
+    if timings is not None:
+        return TimedScheduler(profile, store, config.staleness, timings)
+    return Scheduler(profile, store, staleness=config.staleness)
