@@ -65,8 +65,8 @@ async def serve_until_stopped(options: ServeOptions, stop: StopSignal,
     what = "endpoint picker (gRPC ext_proc)" if options.front == "ext_proc" else "gateway listener"
     for declared, bound in sorted(server.bound_ports.items()):
         log.info("%s %d bound on %s:%d", what, declared, options.host, bound)
-    log.info("admin on http://%s:%d (/metrics /healthz /readyz /status)", options.admin_host,
-             options.admin_port)
+    log.info("admin on http://%s:%d (status page at /; /metrics /healthz /readyz /status "
+             "/api/live)", options.admin_host, options.admin_port)
     try:
         if on_started is not None:
             await on_started(server)
@@ -79,4 +79,5 @@ async def serve_until_stopped(options: ServeOptions, stop: StopSignal,
 
 def run_serve(options: ServeOptions) -> int:
     """Run `poolgate serve` until SIGTERM or SIGINT; returns the exit code."""
-    return run_until_stopped("poolgate serve", lambda stop: serve_until_stopped(options, stop))
+    name = "poolgate epp" if options.front == "ext_proc" else "poolgate serve"
+    return run_until_stopped(name, lambda stop: serve_until_stopped(options, stop))
