@@ -13,15 +13,14 @@ only as a key (a quote inside a string value is always escaped).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
 _KEY = b'"usage"'
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(NamedTuple):
     """What the model server said the request cost, in tokens."""
 
     prompt_tokens: int
@@ -44,26 +43,24 @@ def find_usage(data: bytes) -> Usage | None:
 def _object_after(data: bytes, i: int) -> bytes | None:
     """The `{...}` value of the key that ends at `i`, or None when the key is not followed by
     `:` and an object (`null`, a string value `"usage"`, or text cut short)."""
-    n = len(data)
-    while i < n and data[i] in b" \t\r\n":
-        i += 1
-    if i >= n or data[i] != 0x3A:  # ':'
+    start = data.find(b"{", i)
+    if start < 0 or data[i:start].strip() != b":":
         return None
-    i += 1
-    while i < n and data[i] in b" \t\r\n":
-        i += 1
-    if i >= n or data[i] != 0x7B:  # '{'
+    end = data.find(b"}", start)
+    if end < 0:
         return None
-    # Find the matching brace; `usage` holds numbers and nested objects, never strings
-    # with braces, so counting braces is enough (orjson then validates the slice).
-    depth, pos = 1, i + 1
-    while depth:
-        close = data.find(b"}", pos)
-        if close < 0:
-            return None
-        depth += data.count(b"{", pos, close) - 1
-        pos = close + 1
-    return data[i:pos]
+    if data.find(b"{", start + 1, end) >= 0:
+        # Nested objects (prompt_tokens_details on a cache hit): match the braces. `usage`
+        # holds numbers and objects, never strings with braces; orjson validates the slice.
+        depth, pos = 1, start + 1
+        while depth:
+            close = data.find(b"}", pos)
+            if close < 0:
+                return None
+            depth += data.count(b"{", pos, close) - 1
+            pos = close + 1
+        end = pos - 1
+    return data[start:end + 1]
 
 
 def _usage(raw: bytes) -> Usage | None:
@@ -73,14 +70,12 @@ def _usage(raw: bytes) -> Usage | None:
         return None
     prompt = obj.get("prompt_tokens")
     completion = obj.get("completion_tokens")
-    if not (_count(prompt) and _count(completion)):
+    if type(prompt) is not int or type(completion) is not int or prompt < 0 or completion < 0:
         return None
-    cached: int | None = None
     details = obj.get("prompt_tokens_details")
-    if isinstance(details, dict) and _count(details.get("cached_tokens")):
-        cached = details["cached_tokens"]
+    if details is None:
+        return Usage(prompt, completion)
+    cached = details.get("cached_tokens") if type(details) is dict else None
+    if type(cached) is not int or cached < 0:
+        cached = None
     return Usage(prompt, completion, cached)
-
-
-def _count(value: object) -> bool:
-    return type(value) is int and value >= 0

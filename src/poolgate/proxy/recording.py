@@ -103,10 +103,14 @@ class InferenceRecorder:
         if attempts:
             series.requests += 1
             series.request_sizes.observe(len(ctx.request.body))
-        code = _error_code(status, outcome.flag, upstream)
+        flag = outcome.flag
+        if upstream and status == 200 and flag == "-":  # the common case, kept short
+            _answered(series, ctx, meter, elapsed)
+            return
+        code = _error_code(status, flag, upstream)
         if code is not None:
             series.count_error(code)
-        if upstream and outcome.flag == "-":
+        if upstream and flag == "-":
             _answered(series, ctx, meter, elapsed)
 
     def _pin(self, snapshot: Snapshot) -> None:
