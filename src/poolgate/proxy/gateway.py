@@ -530,7 +530,10 @@ class Gateway:
         """Metrics and the access-log line of a finished request (called once, by its lease)."""
         elapsed = self.now() - ctx.started
         outcome = ctx.outcome
-        route, model = ctx.route_key, ctx.model
+        route = ctx.route_key
+        # The inference series; and the model label, bounded (recording.py): a model no
+        # InferenceModel and no model server knows counts as "unknown".
+        model = self.recorder.finish(ctx, elapsed) or "-"
         self.metrics.count_request(route, model, outcome.status or ctx.request.status)
         if ctx.route is not None:
             series = self.metrics.route_series(route)
@@ -538,9 +541,8 @@ class Gateway:
             series.duration.observe(elapsed)
             if outcome.ttfb is not None:
                 series.ttfb.observe(outcome.ttfb)
-        self.recorder.finish(ctx, elapsed)
         if self.access_log.enabled:
-            self.access_log.write(ctx.access_record(elapsed, route, model))
+            self.access_log.write(ctx.access_record(elapsed, route, ctx.model))
 
 
 @dataclass(frozen=True, slots=True)

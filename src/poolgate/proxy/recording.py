@@ -73,8 +73,10 @@ class InferenceRecorder:
             counts[running] = counts.get(running, 0) + 1
         return ResponseMeter(running, self._clock)
 
-    def finish(self, ctx: RequestContext, elapsed: float) -> None:
-        """The request ended `elapsed` seconds after it arrived (called once, by `finish`)."""
+    def finish(self, ctx: RequestContext, elapsed: float) -> str:
+        """The request ended `elapsed` seconds after it arrived (called once, by `finish`);
+        returns its `model_name` label value ("" when it is no inference request or has no
+        model)."""
         meter = ctx.meter
         outcome = ctx.outcome
         status = outcome.status or ctx.request.status
@@ -85,7 +87,7 @@ class InferenceRecorder:
                 code = _error_code(status, outcome.flag, upstream=False)
                 if code is not None:
                     self._metrics.series("", "", 0).count_error(code)
-            return
+            return ""
         metrics = self._metrics
         if meter.running is not None:
             metrics.running[meter.running] -= 1
@@ -97,21 +99,23 @@ class InferenceRecorder:
         target = inference.target_model if inference is not None else None
         labels = self._labels
         if upstream and 200 <= status < 300:
-            series = metrics.series(labels.served(model), labels.served(target), ctx.priority or 0)
+            model, target = labels.served(model), labels.served(target)
         else:
-            series = metrics.series(labels.label(model), labels.label(target), ctx.priority or 0)
+            model, target = labels.label(model), labels.label(target)
+        series = metrics.series(model, target, ctx.priority or 0)
         if attempts:
             series.requests += 1
             series.request_sizes.observe(len(ctx.request.body))
         flag = outcome.flag
         if upstream and status == 200 and flag == "-":  # the common case, kept short
             _answered(series, ctx, meter, elapsed)
-            return
+            return model
         code = _error_code(status, flag, upstream)
         if code is not None:
             series.count_error(code)
         if upstream and flag == "-":
             _answered(series, ctx, meter, elapsed)
+        return model
 
     def _pin(self, snapshot: Snapshot) -> None:
         """The configured model names always label as themselves."""

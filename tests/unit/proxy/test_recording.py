@@ -182,6 +182,10 @@ async def test_an_unknown_model_is_one_label_and_its_404_a_model_server_error(
     # The model server's answer reached the client whole: its latency counts, as upstream.
     assert value(got, "inference_objective_request_duration_seconds_count", **unknown) == 3
     assert not any(("model_name", "gpt-4o") in labels for _, labels in got)
+    # The gateway's own request counter is bounded the same way.
+    assert value(got, "poolgate_requests_total", route="default/route", model="unknown",
+                 status="404") == 3
+    assert not any(("model", "gpt-4o") in labels for _, labels in got)
 
 
 async def test_inference_model_and_objective_name_the_labels(tmp_path: Path) -> None:
