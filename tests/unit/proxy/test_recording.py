@@ -4,6 +4,7 @@ in-memory client and upstream (everything in between is the real gateway)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -253,3 +254,19 @@ async def test_pool_gauges_average_the_endpoints_with_fresh_metrics(tmp_path: Pa
     assert value(got, "inference_pool_per_pod_queue_size", name="pool",
                  model_server_pod=A) == 4
     assert value(got, "inference_pool_average_kv_cache_utilization", name="pool") == 0.5
+
+
+def _documented() -> set[str]:
+    """The series names docs/metrics.md's tables list."""
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "metrics.md").read_text()
+    return set(re.findall(r"^\| `([a-z0-9_:]+)` \|", docs, re.MULTILINE))
+
+
+async def test_docs_metrics_md_lists_every_family_metrics_exports(tmp_path: Path) -> None:
+    gw, _ = make_gateway(snapshot(tmp_path), FakeUpstreams({}))
+    body, _ = gw.metrics.exposition()
+    families = {f.name for f in text_string_to_metric_families(body.decode())}
+    documented = _documented()
+    # Counters are documented by their sample name.
+    missing = {f for f in families if f not in documented and f"{f}_total" not in documented}
+    assert not missing, f"docs/metrics.md does not list {sorted(missing)}"
