@@ -27,12 +27,17 @@ $(VENV)/.installed-bench: pyproject.toml $(VENV)/.created
 
 venv: $(VENV)/.installed-test
 
-# OS packages the test suite needs (a real redis-server for the shared-limit tests).
+# OS packages the test suite needs: a real redis-server for the shared-limit tests, Debian's
+# chromium for the status page's browser test (tests/e2e/test_status_page.py, issue 16). Only
+# what is missing is installed, so a second run installs nothing.
 os-deps:
-	@if ! command -v redis-server >/dev/null 2>&1; then \
-		echo "installing redis-server (apt-get)"; \
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (apt-get)"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
-		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q redis-server; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
 	fi
 
 # helm and kubectl for the chart tests (tests/deploy), from a PyPI package (issue 14). `test`

@@ -484,6 +484,18 @@ def sim(
     raise typer.Exit(run_sim(options, host, port, replicas, endpoints_file, endpoints_name, labels))
 
 
+@app.command("top")
+def top(
+    admin: str = typer.Option("http://127.0.0.1:9901", "--admin", help="URL of the gateway's admin listener (poolgate serve/demo/epp --admin-port)."),
+    interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between refreshes."),
+    once: bool = typer.Option(False, "--once", help="Print one frame and exit (for scripts and tests)."),
+) -> None:
+    """The gateway's live view in the terminal: pools, endpoints, recent picks, traffic."""
+    from poolgate.observability.top import run_top
+
+    raise typer.Exit(run_top(admin, interval=interval, once=once))
+
+
 def main() -> None:
     """Entry point of the `poolgate` console script."""
     app()

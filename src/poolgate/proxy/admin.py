@@ -1,8 +1,11 @@
-"""The admin listener: `/metrics`, `/healthz`, `/readyz` and `/status` (views in `status.py`)."""
+"""The admin listener: `/metrics`, `/healthz`, `/readyz`, `/status` (views in `status.py`), and
+the live status page: `/` with its assets under `/static/` and the `/api/live` document it
+polls (view in `live_view.py`)."""
 
 from __future__ import annotations
 
 import asyncio
+from importlib import resources
 
 import orjson
 from aiohttp import web
@@ -11,7 +14,24 @@ from poolgate.datalayer.health_checker import ActiveHealthChecker
 from poolgate.observability.metrics import GatewayMetrics
 from poolgate.proxy.gateway import Gateway
 from poolgate.proxy.listeners import Front, ListenError
+from poolgate.proxy.live_view import live_document
 from poolgate.proxy.status import gateway_status, not_ready_reason
+
+# The status page's files (package data in poolgate/observability/page/), by URL name.
+PAGE_ASSETS = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "text/css"}
+# Everything the page loads comes from the admin listener itself; nothing inline, no CDN.
+PAGE_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+                               "connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
+                               "form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+
+
+def page_asset(name: str) -> bytes:
+    """One of the status page's files (`PAGE_ASSETS`), read from the package."""
+    return resources.files("poolgate.observability").joinpath("page", name).read_bytes()
 
 
 class AdminServer:
@@ -32,6 +52,7 @@ class AdminServer:
         self._staleness = staleness
         self._runner: web.AppRunner | None = None
         self._draining = False
+        self._assets = {name: page_asset(name) for name in PAGE_ASSETS}
 
     async def start(self) -> None:
         """Listen; raise `ListenError` when the port cannot be bound."""
@@ -40,6 +61,9 @@ class AdminServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/status", self._status)
+        app.router.add_get("/", self._page)
+        app.router.add_get("/static/{name}", self._static)
+        app.router.add_get("/api/live", self._live)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self._runner = runner
@@ -83,3 +107,32 @@ class AdminServer:
                                 now=asyncio.get_running_loop().time())
         return web.Response(body=orjson.dumps(status, option=orjson.OPT_INDENT_2),
                             content_type="application/json")
+
+    async def _page(self, _: web.Request) -> web.Response:
+        return self._asset("index.html")
+
+    async def _static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in PAGE_ASSETS or name == "index.html":
+            raise web.HTTPNotFound()
+        return self._asset(name)
+
+    def _asset(self, name: str) -> web.Response:
+        resp = web.Response(body=self._assets[name], content_type=PAGE_ASSETS[name],
+                            charset="utf-8")
+        resp.headers.update(PAGE_SECURITY_HEADERS)
+        return resp
+
+    async def _live(self, request: web.Request) -> web.Response:
+        """The live document; `?seconds=N` keeps the last N seconds of traffic (default all)."""
+        try:
+            seconds = int(request.query.get("seconds", "0"))
+        except ValueError:
+            raise web.HTTPBadRequest(text="seconds must be an integer\n") from None
+        doc = live_document(self._gateway, bound_ports=self._listeners.bound_ports,
+                            staleness=self._staleness, now=asyncio.get_running_loop().time(),
+                            not_ready=self.not_ready_reason(),
+                            seconds=seconds if seconds > 0 else None)
+        resp = web.Response(body=orjson.dumps(doc), content_type="application/json")
+        resp.headers["Cache-Control"] = "no-store"
+        return resp

@@ -39,6 +39,7 @@ from poolgate.datalayer import EndpointStore
 from poolgate.datalayer.health import HealthTracker
 from poolgate.http.client import UpstreamFailure, UpstreamPool, UpstreamResponse
 from poolgate.observability.access_log import AccessLog
+from poolgate.observability.live import LiveWindow
 from poolgate.observability.metrics import GatewayMetrics
 from poolgate.proxy.cluster import BackendCluster, RuntimeSettings, build_runtime
 from poolgate.proxy.context import Attempt, RequestContext
@@ -120,6 +121,8 @@ class Gateway:
         # The Inference Extension's per-model series and per-pool gauges (recording.py).
         self.recorder = InferenceRecorder(metrics.inference, self.now)
         metrics.pools.source = partial(pool_gauges, self)
+        # The last minutes second by second (the status page's charts): see `_record_live`.
+        self.live = LiveWindow()
         # Set when the drain time is over and the requests still running are about to be cut.
         self.cutting = False
         # Cached: on Python 3.11 every asyncio.get_running_loop() is a getpid() system call.
@@ -543,6 +546,16 @@ class Gateway:
                 series.ttfb.observe(outcome.ttfb)
         if self.access_log.enabled:
             self.access_log.write(ctx.access_record(elapsed, route, ctx.model))
+        self._record_live(ctx, ctx.started + elapsed)
+
+    def _record_live(self, ctx: RequestContext, now: float) -> None:
+        """Count the finished request in `live`, with its time to first token when it was a
+        stream that relayed one (the meter's first body bytes, as the TTFT series)."""
+        meter, attempts = ctx.meter, ctx.attempts
+        ttft = (meter.first - ctx.started
+                if meter is not None and meter.streamed and meter.first is not None else None)
+        self.live.record(now, ctx.outcome.status or ctx.request.status, ttft,
+                         attempts[-1].endpoint if attempts else None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,7 +136,8 @@ class Scorer(Plugin, Protocol):
               cycle: CycleState) -> dict[str, float]:
         """A score in [0, 1] per address (higher is better); a missing address scores 0.
 
-        The runner clamps out-of-range values into [0, 1].
+        The runner clamps out-of-range values into [0, 1]. The dict is the caller's: return a
+        new one per call (the scheduler keeps recent ones to explain its picks).
         """
         ...
 

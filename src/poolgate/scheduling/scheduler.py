@@ -22,6 +22,7 @@ from poolgate.scheduling.interfaces import (
     RetainsEndpoints,
     WeightedScorer,
 )
+from poolgate.scheduling.pick_log import DEFAULT_PICK_LOG_SIZE, PickExplanation, PickLog, explain
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +41,13 @@ class Scheduler:
     """Picks an endpoint for each request from the pool's addresses and their live state."""
 
     def __init__(self, profile: SchedulerProfile, store: EndpointStore,
-                 staleness: float = 2.0) -> None:
+                 staleness: float = 2.0, pick_log_size: int = DEFAULT_PICK_LOG_SIZE) -> None:
         self.profile = profile
         self.store = store
         self.staleness = staleness
         self._views: dict[str, Endpoint] = {}
+        # The last picks and what decided them (the status page); O(1) per pick.
+        self.picks = PickLog(pick_log_size, len(profile.scorers))
 
     def endpoints(self, addresses: Sequence[str], now: float) -> list[Endpoint]:
         """The plugin view of `addresses` at `now`: fresh signals or None, gateway in-flight
@@ -75,8 +78,9 @@ class Scheduler:
         """Choose one of `endpoints` (addresses) for `request` at monotonic time `now`.
 
         Raises `NoEndpointAvailable` when `endpoints` is empty or a filter leaves nothing.
-        Pure with respect to the store: it reads live state and changes nothing; call
-        `on_picked` once the request is committed to the chosen endpoint.
+        Pure with respect to the store: it reads live state and changes nothing; it notes the
+        pick in `picks` (see `recent_picks`). Call `on_picked` once the request is committed to
+        the chosen endpoint.
         """
         if not endpoints:
             raise NoEndpointAvailable("no endpoint in the pool to send the request to")
@@ -89,11 +93,14 @@ class Scheduler:
                 raise NoEndpointAvailable(
                     f"no endpoint available: filter {f.typed_name} removed every candidate")
         totals = dict.fromkeys([e.address for e in candidates], 0.0)
-        for weighted in profile.scorers:
+        record = self.picks.slot
+        kept = record.scores  # each scorer's scores, kept by reference for `recent_picks`
+        for i, weighted in enumerate(profile.scorers):
             weight = weighted.weight
             if weight == 0:
+                kept[i] = None
                 continue  # it cannot change any total; skip its work entirely
-            scores = weighted.scorer.score(request, candidates, cycle)
+            scores = kept[i] = weighted.scorer.score(request, candidates, cycle)
             if not scores:
                 continue
             for address, score in scores.items():
@@ -105,7 +112,21 @@ class Scheduler:
                 except KeyError:
                     pass  # a scorer's opinion of a filtered-out endpoint does not count
         address = profile.picker.pick(totals, candidates, cycle)
+        record.at = now
+        record.model = request.model
+        record.lora = request.lora
+        record.address = address
+        record.offered = len(endpoints)
+        record.candidates = len(candidates)
+        record.totals = totals
+        self.picks.commit()
         return PickResult(address, totals, profile.name)
+
+    def recent_picks(self, limit: int | None = None) -> list[PickExplanation]:
+        """The last picks (at most `limit`), newest first, each with what decided it."""
+        profile = self.profile
+        return [explain(record, profile.scorers, profile.picker)
+                for record in self.picks.recent(limit)]
 
     def on_picked(self, request: LLMRequest, address: str) -> None:
         """Tell learning plugins (the prefix index) that `request` went to `address`."""
