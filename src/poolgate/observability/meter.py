@@ -30,28 +30,33 @@ class ResponseMeter:
     """One inference request's measurements, read once when it ends (`proxy/recording.py`).
 
     `running`: the model label counted in the running-requests gauge when the request began;
-    `first`: gateway-clock time of the first body bytes; `streamed`: the response was SSE;
-    `gaps` / `gap_sum`: inter-chunk gaps per `ITL_BUCKETS` bucket (+Inf last) and their sum.
+    `first`: gateway-clock time of the first chunk of a body relayed chunk by chunk;
+    `streamed`: the response was SSE; `gaps` / `gap_sum`: inter-chunk gaps per `ITL_BUCKETS`
+    bucket (+Inf last) and their sum.
     """
 
-    __slots__ = ("_body", "_clock", "_last", "_tail1", "_tail2", "_tail3", "first", "gap_sum",
-                 "gaps", "running", "streamed")
+    # Class-level defaults: a meter is made per request and most are never streamed, so only
+    # what differs is set on the instance (cheaper than initialising every slot).
+    first: float | None = None
+    streamed: bool = False
+    gaps: list[int] = _NO_GAPS  # replaced by a list of its own at the first chunk
+    gap_sum: float = 0.0
+    _last: float = 0.0  # monotonic: the gaps are measured finer than the loop's clock
+    _body: bytes | None = None
+    held: int = 0  # bytes of a buffered body kept for its `usage`
+    _tail1: bytes = b""
+    _tail2: bytes = b""
+    _tail3: bytes = b""
 
     def __init__(self, running: str | None, clock: Callable[[], float]) -> None:
         self.running = running
         self._clock = clock  # the gateway's clock (loop time), which `started` is read from
-        self.first: float | None = None
-        self.streamed = False
-        self.gaps = _NO_GAPS  # replaced by a list of its own at the first chunk
-        self.gap_sum = 0.0
-        self._last = 0.0  # monotonic: the gaps are measured finer than the loop's clock
-        self._body: bytes | None = None
-        self._tail1 = self._tail2 = self._tail3 = b""
 
     def body(self, data: bytes) -> None:
-        """A buffered (non-streamed) body arrived whole."""
-        self.first = self._clock()
+        """A buffered (non-streamed) body arrived whole: only its `usage` is read, at the end
+        (its first token came with the whole body: its TTFT is the request's duration)."""
         self._body = data
+        self.held = len(data)
 
     def chunk(self, data: bytes) -> None:
         """One chunk of a streamed body was read (before it is written to the client)."""

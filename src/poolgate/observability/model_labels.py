@@ -55,6 +55,14 @@ class ModelLabels:
         self._served.add(name)
         return name
 
+    def served_pair(self, model: str | None, target: str | None) -> tuple[str, str]:
+        """`served` of both names of a request (one call: this runs per request)."""
+        pinned, served = self._pinned, self._served
+        if model is not None and target is not None and (model in pinned or model in served) \
+                and (target in pinned or target in served):
+            return model, target
+        return self.served(model), self.served(target)
+
     @property
     def served_names(self) -> frozenset[str]:
         """The served names remembered so far."""

@@ -31,7 +31,6 @@ from poolgate.observability.inference import (
     UNAUTHORIZED,
     UNKNOWN_ERROR,
     InferenceMetrics,
-    ObjectiveSeries,
 )
 from poolgate.observability.meter import ResponseMeter
 from poolgate.observability.pools import PoolGauges
@@ -99,22 +98,22 @@ class InferenceRecorder:
         target = inference.target_model if inference is not None else None
         labels = self._labels
         if upstream and 200 <= status < 300:
-            model, target = labels.served(model), labels.served(target)
+            model, target = labels.served_pair(model, target)
         else:
             model, target = labels.label(model), labels.label(target)
-        series = metrics.series(model, target, ctx.priority or 0)
-        if attempts:
-            series.requests += 1
-            series.request_sizes.observe(len(ctx.request.body))
         flag = outcome.flag
-        if upstream and status == 200 and flag == "-":  # the common case, kept short
-            _answered(series, ctx, meter, elapsed)
-            return model
-        code = _error_code(status, flag, upstream)
-        if code is not None:
-            series.count_error(code)
+        code = None
+        if not (upstream and status == 200 and flag == "-"):  # the common case skips this
+            code = _error_code(status, flag, upstream)
+        elapsed_if_answered = ttft = None
         if upstream and flag == "-":
-            _answered(series, ctx, meter, elapsed)
+            # The model server's answer reached the client whole: latency, size, tokens.
+            elapsed_if_answered = elapsed
+            if meter.streamed and meter.first is not None:
+                ttft = meter.first - ctx.started
+        metrics.record((model, target, ctx.priority or 0,
+                        len(ctx.request.body) if attempts else None, code,
+                        elapsed_if_answered, outcome.bytes_sent, ttft, meter))
         return model
 
     def _pin(self, snapshot: Snapshot) -> None:
@@ -125,36 +124,6 @@ class InferenceRecorder:
             names.update(t.name for t in spec.target_models)
         self._labels.pin(names)
         self._pinned = snapshot
-
-
-def _answered(series: ObjectiveSeries, ctx: RequestContext, meter: ResponseMeter,
-              elapsed: float) -> None:
-    """The model server's answer reached the client whole: its latency, size and tokens."""
-    series.duration.observe(elapsed)
-    bytes_sent = ctx.outcome.bytes_sent
-    if bytes_sent is not None:
-        series.response_sizes.observe(bytes_sent)
-    ttft = None
-    if meter.first is not None:
-        ttft = meter.first - ctx.started
-        if meter.streamed:
-            series.ttft_streamed.observe(ttft)
-            series.itl.add(meter.gaps, meter.gap_sum)
-        else:
-            series.ttft_unary.observe(ttft)
-    usage = meter.usage()
-    if usage is None:
-        return
-    if usage.prompt_tokens > 0:
-        series.input_tokens.observe(usage.prompt_tokens)
-    if usage.cached_tokens is not None:
-        series.cached_tokens.observe(usage.cached_tokens)
-    out = usage.completion_tokens
-    if out > 0:
-        series.output_tokens.observe(out)
-        series.ntpot.observe(elapsed / out)
-        if meter.streamed and ttft is not None and out > 1:
-            series.tpot.observe((elapsed - ttft) / (out - 1))
 
 
 def _error_code(status: int, flag: str, upstream: bool) -> str | None:
