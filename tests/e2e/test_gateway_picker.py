@@ -139,6 +139,28 @@ async def test_saturated_pool_sheds_sheddable_and_serves_critical(procs: Process
         assert 'poolgate_requests_shed_total{pool="default/pool",reason="saturated"} 2.0' in text
 
 
+async def test_a_pool_back_from_idle_sees_its_queue_at_once(procs: ProcessGroup,
+                                                           tmp_path: Path) -> None:
+    """Issue 16, item 5: an idle pool is scraped every 3 s here, but the requests that build a
+    queue bring the 50 ms interval back at once: the queue shows and sheds a Sheddable request
+    well within one idle interval."""
+    fleet = start_fleet(procs, 1, extra=["--max-num-seqs", "1"])
+    gw = start_gateway(procs, _config(tmp_path, fleet), "--saturation-queue", "1",
+                       "--metrics-staleness", "6", "--scrape-idle-interval", "3",
+                       "--scrape-idle-after", "0.2")
+    async with aiohttp.ClientSession() as s:
+        await asyncio.sleep(1.5)  # idle: the last scrape may now be up to 3 s old
+        started = time.monotonic()
+        hogs = [asyncio.create_task(_complete(s, gw, "critical-model", 1500)) for _ in range(3)]
+        try:
+            await _wait_status(s, gw, lambda eps: eps[0].get("waiting", 0) >= 1, "a waiting queue")
+            assert time.monotonic() - started < 1.5
+            status, body = await _complete(s, gw, "sheddable-model", 2)
+            assert status == 429 and body["error"]["message"] == SHED_MESSAGE
+        finally:
+            await _cancel(hogs)
+
+
 async def _routed(gw: RunningGateway, model: str, count: int) -> list[str]:
     """Endpoints the gateway's access log shows for the `count` completed requests of `model`."""
     records = await gw.access_log(

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from poolgate.datalayer.scraper import MetricsScraper, ScrapeError
+from poolgate.datalayer.scraper_cadence import ScrapeCadence
 from poolgate.datalayer.store import EndpointStore
 from poolgate.http.client import BodyTooLarge, UpstreamPool
 from tests.support.processes import ProcessGroup, free_port, poolgate_command, wait_http
@@ -199,6 +200,45 @@ async def test_scrape_once_raises_with_the_reason() -> None:
         with pytest.raises(ScrapeError, match=f"GET http://{address}/metrics"):
             await scraper.scrape_once(address)
         assert fail_count(store, address) == 1
+    finally:
+        await scraper.close()
+
+
+async def test_an_idle_pool_is_scraped_slowly_and_a_request_brings_fast_scrapes_back(
+        serve: Serve) -> None:
+    """Issue 16, item 5: no request for `idle_after` seconds -> the idle interval; the first
+    request scrapes at once, and while requests flow a page change shows within a few base
+    intervals."""
+    page = Page("vllm_idle.txt")
+    address = await serve(page.app())
+    store = EndpointStore()
+    scraper = MetricsScraper(store, ScrapeCadence(0.02, 0.5, idle_after=0.2), seed=4)
+    scraper.set_endpoints([address])
+    scraper.start()
+    try:
+        await asyncio.sleep(0.5)  # busy at start, idle from 0.2 s on
+        assert scraper.current_interval(address) == 0.5
+        hits = page.hits
+        await asyncio.sleep(1.2)
+        assert page.hits - hits <= 4, page.hits - hits  # about 2 at 0.5 s, not 60 at 20 ms
+
+        # The first request bound for the pool: a scrape at once, not after the idle interval.
+        hits = page.hits
+        page.text = (FIXTURES / "vllm_during_load.txt").read_text()
+        woken = time.monotonic()
+        scraper.pool_requested([address])
+        await wait_until(lambda: page.hits > hits, timeout=0.3)
+        assert time.monotonic() - woken < 0.3
+
+        # Requests keep flowing: scraped every 20 ms again, and the signals follow the page.
+        hits = page.hits
+        for _ in range(25):
+            scraper.pool_requested([address])
+            await asyncio.sleep(0.02)
+        assert page.hits - hits >= 10, page.hits - hits
+        signals = store.fresh_signals(address, time.monotonic())
+        assert signals is not None and signals.waiting == 29
+        assert time.monotonic() - signals.scraped_at < 0.2
     finally:
         await scraper.close()
 

@@ -1,4 +1,4 @@
-"""Scraping every model server's `/metrics` on a fixed interval into an `EndpointStore`.
+"""Scraping every model server's `/metrics` into an `EndpointStore`, as often as its pool needs.
 
 Each endpoint has its own asyncio task: scrape, sleep for the rest of the interval, repeat. There
 is no round barrier, so a slow or dead endpoint only delays its own next scrape (bounded by
@@ -6,6 +6,11 @@ is no round barrier, so a slow or dead endpoint only delays its own next scrape 
 endpoints do not fire in lockstep. All tasks share one `poolgate.http.client.UpstreamPool` of their own
 (plain HTTP/1.1, keep-alive, parsed by llhttp): a general-purpose client cost more CPU per scrape
 than parsing the page.
+
+The interval adapts (`ScrapeCadence`): the gateway calls `pool_requested` for every request
+bound for a pool; an endpoint none of whose pools had a request in `idle_after` seconds is
+scraped every `idle_interval` seconds instead, and the next request wakes its task to scrape at
+once and go back to the base interval.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -20,6 +26,7 @@ from collections.abc import Callable, Iterable
 from poolgate._aio import cancel_and_wait
 from poolgate.datalayer.metric_names import MetricNames
 from poolgate.datalayer.metrics_parser import MetricsParseError, detect_server, parse_signals
+from poolgate.datalayer.scraper_cadence import ScrapeCadence
 from poolgate.datalayer.signals import Signals
 from poolgate.datalayer.store import DEFAULT_STALENESS, EndpointStore
 from poolgate.http.client import (
@@ -43,28 +50,36 @@ class ScrapeError(Exception):
 
 
 class MetricsScraper:
-    """Keeps an `EndpointStore`'s signals fresh by scraping each endpoint every `interval` seconds.
+    """Keeps an `EndpointStore`'s signals fresh by scraping each endpoint every `interval` seconds,
+    or as a `ScrapeCadence` says: its base interval while requests flow to the endpoint's pools,
+    its idle interval once none has been bound for them (`pool_requested`) for a while.
 
     `timeout` bounds one scrape (connect + full body); it defaults to half the staleness bound,
     at most 1 s, so a hung server is noticed before its last good signals would go stale anyway.
     `staleness` is the age past which readers should treat signals as unknown; the scraper only
-    reports it (`EndpointStore.fresh_signals` applies it). Call `start()` inside a running event
-    loop and `await close()` when done; `set_endpoints()` may be called at any time.
+    reports it (`EndpointStore.fresh_signals` applies it) and keeps the idle interval at or
+    under half of it. An endpoint starts out busy. Call `start()` inside a running event loop
+    and `await close()` when done; `set_endpoints()` may be called at any time.
     Only `scheme="http"` is supported (the client speaks plain HTTP/1.1).
     """
 
-    def __init__(self, store: EndpointStore, interval: float = DEFAULT_INTERVAL,
+    def __init__(self, store: EndpointStore, interval: float | ScrapeCadence = DEFAULT_INTERVAL,
                  timeout: float | None = None, staleness: float = DEFAULT_STALENESS, *,
                  path: str = "/metrics", scheme: str = "http",
                  max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES, seed: int | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if interval <= 0:
+        if isinstance(interval, ScrapeCadence):
+            cadence = interval
+        elif interval <= 0:
             raise ValueError(f"scrape interval must be > 0 seconds, got {interval}")
+        else:
+            cadence = ScrapeCadence.fixed(interval)
         if staleness <= 0:
             raise ValueError(f"staleness must be > 0 seconds, got {staleness}")
         self.store = store
-        self.interval = interval
         self.staleness = staleness
+        self.cadence = cadence.within(staleness)
+        self.interval = self.cadence.base
         self.timeout = timeout if timeout is not None else min(1.0, staleness / 2)
         if self.timeout <= 0:
             raise ValueError(f"scrape timeout must be > 0 seconds, got {self.timeout}")
@@ -80,6 +95,10 @@ class MetricsScraper:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._kinds: dict[str, MetricNames] = {}
         self._failing: set[str] = set()
+        # Clock time of the last request bound for a pool of each endpoint (`pool_requested`).
+        self._last_request: dict[str, float] = {}
+        # The endpoints sleeping an idle interval, with the future that wakes them.
+        self._napping: dict[str, asyncio.Future[None]] = {}
         self._pool: UpstreamPool | None = None
         self._closed = False
 
@@ -104,9 +123,32 @@ class MetricsScraper:
             self._tasks.pop(address).cancel()
             self._kinds.pop(address, None)
             self._failing.discard(address)
+            self._last_request.pop(address, None)
         for address in wanted:
             if address not in self._tasks:
                 self._spawn(address, first_delay=self._rng.uniform(0, self.interval))
+
+    def pool_requested(self, addresses: Iterable[str]) -> None:
+        """A request is bound for a pool of `addresses`: scrape them at the base interval again,
+        at once where they had backed off. Called by the gateway for every such request (cheap:
+        a clock read and a dict write per address)."""
+        now = self._clock()
+        last, napping = self._last_request, self._napping
+        for address in addresses:
+            last[address] = now
+            if napping:
+                wake = napping.pop(address, None)
+                if wake is not None and not wake.done():
+                    wake.set_result(None)
+
+    def idle_for(self, address: str) -> float:
+        """Seconds since a request was last bound for a pool of `address` (inf: never)."""
+        last = self._last_request.get(address)
+        return math.inf if last is None else self._clock() - last
+
+    def current_interval(self, address: str) -> float:
+        """The interval `address` is scraped at now."""
+        return self.cadence.interval(self.idle_for(address))
 
     def start(self) -> None:
         """Open the connection pool and start one scrape task per endpoint (in a running loop)."""
@@ -146,6 +188,8 @@ class MetricsScraper:
         return signals
 
     def _spawn(self, address: str, first_delay: float) -> None:
+        # A new endpoint starts busy: its first picture comes at the base interval.
+        self._last_request.setdefault(address, self._clock())
         task = asyncio.get_running_loop().create_task(
             self._run(address, first_delay), name=f"poolgate-scrape:{address}")
         self._tasks[address] = task
@@ -153,11 +197,30 @@ class MetricsScraper:
     async def _run(self, address: str, first_delay: float) -> None:
         await asyncio.sleep(first_delay)
         loop = asyncio.get_running_loop()
+        cadence = self.cadence
         while True:
             started = loop.time()
             with contextlib.suppress(ScrapeError):
                 await self.scrape_once(address)
-            await asyncio.sleep(max(0.0, self.interval - (loop.time() - started)))
+            idle_for = self.idle_for(address)
+            delay = max(0.0, cadence.interval(idle_for) - (loop.time() - started))
+            if cadence.is_idle(idle_for):
+                await self._nap(address, delay)
+            else:
+                await asyncio.sleep(delay)
+
+    async def _nap(self, address: str, delay: float) -> None:
+        """Sleep `delay` seconds, or until `pool_requested` names `address`."""
+        loop = asyncio.get_running_loop()
+        wake: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(delay, _set_done, wake)
+        self._napping[address] = wake
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            if self._napping.get(address) is wake:
+                del self._napping[address]
 
     async def _fetch(self, address: str) -> Signals:
         pool = self._pool
@@ -209,3 +272,8 @@ class MetricsScraper:
             raise ScrapeError(f"{address}: {exc}") from exc
         self._kinds[address] = kind
         return signals
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

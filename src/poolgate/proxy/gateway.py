@@ -20,7 +20,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from types import MappingProxyType
@@ -118,6 +118,9 @@ class Gateway:
         self.steering = Steering(self.store, self.health, options.staleness,
                                  BalancingMetrics(metrics.registry))
         self.active_requests = 0
+        # Called with a pool's addresses for every request bound for it (the server sets the
+        # metrics scraper's `pool_requested`: an idle pool's scrapes speed up again).
+        self.on_pool_request: Callable[[tuple[str, ...]], None] | None = None
         # The Inference Extension's per-model series and per-pool gauges (recording.py).
         self.recorder = InferenceRecorder(metrics.inference, self.now)
         metrics.pools.source = partial(pool_gauges, self)
@@ -286,6 +289,8 @@ class Gateway:
         """The InferenceModel (target model, criticality), the objective (priority) and what the
         endpoint picker reads."""
         request, snap = ctx.request, ctx.runtime.snapshot
+        if self.on_pool_request is not None:
+            self.on_pool_request(pool.addresses)
         if request.method == "GET" and ctx.path.partition("?")[0].endswith("/v1/models"):
             names = snap.pool_models(pool.key)
             if names:

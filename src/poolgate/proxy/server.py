@@ -15,6 +15,11 @@ from poolgate.config.build import PROFILE_NAMES
 from poolgate.config.snapshot import Snapshot
 from poolgate.datalayer import MetricsScraper
 from poolgate.datalayer.health_checker import ActiveHealthChecker, targets_for
+from poolgate.datalayer.scraper_cadence import (
+    DEFAULT_IDLE_AFTER,
+    DEFAULT_IDLE_INTERVAL,
+    ScrapeCadence,
+)
 from poolgate.discovery.kubernetes import PodCache
 from poolgate.observability.access_log import AccessLog
 from poolgate.observability.metrics import GatewayMetrics
@@ -43,6 +48,10 @@ class ServeOptions:
     watch: bool = True
     drain_seconds: float = 30.0
     scrape_interval: float = 0.05
+    # An idle pool's endpoints are scraped this often (no request bound for the pool in
+    # `scrape_idle_after` seconds); at most half the staleness bound. Issue 16, item 5.
+    scrape_idle_interval: float = DEFAULT_IDLE_INTERVAL
+    scrape_idle_after: float = DEFAULT_IDLE_AFTER
     gateway: GatewayOptions = field(default_factory=GatewayOptions)
     # "local": endpoints from LocalEndpoints only; "kubernetes": also the Ready pods each
     # InferencePool selects, watched through the API (in-cluster, or `kubeconfig`).
@@ -56,6 +65,14 @@ class ServeOptions:
     # picker's gRPC server on `host:grpc_port` (`poolgate epp`), Envoy being the data plane.
     front: str = "http"
     grpc_port: int = 9002
+
+    @property
+    def strictest_staleness(self) -> float:
+        """The smallest staleness bound any pool's picker applies (--metrics-staleness, or a
+        --scheduler-config profile's own): the scraper's idle interval stays under it."""
+        return min([self.gateway.staleness,
+                    *(c.staleness for c in self.gateway.custom_profiles.values()
+                      if "staleness" in c.model_fields_set)])
 
     @property
     def profile_names(self) -> frozenset[str]:
@@ -74,9 +91,13 @@ class GatewayServer:
         self.metrics = GatewayMetrics()
         self.gateway = Gateway(snapshot, options.gateway, self.metrics,
                                AccessLog.open(options.access_log))
-        self.scraper = MetricsScraper(self.gateway.store, interval=options.scrape_interval,
-                                      staleness=options.gateway.staleness,
+        cadence = ScrapeCadence(options.scrape_interval,
+                                max(options.scrape_interval, options.scrape_idle_interval),
+                                options.scrape_idle_after)
+        self.scraper = MetricsScraper(self.gateway.store, cadence,
+                                      staleness=options.strictest_staleness,
                                       seed=options.gateway.seed)
+        self.gateway.on_pool_request = self.scraper.pool_requested
         self.health_checker = ActiveHealthChecker(self.gateway.health, seed=options.gateway.seed)
         self.health_checker.set_targets(targets_for(snapshot.pools, snapshot.health_checks))
         self.on_reload: list[Callable[[Snapshot], None]] = []
