@@ -193,11 +193,15 @@ def _endpoints(endpoints: Sequence[Mapping[str, Any]]) -> Table:
         ("state", "left"), ("endpoint", "left"), ("placement", "left"), ("queued", "right"),
         ("running", "right"), ("KV cache", "left"), ("in flight", "right"),
         ("awaiting 1st", "right"), ("adapters", "left"), ("req/s", "right"), ("note", "left"))
+    # Numbers and the endpoint keep their width in a narrow terminal; the placement, the
+    # adapters and the note give theirs up first.
     widest = max((len(ep["address"]) for ep in endpoints), default=8)
-    minimum = {"state": len("unreachable"), "endpoint": widest}
+    minimum = {"state": len("unreachable"), "endpoint": widest, "KV cache": 13,
+               "placement": 9, "adapters": 8, "note": 4}
     for name, justify in columns:
         table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis",
-                         min_width=minimum.get(name))
+                         min_width=minimum.get(name, len(name)),
+                         max_width=40 if name == "note" else None)
     for ep in endpoints:
         placement = " / ".join(p for p in (ep["region"], ep["cluster"]) if p) or "–"
         adapters = " ".join([*ep["lora_running"], *(f"{a} (waiting)" for a in ep["lora_waiting"])])
