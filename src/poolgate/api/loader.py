@@ -23,6 +23,7 @@ from poolgate.api.kinds import (
     split_api_version,
 )
 from poolgate.api.problems import Problem, Source
+from poolgate.api.validation_text import plain_reason
 
 log = logging.getLogger(__name__)
 
@@ -300,29 +301,10 @@ def _validate(schema: type[Resource], data: dict[str, Any], node: yaml.Node, sou
         for err in e.errors()[:_MAX_ERRORS_PER_DOCUMENT]:
             path, line = locate(node, err["loc"], err["type"] == "missing")
             problems.append(Problem.at(
-                "error", source, kind, name, f"{path or '(document)'}: {_plain(err, redact)}",
+                "error", source, kind, name, f"{path or '(document)'}: {plain_reason(err, redact)}",
                 line=line,
             ))
         return None, problems
     notes = [(key_line(node, ignored.loc), ignored.message) for ignored in ignored_fields(resource)]
     return resource, [Problem.at("warning", source, kind, name, message, line=line)
                       for line, message in sorted(notes)]
-
-
-def _plain(err: Any, redact: bool = False) -> str:
-    """Pydantic's reason in plain words, with the offending value for type errors (never when
-    `redact`: a Secret's values)."""
-    kind: str = err["type"]
-    msg: str = err["msg"]
-    if kind == "missing":
-        return "required field is missing"
-    if msg.startswith("Value error, "):
-        return msg[len("Value error, "):]
-    if msg.startswith("Assertion failed, "):
-        return msg[len("Assertion failed, "):]
-    if redact:
-        return f"{msg[0].lower()}{msg[1:]}"
-    value = err.get("input")
-    if isinstance(value, str | int | float | bool) or value is None:
-        return f"{msg[0].lower()}{msg[1:]} (got {value!r})"
-    return f"{msg[0].lower()}{msg[1:]} (got a {type(value).__name__})"

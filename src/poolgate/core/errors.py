@@ -30,6 +30,33 @@ class BodyFormat(enum.Enum):
     OPENAI_JSON = "openai_json"  # {"error": {"message", "type", "param", "code"}}
 
 
+# The error `type` for a status: the openai SDK's exception class for it where it has one
+# (openai._client `_make_status_error`), vLLM's names for the 5xx it answers otherwise.
+_OPENAI_ERROR_TYPES = {
+    400: "BadRequestError",
+    401: "AuthenticationError",
+    403: "PermissionDeniedError",
+    404: "NotFoundError",
+    405: "MethodNotAllowedError",
+    409: "ConflictError",
+    413: "BadRequestError",
+    422: "UnprocessableEntityError",
+    429: "RateLimitError",
+    500: "InternalServerError",
+    502: "BadGatewayError",
+    503: "ServiceUnavailableError",
+    504: "GatewayTimeoutError",
+}
+
+
+def openai_error_type(status: int) -> str:
+    """The `type` poolgate's own errors carry for `status` (the gateway's and the router's):
+    the openai SDK's exception class name (`BadRequestError`, `NotFoundError`,
+    `RateLimitError`, ...), `BadRequestError` / `InternalServerError` for other 4xx / 5xx."""
+    return _OPENAI_ERROR_TYPES.get(status,
+                                   "BadRequestError" if status < 500 else "InternalServerError")
+
+
 def openai_error_body(message: str, type_: str, code: int | str,
                       param: str | None = None) -> bytes:
     """The OpenAI error shape as vLLM writes it: `{"error": {"message", "type", "param", "code"}}`."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from importlib import resources
@@ -49,29 +53,64 @@ def builtin_manifests() -> str:
     return resources.files("poolgate.demo").joinpath("manifests.yaml").read_text()
 
 
-def instructions(url: str, admin: str, replicas: list[str]) -> str:
-    """What to paste to talk to the demo."""
+def shell_name(program: str, name: str) -> str:
+    """How to type `program` in a shell started where the demo was: `name` when the shell's
+    PATH finds that very file, else its path (relative to the working directory when under
+    it), quoted for the shell."""
+    path = os.path.abspath(program)
+    found = shutil.which(name)
+    if found is not None and os.path.abspath(found) == path:
+        return name
+    relative = os.path.relpath(path)
+    shown = path if relative.startswith("..") else relative
+    return shlex.quote(shown if os.sep in shown else f".{os.sep}{shown}")
+
+
+def own_commands() -> tuple[str, str]:
+    """How to run this poolgate and this Python from the demo's working directory: after
+    `make run`, `.venv/bin/poolgate` and `.venv/bin/python` (the venv is not on PATH)."""
+    python = shell_name(sys.executable, "python")
+    script = Path(sys.executable).with_name("poolgate")
+    poolgate = shell_name(str(script), "poolgate") if script.is_file() else f"{python} -m poolgate"
+    return poolgate, python
+
+
+def instructions(url: str, admin: str, replicas: list[str], poolgate: str = "poolgate",
+                 python: str = "python") -> str:
+    """What to paste to talk to the demo. Each paragraph after the first is a shell script,
+    headed by a comment, that works as printed from the demo's working directory (an e2e test
+    runs every one)."""
     return f"""
 poolgate demo is running: {len(replicas)} simulated vLLM replicas ({", ".join(replicas)})
 behind the gateway at {url}  (admin: {admin}/metrics  {admin}/status)
+Paste any paragraph below into a shell opened in this directory.
 
-curl:
-  curl {url}/v1/chat/completions -H 'Content-Type: application/json' -d '{{
-    "model": "/model/llama2", "max_tokens": 50,
-    "messages": [{{"role": "user", "content": "introduce yourself"}}]}}'
+# a chat completion
+curl {url}/v1/chat/completions -H 'Content-Type: application/json' -d '{{
+  "model": "/model/llama2", "max_tokens": 50,
+  "messages": [{{"role": "user", "content": "introduce yourself"}}]}}'
 
-  # streaming, and a model name the gateway splits across two LoRA adapters:
-  curl -N {url}/v1/completions -H 'Content-Type: application/json' \\
-    -d '{{"model": "tweet-summary", "prompt": "summarize: ...", "max_tokens": 30, "stream": true}}'
+# streamed, with a model name the gateway splits across two LoRA adapters
+curl -N {url}/v1/completions -H 'Content-Type: application/json' \\
+  -d '{{"model": "tweet-summary", "prompt": "summarize: ...", "max_tokens": 30, "stream": true}}'
 
-openai SDK (pip install openai):
-  from openai import OpenAI
-  client = OpenAI(base_url="{url}/v1", api_key="unused")
-  reply = client.chat.completions.create(
-      model="/model/llama2", messages=[{{"role": "user", "content": "hello"}}], max_tokens=50)
-  print(reply.choices[0].message.content)
+# the openai SDK, installed into poolgate's Python first
+{python} -m pip install -q openai
+{python} - <<'EOF'
+from openai import OpenAI
+client = OpenAI(base_url="{url}/v1", api_key="unused")
+reply = client.chat.completions.create(
+    model="/model/llama2", messages=[{{"role": "user", "content": "hello"}}], max_tokens=50)
+print(reply.choices[0].message.content)
+EOF
 
-Benchmark it:  poolgate bench --url {url} --model /model/llama2 --rate 5 --requests 100
+# a benchmark: 50 requests at 10 per second, then a latency report
+{poolgate} bench --url {url} --model /model/llama2 --rate 10 --requests 50
+
+# the gateway's request counters and live state
+curl -s {admin}/metrics | grep '^poolgate_requests_total'
+curl -s {admin}/status
+
 Stop with Ctrl-C or SIGTERM.
 """
 
@@ -98,9 +137,10 @@ async def run_demo_async(options: DemoOptions, stop: StopSignal) -> int:
 
             async def announce(server: GatewayServer) -> None:
                 bound = next(iter(server.bound_ports.values()))
+                poolgate, python = own_commands()
                 print(instructions(f"http://{options.host}:{bound}",
                                    f"http://127.0.0.1:{options.admin_port}",
-                                   list(fleet.addresses)), flush=True)
+                                   list(fleet.addresses), poolgate, python), flush=True)
 
             return await serve_until_stopped(serve, stop, on_started=announce)
     finally:

@@ -76,7 +76,8 @@ async def _serve(credentials: KubeCredentials, options: ControllerOptions,
             except OSError as e:
                 await runner.cleanup()
                 print(f"poolgate operator: cannot listen on {health[0]}:{health[1]} for the "
-                      f"probes: {e.strerror}", file=sys.stderr)
+                      f"probes: {e.strerror}; choose another port with --health-port",
+                      file=sys.stderr)
                 return 1
         if election is None or elector is None:
             task = asyncio.create_task(controller.run())

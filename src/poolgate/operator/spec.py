@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from poolgate import __version__
+from poolgate.api.validation_text import describe_validation_error
 from poolgate.state.kv_endpoints import parse_kv_endpoint
 
 GROUP = "poolgate.dev"
@@ -78,9 +79,7 @@ def parse_spec(obj: dict[str, Any]) -> InferenceServiceSpec:
     try:
         parsed = InferenceServiceSpec.model_validate(spec)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
-        raise InvalidSpec(problems) from None
+        raise InvalidSpec(describe_validation_error(exc, root="spec")) from None
     if parsed.global_max_concurrency is not None and not parsed.kv_endpoints:
         raise InvalidSpec("spec.globalMaxConcurrency needs spec.kvEndpoints")
     return parsed

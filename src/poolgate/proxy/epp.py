@@ -27,7 +27,7 @@ from poolgate.proxy.context import RequestContext
 from poolgate.proxy.errors import InvalidBackend, NoRoute
 from poolgate.proxy.extproc import Exchange, ExtProcRequest, Held, Pick
 from poolgate.proxy.gateway import Gateway
-from poolgate.proxy.listeners import ListenError
+from poolgate.proxy.listeners import ListenError, bind_error
 
 log = logging.getLogger("poolgate.epp")
 
@@ -180,7 +180,8 @@ class ExtProcFront:
             try:
                 bound = server.add_insecure_port(address)
             except RuntimeError as e:
-                raise ListenError(self._host, self._port, OSError(str(e))) from None
+                error = bind_error(self._host, self._port) or OSError(str(e))
+                raise ListenError(self._host, self._port, error) from None
             if bound == 0:
                 raise ListenError(self._host, self._port,
                                   OSError(98, "the address is already in use"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
@@ -16,17 +17,39 @@ log = logging.getLogger("poolgate.server")
 
 
 class ListenError(Exception):
-    """A listener could not bind; the message says which address and why, in plain words."""
+    """A listener could not bind; the message says which address, why, in plain words, and
+    which command-line `flag` picks another port (when the binder knows it)."""
 
-    def __init__(self, host: str, port: int, error: OSError) -> None:
+    def __init__(self, host: str, port: int, error: OSError, flag: str | None = None) -> None:
+        self.host, self.port, self.error, self.flag = host, port, error, flag
         what = f"{host}:{port}"
         if error.errno == errno.EACCES:
-            text = f"cannot listen on {what}: permission denied (ports below 1024 need root; use --port)"
+            text = f"cannot listen on {what}: permission denied (ports below 1024 need root)"
         elif error.errno == errno.EADDRINUSE:
             text = f"cannot listen on {what}: the address is already in use"
         else:
             text = f"cannot listen on {what}: {error.strerror or error}"
+        if flag is not None and error.errno in (errno.EACCES, errno.EADDRINUSE, None):
+            text = f"{text.rstrip('.')}; choose another port with {flag}"
         super().__init__(text)
+
+    def naming(self, flag: str) -> ListenError:
+        """This error with `flag` as the way to another port, unless it names one already."""
+        return self if self.flag is not None else ListenError(self.host, self.port, self.error,
+                                                              flag)
+
+
+def bind_error(host: str, port: int) -> OSError | None:
+    """The error binding `host:port` gives now, or None when it can be bound (for binders that
+    only say that they failed, as gRPC does)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            return e
+    return None
 
 
 class Front(Protocol):
@@ -86,7 +109,9 @@ class Listeners:
             try:
                 await listener.start(self._host, bound)
             except OSError as e:
-                raise ListenError(self._host, bound, e) from None
+                flag = (f"--port-map {declared}=PORT"
+                        if len(wanted) > 1 or declared in self._port_map else "--port")
+                raise ListenError(self._host, bound, e, flag) from None
             self._listeners[declared] = (listener, bound)
             log.info("listening on %s:%d (Gateway listener port %d)", self._host, bound, declared)
 

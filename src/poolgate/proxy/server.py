@@ -27,7 +27,7 @@ from poolgate.proxy.admin import AdminServer
 from poolgate.proxy.epp import EndpointPicker, ExtProcFront
 from poolgate.proxy.gateway import Gateway, GatewayOptions
 from poolgate.proxy.kube_mode import KubeMode, KubeOptions
-from poolgate.proxy.listeners import Front, Listeners
+from poolgate.proxy.listeners import Front, ListenError, Listeners
 from poolgate.proxy.pod_discovery import PodDiscovery
 from poolgate.proxy.reload import Reloader
 
@@ -125,8 +125,14 @@ class GatewayServer:
         self.scraper.set_endpoints(self.gateway.pool_addresses())
         self.scraper.start()
         self.health_checker.start()
-        await self.listeners.sync(self.gateway.snapshot)
-        await self.admin.start()
+        try:
+            await self.listeners.sync(self.gateway.snapshot)
+        except ListenError as e:
+            raise e.naming("--grpc-port") from None  # the HTTP listeners name their own flag
+        try:
+            await self.admin.start()
+        except ListenError as e:
+            raise e.naming("--admin-port") from None
         if self.kube is not None:
             await self.kube.start()
             await self.reloader.reload("cluster objects")

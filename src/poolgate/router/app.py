@@ -215,13 +215,25 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = error_response(exc.status, exc.reason, headers=_allow_header(exc))
+        response = error_response(exc.status, _http_error_message(request, exc),
+                                  headers=_allow_header(exc))
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         response = error_response(500, "internal error in the router (see its log)")
     if request.path == INFER_PATH:
         request.app[ROUTER].metrics.requests.labels(str(response.status)).inc()
     return response
+
+
+def _http_error_message(request: web.Request, exc: web.HTTPException) -> str:
+    """aiohttp's routing errors as a sentence that says what the router does serve."""
+    if exc.status == 404:
+        return (f"{request.method} {request.path} is not served here: the router answers "
+                f"POST {INFER_PATH}, GET /healthz, /readyz and /metrics")
+    allow = exc.headers.get("Allow")
+    if exc.status == 405 and allow:
+        return f"{request.method} is not allowed on {request.path}; use {allow}"
+    return exc.reason
 
 
 def _allow_header(exc: web.HTTPException) -> dict[str, str] | None:

@@ -1,21 +1,21 @@
-"""Errors the router answers itself, rendered in the OpenAI error shape vLLM uses."""
+"""Errors the router answers itself, rendered in the OpenAI error shape, with the same `type`
+names as the gateway's (`poolgate.core.errors.openai_error_type`)."""
 
 from __future__ import annotations
 
-from http import HTTPStatus
-
-import orjson
 from aiohttp import web
+
+from poolgate.core.errors import openai_error_body, openai_error_type
 
 REASON_HEADER = "x-poolgate-reason"
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None,
                    param: str | None = None) -> web.Response:
-    """`{"error": {"message", "type", "param", "code"}}`, with vLLM's type (the status phrase)."""
-    body = {"error": {"message": message, "type": HTTPStatus(status).phrase, "param": param,
-                      "code": status}}
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
+    """`{"error": {"message", "type", "param", "code"}}`; `type` names the openai SDK's
+    exception for the status (`BadRequestError`, `RateLimitError`, ...), as the gateway's do."""
+    body = openai_error_body(message, openai_error_type(status), status, param)
+    return web.Response(status=status, body=body, content_type="application/json",
                         headers=headers)
 
 

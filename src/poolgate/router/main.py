@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import sys
@@ -80,7 +81,7 @@ async def serve(config: RouterConfig, store: Callable[[], LeaseStore], stop: Sto
         try:
             listening = await listen(runner, config.host, config.port)
         except OSError as exc:
-            print(f"poolgate router: cannot listen on {config.host}:{config.port}: {exc}",
+            print(f"poolgate router: {listen_problem(config.host, config.port, exc)}",
                   file=sys.stderr)
             return 1
         await stop.wait()
@@ -88,6 +89,17 @@ async def serve(config: RouterConfig, store: Callable[[], LeaseStore], stop: Sto
     finally:
         await runner.cleanup()
     return 0
+
+
+def listen_problem(host: str, port: int, error: OSError) -> str:
+    """Why the router cannot listen, and the variable that picks another port."""
+    if error.errno == errno.EADDRINUSE:
+        reason = "the address is already in use"
+    elif error.errno == errno.EACCES:
+        reason = "permission denied (ports below 1024 need root)"
+    else:
+        return f"cannot listen on {host}:{port}: {error.strerror or error} (check HOST and PORT)"
+    return f"cannot listen on {host}:{port}: {reason}; choose another port with PORT"
 
 
 async def drain(router: Router, runner: web.AppRunner, listening: asyncio.Server,

@@ -8,9 +8,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from poolgate.api.validation_text import describe_validation_error
 from poolgate.datalayer.store import EndpointStore
 from poolgate.observability.scheduling import SchedulerTimings
-from poolgate.scheduling.config import SchedulerConfig, describe_validation_error
+from poolgate.scheduling.config import SchedulerConfig
 from poolgate.scheduling.errors import SchedulerConfigError
 from poolgate.scheduling.interfaces import (
     BuildContext,

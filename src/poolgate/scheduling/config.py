@@ -25,20 +25,12 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
+from poolgate.api.validation_text import describe_validation_error
 from poolgate.scheduling.errors import SchedulerConfigError
 from poolgate.scheduling.profiles import BUILTIN_PROFILES, DEFAULT_PROFILE
 
 # GIE plugin types that only organise profiles; poolgate runs one profile per pool.
 _PROFILE_HANDLER_TYPES = frozenset({"single-profile-handler"})
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line per problem: `field.path: message`."""
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        lines.append(f"{where}: {err['msg']}")
-    return "; ".join(lines)
 
 
 class PluginConfig(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,6 +50,19 @@ class SimFleet:
             await replica.close()
 
 
+class FleetListenError(Exception):
+    """A replica's port could not be bound; the message names `--port` (replica i listens on
+    PORT+i)."""
+
+    def __init__(self, host: str, port: int, index: int, replicas: int, error: OSError) -> None:
+        reason = ("the address is already in use" if error.errno == errno.EADDRINUSE
+                  else error.strerror or str(error))
+        which = f"replica {index} of {replicas} listens on --port + {index}; " if replicas > 1 \
+            else ""
+        super().__init__(f"cannot listen on {host}:{port}: {reason} ({which}choose another "
+                         "port with --port)")
+
+
 async def start_fleet(options: SimOptions, host: str, base_port: int, replicas: int) -> SimFleet:
     """Start `replicas` replicas on base_port..base_port+replicas-1 in the running loop.
 
@@ -66,8 +80,11 @@ async def start_fleet(options: SimOptions, host: str, base_port: int, replicas: 
                                    access_log=None, shutdown_timeout=STOP_GRACE_S)
             await runner.setup()
             fleet.runners.append(runner)
-            site = web.TCPSite(runner, host, base_port + i if base_port else 0)
-            await site.start()
+            port = base_port + i if base_port else 0
+            try:
+                await web.TCPSite(runner, host, port).start()
+            except OSError as e:
+                raise FleetListenError(host, port, i, replicas, e) from None
             fleet.ports.append(int(runner.addresses[0][1]))
             replica.start()
             if not replica.ready:
@@ -124,6 +141,6 @@ def run_sim(options: SimOptions, host: str, base_port: int, replicas: int,
         return run_until_stopped("poolgate sim", lambda stop: serve_fleet(
             options, host, base_port, replicas, stop, endpoints_file, endpoints_name,
             endpoints_labels))
-    except OSError as e:
+    except (FleetListenError, OSError) as e:
         print(f"poolgate sim: {e}", file=sys.stderr)
         return 1

@@ -60,10 +60,10 @@ def test_custom_plugin_list_from_dict() -> None:
     pytest.param({"plugins": [{"type": "magic-scorer"}]},
                  "unknown plugin type 'magic-scorer' (known types: ", id="unknown-type"),
     pytest.param({"plugins": [{"type": "prefix-cache-scorer", "params": {"blockSize": 0}}]},
-                 "plugin #1 (prefix-cache-scorer): bad params: blockSize: Input should be "
-                 "greater than or equal to 1", id="bad-param-value"),
+                 "plugin #1 (prefix-cache-scorer): bad params: blockSize: input should be "
+                 "greater than or equal to 1 (got 0)", id="bad-param-value"),
     pytest.param({"plugins": [{"type": "queue-scorer", "params": {"typo": 1}}]},
-                 "bad params: typo: Extra inputs are not permitted", id="unknown-param"),
+                 "bad params: typo: unknown field", id="unknown-param"),
     pytest.param({"plugins": [{"type": "max-score-picker"}, {"type": "random-picker"}]},
                  "a profile has one picker", id="two-pickers"),
     pytest.param({"plugins": [{"type": "fresh-metrics-filter", "weight": 2}]},
@@ -78,10 +78,11 @@ def test_bad_configs_fail_with_a_clear_message(data: dict[str, Any], message: st
 
 
 @pytest.mark.parametrize(("data", "message"), [
-    pytest.param({"staleness": 0}, "staleness: Input should be greater than 0", id="staleness"),
+    pytest.param({"staleness": 0}, "staleness: input should be greater than 0 (got 0)", id="staleness"),
     pytest.param({"plugins": [{"type": "queue-scorer", "weight": -1}]},
-                 "plugins.0.weight: Input should be greater than or equal to 0", id="weight"),
-    pytest.param({"profle": "x"}, "profle: Extra inputs are not permitted", id="typo"),
+                 "plugins[0].weight: input should be greater than or equal to 0 (got -1)",
+                 id="weight"),
+    pytest.param({"profle": "x"}, "profle: unknown field", id="typo"),
 ])
 def test_bad_config_fields(data: dict[str, Any], message: str) -> None:
     with pytest.raises(SchedulerConfigError, match="invalid scheduler config") as info:
