@@ -84,6 +84,13 @@ $(PEERS_VENV)/.installed: benchmarks/peers-requirements.txt benchmarks/install-p
 bench-peers: $(VENV)/.installed-bench $(PEERS_VENV)/.installed
 	$(BIN)/python -m benchmarks.suite --only peers --peers-venv $(PEERS_VENV) --out docs/benchmarks.md
 
+# Envoy + poolgate epp (issue 15): cost per request and routing quality against poolgate serve,
+# Envoy alone and, once `make bench-peers` has installed them, the peer routers (~16 min on 2
+# cores; `python -m benchmarks.suite --only epp --quick` in ~5).
+.PHONY: bench-epp
+bench-epp: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.suite --only epp --peers-venv $(PEERS_VENV) --out docs/benchmarks.md
+
 # Container image (issue 14), with Debian's podman/buildah (installed by apt-get when missing;
 # rootful: as root or through sudo). Without a registry the base is built from Debian packages
 # (mmdebstrap, scripts/image/build-base.sh, skipped when it exists); BASE_IMAGE=python:3.11-slim

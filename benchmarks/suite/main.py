@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from benchmarks.suite import multicluster
+from benchmarks.suite import epp, multicluster
 from benchmarks.suite import sections as run
 from benchmarks.suite.commands import PEERS
 from benchmarks.suite.foreign import CpuSnapshot, foreign_share
@@ -27,6 +27,7 @@ from benchmarks.suite.model import Section
 from benchmarks.suite.multicluster import ramp_settings
 from benchmarks.suite.report import render
 from benchmarks.suite.settings import (
+    RoutingSettings,
     overhead_settings,
     pick_settings,
     routing_settings,
@@ -35,7 +36,7 @@ from benchmarks.suite.stack import serve_has_scheduler_profile
 from benchmarks.suite.store import data_dir, load_sections, note_foreign_cpu, save_section
 from poolgate.bench import BenchError, BenchResult, plot
 
-SECTIONS = ("overhead", "routing", "pick", "multicluster", "peers")
+SECTIONS = ("overhead", "routing", "pick", "multicluster", "peers", "epp")
 DEFAULT_SECTIONS = ("overhead", "routing", "pick", "multicluster")
 
 
@@ -136,17 +137,10 @@ async def run_suite(opts: SuiteOptions, workdir: Path) -> list[str]:
                 sec = await multicluster.run(ramp_settings(opts.quick), workdir / name)
                 multicluster.plot(sec, out_dir / "multicluster.png")
                 save_section(out_dir, dataclasses.replace(sec, plot="multicluster.png"))
+            elif name == "epp":
+                await _epp(opts, workdir / name, cwd)
             else:
-                venv = opts.peers_venv
-                if not all(p.executable(venv).exists() for p in PEERS):
-                    raise BenchError(f"the peer routers are not installed in {venv}: run "
-                                     f"`make bench-peers` (or pass --peers-venv)")
-                sec, outcome = await run.peers_overhead(overhead_settings(opts.quick), venv,
-                                                        workdir / "peers-overhead", cwd, profiles)
-                save_section(out_dir, _plot(outcome.results, out_dir, sec))
-                sec, outcome = await run.peers_routing(routing, venv, workdir / "peers-routing",
-                                                       cwd, profiles)
-                save_section(out_dir, _plot(outcome.results, out_dir, sec))
+                await _peers(opts, workdir, routing, profiles)
         except BenchError as e:
             _say(f"{name}: failed: {e}")
             failed.append(name)
@@ -159,9 +153,38 @@ async def run_suite(opts: SuiteOptions, workdir: Path) -> list[str]:
     return failed
 
 
+async def _peers(opts: SuiteOptions, workdir: Path, routing: RoutingSettings,
+                 profiles: bool) -> None:
+    """Issue 7: the peer routers' overhead and routing sections."""
+    out_dir, venv, cwd = data_dir(opts.out), opts.peers_venv, Path.cwd()
+    if not all(p.executable(venv).exists() for p in PEERS):
+        raise BenchError(f"the peer routers are not installed in {venv}: run "
+                         f"`make bench-peers` (or pass --peers-venv)")
+    sec, outcome = await run.peers_overhead(overhead_settings(opts.quick), venv,
+                                            workdir / "peers-overhead", cwd, profiles)
+    save_section(out_dir, _plot(outcome.results, out_dir, sec))
+    sec, outcome = await run.peers_routing(routing, venv, workdir / "peers-routing", cwd,
+                                           profiles)
+    save_section(out_dir, _plot(outcome.results, out_dir, sec))
+
+
+async def _epp(opts: SuiteOptions, workdir: Path, cwd: Path) -> None:
+    """Issue 15: Envoy + `poolgate epp` (cost per request, then routing quality); the peer
+    routers are included when their venv exists."""
+    out_dir = data_dir(opts.out)
+    venv = opts.peers_venv if epp.peers_available(opts.peers_venv) else None
+    save_section(out_dir, await epp.cost(epp.cost_settings(opts.quick), workdir / "cost", venv,
+                                         cwd))
+    settings = epp.zipf_routing_settings(opts.quick)
+    if opts.rate is not None:
+        settings = dataclasses.replace(settings, rate=opts.rate)
+    save_section(out_dir, await epp.routing(settings, workdir / "routing", venv, cwd))
+
+
 def _names_of(section: str) -> tuple[str, ...]:
     """The saved sections an option of --only produces."""
-    return ("peers-overhead", "peers-routing") if section == "peers" else (section,)
+    return {"peers": ("peers-overhead", "peers-routing"),
+            "epp": ("epp-cost", "epp-routing")}.get(section, (section,))
 
 
 def write_report(opts: SuiteOptions) -> None:

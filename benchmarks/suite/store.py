@@ -7,7 +7,8 @@ from pathlib import Path
 
 from benchmarks.suite.model import Section
 
-SECTION_NAMES = ("overhead", "routing", "pick", "multicluster", "peers-overhead", "peers-routing")
+SECTION_NAMES = ("overhead", "routing", "pick", "multicluster", "peers-overhead", "peers-routing",
+                 "epp-cost", "epp-routing")
 
 
 def data_dir(report: Path) -> Path:

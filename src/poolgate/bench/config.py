@@ -63,6 +63,9 @@ class WorkloadConfig:
     groups: int = 8
     prompts_per_group: int = 16
     system_prompt_len: int = 1024
+    # Group popularity: 0 picks groups uniformly; s > 0 picks group g (0-based) with probability
+    # proportional to 1 / (g + 1)^s (Zipf), so group 0 is the hottest.
+    group_zipf: float = 0.0
     question_len: LengthSpec = field(default_factory=lambda: LengthSpec.fixed(64))
     # random and lora-mix
     input_len: LengthSpec = field(default_factory=lambda: LengthSpec.fixed(256))
@@ -79,6 +82,12 @@ class WorkloadConfig:
                 raise BenchError("--groups and --prompts-per-group must be at least 1")
             if self.system_prompt_len < 0:
                 raise BenchError("--system-prompt-len must be >= 0")
+            if not (math.isfinite(self.group_zipf) and self.group_zipf >= 0):
+                raise BenchError(f"--group-zipf must be a finite number >= 0, got {self.group_zipf}")
+
+    def group_weights(self) -> list[float]:
+        """The relative popularity of each shared-prefix group (all 1.0 when uniform)."""
+        return [1.0 / (g + 1) ** self.group_zipf for g in range(self.groups)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ def config_to_dict(config: BenchConfig) -> dict[str, Any]:
             "groups": wl.groups,
             "prompts_per_group": wl.prompts_per_group,
             "system_prompt_len": wl.system_prompt_len,
+            "group_zipf": wl.group_zipf,
             "question_len": str(wl.question_len),
             "input_len": str(wl.input_len),
             "output_len": str(wl.output_len),

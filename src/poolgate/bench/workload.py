@@ -70,6 +70,13 @@ class Workload:
         self._model_weights = [m.weight for m in wl.models]
         self._systems: list[str] = []
         self._questions: list[list[str]] = []
+        self._group_cumulative: list[float] | None = None
+        if wl.group_zipf > 0:
+            total = 0.0
+            self._group_cumulative = []
+            for w in wl.group_weights():
+                total += w
+                self._group_cumulative.append(total)
         if wl.kind == "shared-prefix":
             self._build_shared_prefix(wl)
 
@@ -99,7 +106,9 @@ class Workload:
         group: int | None = None
         prompt: int | None = None
         if wl.kind == "shared-prefix":
-            group = rng.randrange(wl.groups)
+            # Uniform groups keep the draw they always had, so existing seeds are unchanged.
+            group = (rng.randrange(wl.groups) if self._group_cumulative is None else
+                     rng.choices(range(wl.groups), cum_weights=self._group_cumulative)[0])
             prompt = rng.randrange(wl.prompts_per_group)
             system, user = self._systems[group], self._questions[group][prompt]
         else:

@@ -120,3 +120,26 @@ def test_warmup_requests_come_from_another_stream() -> None:
 def test_no_model_is_a_clear_error() -> None:
     with pytest.raises(BenchError, match="--model"):
         Workload(config(model=None))
+
+
+def test_group_zipf_skews_group_popularity_and_zero_keeps_the_uniform_sequence() -> None:
+    uniform = Workload(shared(groups=16)).requests(200)
+    explicit = Workload(config(groups=16, prompts_per_group=4, system_prompt_len=100,
+                               question_len=LengthSpec.parse("10"),
+                               output_len=LengthSpec.parse("7"), group_zipf=0.0)).requests(200)
+    assert [r.body for r in uniform] == [r.body for r in explicit]
+    skewed = Workload(config(groups=16, prompts_per_group=4, system_prompt_len=100,
+                             group_zipf=0.85)).requests(4000)
+    counts = Counter(r.group for r in skewed)
+    # 1 / H(16, 0.85) = 0.247: about a quarter to group 0, then falling with the rank.
+    assert 0.22 < counts[0] / 4000 < 0.28
+    assert counts[0] > counts[1] > counts[3] > counts[15] > 0
+    again = Workload(config(groups=16, prompts_per_group=4, system_prompt_len=100,
+                            group_zipf=0.85)).requests(50)
+    assert [r.body for r in again] == [r.body for r in skewed[:50]]
+
+
+@pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf")])
+def test_group_zipf_must_be_finite_and_not_negative(bad: float) -> None:
+    with pytest.raises(BenchError, match="--group-zipf"):
+        config(groups=4, group_zipf=bad)
