@@ -246,7 +246,9 @@ def _routing_intro(section: Section) -> str:
         f"{slots}`: {load}, so a router that keeps each group on one replica (`prefix-only`) "
         f"overloads that replica, and a router must spill the hottest group without scattering "
         f"the others. Envoy + `poolgate epp` runs the rendered bootstrap (the default "
-        f"`FULL_DUPLEX_STREAMED`; the `(NONE)` row renders with `--response-body-mode NONE`) and "
+        f"`FULL_DUPLEX_STREAMED`; the `(NONE)` row renders with `--response-body-mode NONE`, so "
+        f"the picker sees no response body and learns that a stream ended only from the end of "
+        f"its ext_proc stream) and "
         f"the picker with the same flags as `poolgate serve`; every run gets a fresh fleet with "
         f"the same seed. Columns as in section 2; front CPU is every front process's, Envoy's "
         f"and the picker's together.\n\n")

@@ -255,7 +255,7 @@ async def _start_envoy(group: ProcessGroup, name: str, config: dict[str, Any], p
 def _envoy_shown(mode: str | None, tail: str) -> list[str]:
     render = display(envoy_config_argv(CONFIG_DIR, EPP_PORT, ENVOY_ADMIN_PORT, PORT, BOOTSTRAP,
                                        mode))
-    return [f"{render}  # then: {tail}", display(envoy_argv(BOOTSTRAP))]
+    return [f"{render}  # then: {tail}", display(envoy_argv(BOOTSTRAP), Path.cwd())]
 
 
 def envoy_epp(profile: str, mode: str | None, extra: tuple[str, ...] = ()) -> StartStack:
