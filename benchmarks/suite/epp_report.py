@@ -158,8 +158,8 @@ fleet and warmed up; the CPU of every process is read from /proc around the meas
 (each thread's `schedstat` nanoseconds, children included) and divided by its requests; the \
 messages on the ext_proc streams come from Envoy's `http.*.ext_proc.stream_msgs_sent` / \
 `stream_msgs_received` counters. CPU per request at `c=1` includes the work a front does \
-whatever the load (the picker scrapes the replica every 50 ms, Envoy health-checks the picker \
-every second) spread over few requests: read the 64-in-flight rows for the cost of a request.
+whatever the load (scraping the replica's metrics, Envoy's health checks of the picker every \
+second) spread over few requests: read the 64-in-flight rows for the cost of a request.
 
 """
 
