@@ -82,7 +82,7 @@ def instructions(url: str, admin: str, replicas: list[str], poolgate: str = "poo
     runs every one)."""
     return f"""
 poolgate demo is running: {len(replicas)} simulated vLLM replicas ({", ".join(replicas)})
-behind the gateway at {url}  (admin: {admin}/metrics  {admin}/status)
+behind the gateway at {url}  (live status page: {admin}/  metrics: {admin}/metrics)
 Paste any paragraph below into a shell opened in this directory.
 
 # a chat completion
