@@ -334,8 +334,9 @@ class Exchange:
         mutation = pb.CommonResponse(header_mutation=_set_headers(set_headers),
                                      clear_route_cache=False)
         # A response that is not streamed ends with its head (a model server sends the whole
-        # body at once when generation is done): its body need not come here at all. Envoy
-        # applies this when the filter allows mode overrides, and ignores it otherwise.
+        # body at once when generation is done): its body need not come here at all. Envoy 1.40
+        # applies this only when the filter allows mode overrides and neither body mode is
+        # FULL_DUPLEX_STREAMED (docs/epp.md); otherwise it ignores it and the body comes.
         override = None if pick.held.streamed or self._full_duplex_response else _HEAD_ONLY
         if phase == "headers":
             return [pb.ProcessingResponse(request_headers=pb.HeadersResponse(response=mutation),
