@@ -450,10 +450,12 @@ def sim(
     endpoints_file: Annotated[Path | None, typer.Option("--endpoints-file", help="Write a LocalEndpoints YAML for this fleet.")] = None,
     endpoints_name: Annotated[str | None, typer.Option("--endpoints-name", help="metadata.name of the LocalEndpoints (default: file stem).")] = None,
     endpoints_label: Annotated[list[str] | None, typer.Option("--endpoints-label", help="K=V label of the LocalEndpoints (repeatable).")] = None,
+    kv_events_config: Annotated[str | None, typer.Option("--kv-events-config", help="vLLM's KV-event publisher config (JSON); replica i offsets both ports by i.")] = None,
 ) -> None:
     """Run simulated vLLM model servers (one per port, in one process)."""
     from poolgate.sim.faults import FaultSettings
     from poolgate.sim.fleet import run_sim
+    from poolgate.sim.kv_events import parse_kv_events_config, replica_endpoints
     from poolgate.sim.options import SimOptions, parse_lora_module
 
     served_model_name = list(served_model_name or ())
@@ -472,6 +474,14 @@ def sim(
         labels[key] = value
     if port and port + replicas - 1 > 65535:
         raise typer.BadParameter(f"ports {port}..{port + replicas - 1} exceed 65535", param_hint="--port")
+    kv_events = None
+    if kv_events_config is not None:
+        try:
+            kv_events = parse_kv_events_config(kv_events_config)
+            if kv_events.active:
+                replica_endpoints(kv_events, replicas)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--kv-events-config") from None
     try:
         options = SimOptions(
             model=model, served_model_names=tuple(served_model_name or ()), lora_modules=loras,
@@ -484,6 +494,7 @@ def sim(
                 added_latency=fault_latency, hang_rate=fault_hang_rate,
                 crash_after_tokens=fault_crash_after_tokens,
             ),
+            kv_events=kv_events,
         )
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None

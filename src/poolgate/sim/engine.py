@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from poolgate.sim.kv_cache import Block, KVCache, chain_block_hashes
+from poolgate.sim.kv_events import MEDIUM_GPU, AllBlocksCleared, BlockRemoved, BlockStored, KVEvent
 from poolgate.sim.lora_slots import LoraSlots, SlotDecision
 from poolgate.sim.profiles import Profile
 from poolgate.sim.tokens import TextGenerator
@@ -120,6 +121,50 @@ class Engine:
         self._running: list[_Sequence] = []
         self._by_id: dict[str, _Sequence] = {}
         self._step: list[_Sequence] = []
+        self._events: list[KVEvent] | None = None
+        self._lora_ids: dict[str, int] = {}
+
+    # -- KV events -----------------------------------------------------------------------------
+
+    def enable_kv_events(self) -> None:
+        """Record vLLM's KV-cache events (stored, evicted, cleared) for `take_kv_events`."""
+        self._events = []
+        self.kv.track_evictions = True
+
+    def take_kv_events(self) -> list[KVEvent]:
+        """Events since the last call, in the order the cache changed (one engine step's batch)."""
+        if self._events is None:
+            return []
+        self._flush_evictions()
+        out, self._events = self._events, []
+        return out
+
+    def reset_prefix_cache(self) -> bool:
+        """Drop every cached block (vLLM's /reset_prefix_cache); False while requests hold blocks."""
+        if not self.kv.reset():
+            return False
+        if self._events is not None:
+            self._events.append(AllBlocksCleared())
+        return True
+
+    def _flush_evictions(self) -> None:
+        if self._events is not None:
+            evicted = self.kv.take_evicted()
+            if evicted:
+                self._events.append(BlockRemoved(evicted, MEDIUM_GPU))
+
+    def _record_stored(self, seq: _Sequence, first: int, end: int, tokens: list[int]) -> None:
+        assert self._events is not None
+        bs = self.kv.block_size
+        adapter = seq.req.adapter
+        lora_id = None
+        if adapter is not None:
+            lora_id = self._lora_ids.setdefault(adapter, len(self._lora_ids) + 1)
+        self._events.append(BlockStored(
+            block_hashes=seq.hashes[first:end],
+            parent_block_hash=seq.hashes[first - 1] if first > 0 else None,
+            token_ids=tokens[first * bs : end * bs], block_size=bs, lora_id=lora_id,
+            medium=MEDIUM_GPU, lora_name=adapter))
 
     # -- observation ---------------------------------------------------------------------------
 
@@ -276,8 +321,7 @@ class Engine:
         # Every token in the sequence now has KV: publish the full blocks for later prefix hits.
         seq.hashes = chain_block_hashes(tokens, bs, (self.config.model_key, seq.req.adapter),
                                         seq.hashes)
-        for i in range(len(seq.hashes)):
-            self.kv.cache(seq.blocks[i], seq.hashes[i])
+        self._cache_blocks(seq, tokens)
         token = seq.generator.next_token()
         seq.output_ids.append(token.token_id)
         self.counters.generation_tokens += 1
@@ -319,6 +363,24 @@ class Engine:
             del self._by_id[req.request_id]
         return TokenOutput(req.request_id, delta, len(seq.output_ids), seq.cached_tokens or 0,
                            ttft, itl, finished)
+
+    def _cache_blocks(self, seq: _Sequence, tokens: list[int]) -> None:
+        """Cache the sequence's full blocks; record each newly stored run as one BlockStored."""
+        if self._events is None:
+            for i in range(len(seq.hashes)):
+                self.kv.cache(seq.blocks[i], seq.hashes[i])
+            return
+        self._flush_evictions()  # evictions of this step's allocations came first
+        run_start: int | None = None
+        for i in range(len(seq.hashes)):
+            if self.kv.cache(seq.blocks[i], seq.hashes[i]):
+                if run_start is None:
+                    run_start = i
+            elif run_start is not None:
+                self._record_stored(seq, run_start, i, tokens)
+                run_start = None
+        if run_start is not None:
+            self._record_stored(seq, run_start, len(seq.hashes), tokens)
 
 
 def _find_stop(text: str, stops: tuple[str, ...], new_chars: int) -> tuple[int, str] | None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+import zmq
 from aiohttp import web
 
 from poolgate._aio import StopSignal, run_until_stopped
@@ -62,6 +63,15 @@ class FleetListenError(Exception):
         super().__init__(f"cannot listen on {host}:{port}: {reason} ({which}choose another "
                          "port with --port)")
 
+    @classmethod
+    def kv_events(cls, index: int, replicas: int, error: zmq.ZMQError) -> FleetListenError:
+        """A replica's KV-event socket could not be bound (endpoints offset by the replica index)."""
+        out = cls.__new__(cls)
+        which = f"replica {index} of {replicas} uses the ports + {index}; " if replicas > 1 else ""
+        Exception.__init__(out, f"cannot open the KV-event sockets of --kv-events-config: {error} "
+                                f"({which}choose other ports)")
+        return out
+
 
 async def start_fleet(options: SimOptions, host: str, base_port: int, replicas: int) -> SimFleet:
     """Start `replicas` replicas on base_port..base_port+replicas-1 in the running loop.
@@ -74,7 +84,10 @@ async def start_fleet(options: SimOptions, host: str, base_port: int, replicas: 
     loop = asyncio.get_running_loop()
     try:
         for i in range(replicas):
-            replica = Replica(options, i)
+            try:
+                replica = Replica(options, i)
+            except zmq.ZMQError as e:
+                raise FleetListenError.kv_events(i, replicas, e) from None
             fleet.replicas.append(replica)
             runner = web.AppRunner(build_app(replica), handler_cancellation=True,
                                    access_log=None, shutdown_timeout=STOP_GRACE_S)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import msgpack
 
 
 @dataclass(eq=False, slots=True)
@@ -23,13 +26,23 @@ def chain_block_hashes(
 
     `extra_key` (model and adapter) is part of every hash so that two adapters never share a
     block. `known` are hashes already computed for the leading blocks; they are reused.
+
+    Like vLLM's (sha256 over parent hash, block tokens and extra keys, published in KV events as
+    the digest's last 8 bytes read as a big-endian unsigned integer), each hash is deterministic
+    across processes: `block_hash(parent, tokens, extra_key)`, the first block's parent is None.
     """
     hashes = list(known)
-    parent = hashes[-1] if hashes else hash(("root", extra_key))
+    parent: int | None = hashes[-1] if hashes else None
     for i in range(len(hashes), len(token_ids) // block_size):
-        parent = hash((parent, tuple(token_ids[i * block_size : (i + 1) * block_size]), extra_key))
+        parent = block_hash(parent, token_ids[i * block_size : (i + 1) * block_size], extra_key)
         hashes.append(parent)
     return hashes
+
+
+def block_hash(parent: int | None, block_tokens: Sequence[int], extra_key: object) -> int:
+    """One block's hash: sha256 of msgpack `[parent, tokens, extra_key]`, last 8 bytes, big-endian."""
+    packed = msgpack.packb([parent, list(block_tokens), extra_key])
+    return int.from_bytes(hashlib.sha256(packed).digest()[-8:], "big")
 
 
 class KVCache:
@@ -47,6 +60,14 @@ class KVCache:
         self._blocks = [Block(i) for i in range(num_blocks)]
         self._free: OrderedDict[int, Block] = OrderedDict((b.block_id, b) for b in self._blocks)
         self._cached: dict[int, Block] = {}
+        # Hashes evicted since the last `take_evicted` (only collected when `track_evictions`).
+        self.track_evictions = False
+        self._evicted: list[int] = []
+
+    def take_evicted(self) -> list[int]:
+        """Hashes of cached blocks evicted since the last call, in eviction order."""
+        out, self._evicted = self._evicted, []
+        return out
 
     @property
     def num_free(self) -> int:
@@ -94,17 +115,33 @@ class KVCache:
             if b.block_hash is not None:
                 if self._cached.get(b.block_hash) is b:
                     del self._cached[b.block_hash]
+                    if self.track_evictions:
+                        self._evicted.append(b.block_hash)
                 b.block_hash = None
             b.ref_count = 1
             out.append(b)
         return out
 
-    def cache(self, block: Block, block_hash: int) -> None:
-        """Publish a full, computed block under its hash (a duplicate keeps the first copy)."""
+    def cache(self, block: Block, block_hash: int) -> bool:
+        """Publish a full, computed block under its hash (a duplicate keeps the first copy).
+
+        True when the block was newly stored (vLLM emits `BlockStored` only for those).
+        """
         if block.block_hash is not None or block_hash in self._cached:
-            return
+            return False
         block.block_hash = block_hash
         self._cached[block_hash] = block
+        return True
+
+    def reset(self) -> bool:
+        """Forget every cached hash (vLLM's reset_prefix_cache); refused while blocks are in use."""
+        if len(self._free) != self.num_blocks:
+            return False
+        self._cached.clear()
+        self._evicted.clear()
+        for b in self._blocks:
+            b.block_hash = None
+        return True
 
     def release(self, blocks: Sequence[Block]) -> None:
         """Drop one reference on each block; unreferenced blocks join the free queue tail first."""

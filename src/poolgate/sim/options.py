@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, field
 
 from poolgate.sim.faults import FaultSettings
+from poolgate.sim.kv_events import KVEventsConfig
 from poolgate.sim.profiles import DEFAULT_PROFILE, PROFILES, Profile
 
 
@@ -28,6 +29,7 @@ class SimOptions:
     stream_interval: int = 1
     startup_delay: float = 0.0
     faults: FaultSettings = field(default_factory=FaultSettings)
+    kv_events: KVEventsConfig | None = None
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:

@@ -9,6 +9,7 @@ import zlib
 from poolgate.sim.engine import Engine, EngineConfig
 from poolgate.sim.errors import model_not_found
 from poolgate.sim.faults import Faults
+from poolgate.sim.kv_events import ZmqEventPublisher, replica_endpoints
 from poolgate.sim.metrics import SimMetrics
 from poolgate.sim.options import SimOptions
 from poolgate.sim.responses import VLLM_VERSION
@@ -38,7 +39,15 @@ class Replica:
         ))
         self.metrics = SimMetrics(self.model_name, options.model_len, options.max_loras,
                                   options.cache_info())
-        self.runner = EngineRunner(self.engine, self.metrics, options.time_scale)
+        self.kv_publisher: ZmqEventPublisher | None = None
+        kv = options.kv_events
+        if kv is not None and kv.active:
+            # Replica i is its own vLLM server; its ports are offset by i, like vLLM's DP ranks.
+            endpoint, replay = replica_endpoints(kv, index + 1)[index]
+            self.kv_publisher = ZmqEventPublisher(kv, endpoint, replay)
+        self.runner = EngineRunner(
+            self.engine, self.metrics, options.time_scale,
+            kv_events=self.kv_publisher.publish if self.kv_publisher is not None else None)
 
     @property
     def healthy(self) -> bool:
@@ -70,5 +79,8 @@ class Replica:
         self.ready = True
 
     async def close(self) -> None:
-        """Stop the engine loop."""
+        """Stop the engine loop and the KV-event publisher."""
         await self.runner.close()
+        if self.kv_publisher is not None:
+            self.kv_publisher.close()
+            self.kv_publisher = None

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from poolgate.sim.engine import Engine, SimRequest, TokenOutput
+from poolgate.sim.kv_events import KVEvent
 from poolgate.sim.metrics import SimMetrics
 
 
@@ -19,8 +20,12 @@ class EngineRunner:
     """
 
     def __init__(self, engine: Engine, metrics: SimMetrics, time_scale: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 kv_events: Callable[[Sequence[KVEvent]], None] | None = None) -> None:
         self.engine = engine
+        self._kv_events = kv_events
+        if kv_events is not None:
+            engine.enable_kv_events()
         self.metrics = metrics
         self.time_scale = time_scale
         self._clock = clock
@@ -72,6 +77,13 @@ class EngineRunner:
             self._publish()
             self._wake.set()  # freed capacity may admit a waiting request
 
+    def publish_kv_events(self) -> None:
+        """Hand the engine's KV events since the last call to the publisher as one batch."""
+        if self._kv_events is not None:
+            events = self.engine.take_kv_events()
+            if events:
+                self._kv_events(events)
+
     def _publish(self) -> None:
         self.metrics.set_lora_state(self.engine.running_adapters(),
                                     self.engine.waiting_adapters())
@@ -91,5 +103,6 @@ class EngineRunner:
                 queue = self._queues.get(out.request_id)
                 if queue is not None:
                     queue.put_nowait(out)
+            self.publish_kv_events()
             self.metrics.sync_counters(self.engine.counters)
             self._publish()

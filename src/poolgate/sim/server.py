@@ -228,6 +228,18 @@ async def server_info_handler(request: web.Request) -> web.Response:
                                   o.num_blocks * o.block_size, o.block_size, VLLM_VERSION))
 
 
+async def reset_prefix_cache_handler(request: web.Request) -> web.Response:
+    """vLLM's `POST /reset_prefix_cache`: drop every cached block (KV event AllBlocksCleared).
+
+    vLLM refuses while requests hold blocks; the simulator answers that case with 409.
+    """
+    r = _replica(request)
+    if not r.engine.reset_prefix_cache():
+        return _json(409, {"error": "requests are running; the prefix cache was not reset"})
+    r.runner.publish_kv_events()
+    return web.Response(status=200)
+
+
 def _local_address(request: web.Request) -> tuple[str, int]:
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     if isinstance(sockname, tuple) and len(sockname) >= 2:
@@ -260,6 +272,7 @@ def build_app(replica: Replica) -> web.Application:
     app.router.add_post("/v1/unload_lora_adapter", unload_lora)
     app.router.add_post("/tokenize", tokenize_handler)
     app.router.add_post("/detokenize", detokenize_handler)
+    app.router.add_post("/reset_prefix_cache", reset_prefix_cache_handler)
     app.router.add_post("/v1/chat/completions/render", render_chat_handler)
     app.router.add_post("/v1/completions/render", render_completion_handler)
     for path in ("/get_model_info", "/model_info"):
