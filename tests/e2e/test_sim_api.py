@@ -213,3 +213,25 @@ async def test_disconnect_frees_capacity_at_once(procs: ProcessGroup) -> None:
         assert m["vllm:num_requests_running"] == 0
         assert m["vllm:kv_cache_usage_perc"] == 0
         assert sum(v for k, v in m.items() if k.startswith("vllm:request_success_total")) == 0
+    # A client going away is not an error: nothing is logged as one (vLLM logs nothing either).
+    assert "Traceback" not in sim.proc.output() and "unhandled error" not in sim.proc.output()
+
+
+async def test_a_write_to_a_closed_connection_is_not_logged_as_an_error(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The race the test above may not hit: the connection closes while the simulator is
+    writing (aiohttp raises ClientConnectionResetError rather than cancelling the handler)."""
+    from aiohttp import web
+
+    from poolgate.sim.server import vllm_errors
+    from tests.support.apps import serve_app
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
+
+    app = web.Application(middlewares=[vllm_errors])
+    app.router.add_get("/stream", handler)
+    async with serve_app(app) as port, aiohttp.ClientSession() as s, \
+            s.get(f"http://127.0.0.1:{port}/stream") as resp:
+        assert resp.status == 499
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -66,6 +66,11 @@ async def vllm_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except ConnectionCut:
         # A crash fault already aborted the transport; there is nobody left to answer.
         return web.Response(status=500)
+    except ConnectionResetError:
+        # The client went away mid-stream (aiohttp's ClientConnectionResetError is one): as for
+        # vLLM, a disconnect is not an error; the request's slot was freed when the job ended.
+        log.debug("client disconnected during %s %s", request.method, request.path)
+        return web.Response(status=499)
     except web.HTTPException:
         raise
     except asyncio.CancelledError:
