@@ -225,42 +225,20 @@ def serve(
     retry_period: float = typer.Option(2.0, "--retry-period", min=0.05, help="Seconds between reads/renewals of the Lease."),
 ) -> None:
     """Run the gateway from Gateway API / Inference Extension manifests (files or the API)."""
-    from poolgate.observability.logs import configure_logging
     from poolgate.proxy.gateway import GatewayOptions
     from poolgate.proxy.run import run_serve
     from poolgate.proxy.server import ServeOptions
 
-    try:
-        configure_logging(log_level)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--log-level") from None
-    for f in files:
-        if not f.exists():
-            raise typer.BadParameter(f"{f} does not exist", param_hint="-f")
-    from poolgate.scheduling.profiles import BUILTIN_PROFILES
-
-    if discovery not in ("local", "kubernetes"):
-        raise typer.BadParameter(f"{discovery!r}: choose local or kubernetes",
-                                 param_hint="--discovery")
     if not retry_period < renew_deadline < lease_duration:
         raise typer.BadParameter("needs --retry-period < --renew-deadline < --lease-duration",
                                  param_hint="--renew-deadline")
     from poolgate.kube.leader import LeaseTiming
 
+    custom = _gateway_checks(log_level, files, discovery, source, kubeconfig, scheduler_profile,
+                             scheduler_config)
     kube_options = _kube_options(source, files, namespaces, controller_names, publish_service,
                                  leader_elect, lease_name, lease_namespace, kubeconfig,
                                  LeaseTiming(lease_duration, renew_deadline, retry_period))
-    if kubeconfig is not None and discovery != "kubernetes" and source != "kubernetes":
-        raise typer.BadParameter("only used with --source or --discovery kubernetes",
-                                 param_hint="--kubeconfig")
-    if kubeconfig is not None and not kubeconfig.is_file():
-        raise typer.BadParameter(f"{kubeconfig} does not exist", param_hint="--kubeconfig")
-    custom = _load_scheduler_config(scheduler_config)
-    if scheduler_profile not in BUILTIN_PROFILES and scheduler_profile not in custom:
-        known = sorted([*BUILTIN_PROFILES, *custom])
-        raise typer.BadParameter(
-            f"unknown profile {scheduler_profile!r}; choose one of {', '.join(known)}",
-            param_hint="--scheduler-profile")
     from poolgate.balancing.regions import RegionOrder
 
     placement = RegionOrder.parse(region, region_order)
@@ -310,32 +288,16 @@ def epp(
 ) -> None:
     """Run the endpoint picker behind Envoy: gRPC ext_proc (the Inference Extension's protocol)."""
     from poolgate.kube.leader import LeaseTiming
-    from poolgate.observability.logs import configure_logging
     from poolgate.proxy.gateway import GatewayOptions
     from poolgate.proxy.run import run_serve
     from poolgate.proxy.server import ServeOptions
-    from poolgate.scheduling.profiles import BUILTIN_PROFILES
 
-    try:
-        configure_logging(log_level)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--log-level") from None
-    for f in files:
-        if not f.exists():
-            raise typer.BadParameter(f"{f} does not exist", param_hint="-f")
-    if discovery not in ("local", "kubernetes"):
-        raise typer.BadParameter(f"{discovery!r}: choose local or kubernetes",
-                                 param_hint="--discovery")
+    custom = _gateway_checks(log_level, files, discovery, source, kubeconfig, scheduler_profile,
+                             scheduler_config)
     # The picker writes no status: the Gateway's controller (Envoy Gateway, GKE, ...) does.
     kube_options = dataclasses.replace(
         _kube_options(source, files, namespaces, controller_names, None, False, "poolgate-epp",
                       None, kubeconfig, LeaseTiming()), write_status=False)
-    custom = _load_scheduler_config(scheduler_config)
-    if scheduler_profile not in BUILTIN_PROFILES and scheduler_profile not in custom:
-        known = sorted([*BUILTIN_PROFILES, *custom])
-        raise typer.BadParameter(
-            f"unknown profile {scheduler_profile!r}; choose one of {', '.join(known)}",
-            param_hint="--scheduler-profile")
     options = ServeOptions(
         paths=list(files), host=host, admin_host=admin_host, admin_port=admin_port,
         access_log=access_log, watch=watch, drain_seconds=drain_seconds,
@@ -350,6 +312,38 @@ def epp(
                                staleness=metrics_staleness),
     )
     raise typer.Exit(run_serve(options))
+
+
+def _gateway_checks(log_level: str, files: list[Path], discovery: str, source: str,
+                    kubeconfig: Path | None, scheduler_profile: str,
+                    scheduler_config: Path | None) -> dict[str, SchedulerConfig]:
+    """The settings `serve` and `epp` share, checked (logging configured on the way); returns
+    the custom scheduler profiles of `--scheduler-config`."""
+    from poolgate.observability.logs import configure_logging
+    from poolgate.scheduling.profiles import BUILTIN_PROFILES
+
+    try:
+        configure_logging(log_level)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--log-level") from None
+    for f in files:
+        if not f.exists():
+            raise typer.BadParameter(f"{f} does not exist", param_hint="-f")
+    if discovery not in ("local", "kubernetes"):
+        raise typer.BadParameter(f"{discovery!r}: choose local or kubernetes",
+                                 param_hint="--discovery")
+    if kubeconfig is not None and discovery != "kubernetes" and source != "kubernetes":
+        raise typer.BadParameter("only used with --source or --discovery kubernetes",
+                                 param_hint="--kubeconfig")
+    if kubeconfig is not None and not kubeconfig.is_file():
+        raise typer.BadParameter(f"{kubeconfig} does not exist", param_hint="--kubeconfig")
+    custom = _load_scheduler_config(scheduler_config)
+    if scheduler_profile not in BUILTIN_PROFILES and scheduler_profile not in custom:
+        known = sorted([*BUILTIN_PROFILES, *custom])
+        raise typer.BadParameter(
+            f"unknown profile {scheduler_profile!r}; choose one of {', '.join(known)}",
+            param_hint="--scheduler-profile")
+    return custom
 
 
 def _kube_options(source: str, files: list[Path], namespaces: list[str],
