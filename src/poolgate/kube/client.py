@@ -103,6 +103,11 @@ def kubeconfig_credentials(path: Path, context_name: str | None = None) -> KubeC
     return KubeCredentials(server, token, ssl_context, context.get("namespace", "default"))
 
 
+def credentials_for(kubeconfig: Path | None) -> KubeCredentials:
+    """The kubeconfig's current context, or the pod's service account when None."""
+    return in_cluster_credentials() if kubeconfig is None else kubeconfig_credentials(kubeconfig)
+
+
 class KubeClient:
     """The few API calls poolgate makes (the operator's and the pod watcher's)."""
 

@@ -18,8 +18,7 @@ from poolgate.kube import (
     KubeClient,
     KubeCredentials,
     KubeError,
-    in_cluster_credentials,
-    kubeconfig_credentials,
+    credentials_for,
 )
 from poolgate.kube.leader import LeaderElector, LeaseElection, LeaseTiming
 from poolgate.operator.controller import Controller, ControllerOptions
@@ -113,8 +112,7 @@ def run(kubeconfig: Path | None, namespace: str | None, all_namespaces: bool,
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        credentials = (kubeconfig_credentials(kubeconfig) if kubeconfig is not None
-                       else in_cluster_credentials())
+        credentials = credentials_for(kubeconfig)
     except KubeError as exc:
         print(f"poolgate operator: {exc}", file=sys.stderr)
         return 2

@@ -32,10 +32,8 @@ from poolgate.controller.writer import StatusWriter
 from poolgate.discovery.kubernetes import PodCache
 from poolgate.kube.client import (
     KubeClient,
-    KubeCredentials,
     KubeError,
-    in_cluster_credentials,
-    kubeconfig_credentials,
+    credentials_for,
 )
 from poolgate.kube.leader import LeaderElector, LeaseElection, LeaseTiming
 from poolgate.kube.resources import SERVICES
@@ -59,11 +57,6 @@ class KubeOptions:
                           or f"{socket.gethostname()}_{os.getpid()}")
     timing: LeaseTiming = field(default_factory=LeaseTiming)
     write_status: bool = True  # `poolgate epp` reads only: the Gateway's controller writes
-
-
-def credentials_for(kubeconfig: Path | None) -> KubeCredentials:
-    """The kubeconfig's current context, or the pod's service account when None."""
-    return in_cluster_credentials() if kubeconfig is None else kubeconfig_credentials(kubeconfig)
 
 
 def service_addresses(service: dict[str, Any] | None) -> list[dict[str, str]]:

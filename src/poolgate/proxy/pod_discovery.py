@@ -13,7 +13,7 @@ import aiohttp
 from poolgate._aio import cancel_and_wait
 from poolgate.config.snapshot import Snapshot
 from poolgate.discovery.kubernetes import PodCache, PodWatcher
-from poolgate.kube import KubeClient, in_cluster_credentials, kubeconfig_credentials
+from poolgate.kube import KubeClient, credentials_for
 
 log = logging.getLogger("poolgate.server")
 
@@ -50,9 +50,7 @@ class PodDiscovery:
         """Watch the pools' namespaces, wait (bounded) for their first lists, then rebuild."""
         client = self._client
         if client is None:
-            path = self._kubeconfig
-            credentials = (in_cluster_credentials() if path is None
-                           else kubeconfig_credentials(path))
+            credentials = credentials_for(self._kubeconfig)  # may raise: before the session
             self._session = aiohttp.ClientSession()
             client = KubeClient(credentials, self._session)
         self._watcher = PodWatcher(client, self._pods, self._pods_changed, seed=self._seed)
