@@ -11,8 +11,7 @@ import aiohttp
 import pytest
 import zmq
 
-from poolgate.sim.kv_cache import chain_block_hashes
-from poolgate.sim.kv_events import (
+from poolgate.core.kv_events import (
     END_SEQ,
     AllBlocksCleared,
     BlockRemoved,
@@ -20,6 +19,7 @@ from poolgate.sim.kv_events import (
     KVEvent,
     decode_batch,
 )
+from poolgate.sim.kv_cache import chain_block_hashes
 from tests.e2e._sim_fleet import start_sim
 from tests.support.processes import ProcessGroup, free_port_range, poolgate_command
 
@@ -49,7 +49,7 @@ def _drain(sub: zmq.Socket[bytes], until: float) -> list[tuple[int, list[KVEvent
     while sub.poll(max(0, int((until - time.monotonic()) * 1000))):
         topic, seq, payload = sub.recv_multipart()
         assert topic == b"kv-events"
-        out.append((int.from_bytes(seq, "big"), decode_batch(payload)[1]))
+        out.append((int.from_bytes(seq, "big"), decode_batch(payload).events))
         until = min(until, time.monotonic() + 0.5)  # stop shortly after the stream goes quiet
     return out
 

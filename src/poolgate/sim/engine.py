@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from poolgate.core.kv_events import MEDIUM_GPU, AllBlocksCleared, BlockRemoved, BlockStored, KVEvent
 from poolgate.sim.kv_cache import Block, KVCache, chain_block_hashes
-from poolgate.sim.kv_events import MEDIUM_GPU, AllBlocksCleared, BlockRemoved, BlockStored, KVEvent
 from poolgate.sim.lora_slots import LoraSlots, SlotDecision
 from poolgate.sim.profiles import Profile
 from poolgate.sim.tokens import TextGenerator

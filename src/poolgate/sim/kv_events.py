@@ -1,13 +1,7 @@
 """vLLM's KV-cache events, published the way vLLM does it (`--kv-events-config`).
 
-Wire format (vLLM's `vllm/distributed/kv_events.py`, msgspec structs with `array_like=True` and
-`tag=True`, encoded as msgpack):
-
-- a batch is `[ts, [event, ...], data_parallel_rank]`;
-- `BlockStored` is `["BlockStored", block_hashes, parent_block_hash, token_ids, block_size,
-  lora_id, medium, lora_name]`;
-- `BlockRemoved` is `["BlockRemoved", block_hashes, medium]`;
-- `AllBlocksCleared` is `["AllBlocksCleared"]`.
+The events and their wire format live in `poolgate.core.kv_events` (the gateway reads them
+too); the simulator sends vLLM 0.32's shape, positional arrays.
 
 A PUB socket sends each batch as the multipart message `(topic, sequence, payload)`, the sequence
 an 8-byte big-endian integer counting from 0. An optional ROUTER socket (the replay endpoint)
@@ -25,80 +19,10 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
 
-import msgpack
 import zmq
 
-MEDIUM_GPU = "GPU"
-END_SEQ = (-1).to_bytes(8, "big", signed=True)
-
-
-@dataclass(frozen=True, slots=True)
-class BlockStored:
-    """Full blocks newly stored in the prefix cache (one contiguous run of one request)."""
-
-    block_hashes: list[int]
-    parent_block_hash: int | None
-    token_ids: list[int]
-    block_size: int
-    lora_id: int | None
-    medium: str | None
-    lora_name: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class BlockRemoved:
-    """Cached blocks evicted from the prefix cache."""
-
-    block_hashes: list[int]
-    medium: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AllBlocksCleared:
-    """The whole prefix cache was reset."""
-
-
-KVEvent = BlockStored | BlockRemoved | AllBlocksCleared
-
-
-def event_to_wire(event: KVEvent) -> list[Any]:
-    """One event as vLLM's tagged array."""
-    if isinstance(event, BlockStored):
-        return ["BlockStored", event.block_hashes, event.parent_block_hash, event.token_ids,
-                event.block_size, event.lora_id, event.medium, event.lora_name]
-    if isinstance(event, BlockRemoved):
-        return ["BlockRemoved", event.block_hashes, event.medium]
-    return ["AllBlocksCleared"]
-
-
-def encode_batch(ts: float, events: Sequence[KVEvent], data_parallel_rank: int = 0) -> bytes:
-    """A `KVEventBatch` payload."""
-    packed = msgpack.packb([ts, [event_to_wire(e) for e in events], data_parallel_rank])
-    assert isinstance(packed, bytes)
-    return packed
-
-
-def decode_batch(payload: bytes) -> tuple[float, list[KVEvent], int | None]:
-    """Parse a `KVEventBatch` payload (positional arrays, as vLLM 0.32 sends them)."""
-    raw = msgpack.unpackb(payload)
-    ts, items = raw[0], raw[1]
-    rank = raw[2] if len(raw) > 2 else None
-    events: list[KVEvent] = []
-    for item in items:
-        tag = item[0]
-        if tag == "BlockStored":
-            lora_name = item[7] if len(item) > 7 else None
-            events.append(BlockStored(list(item[1]), item[2], list(item[3]), item[4], item[5],
-                                      item[6], lora_name))
-        elif tag == "BlockRemoved":
-            events.append(BlockRemoved(list(item[1]), item[2]))
-        elif tag == "AllBlocksCleared":
-            events.append(AllBlocksCleared())
-        else:
-            raise ValueError(f"unknown KV event tag {tag!r}")
-    return float(ts), events, rank
+from poolgate.core.kv_events import END_SEQ, KVEvent, encode_batch
 
 
 @dataclass(frozen=True)

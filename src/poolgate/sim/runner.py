@@ -7,8 +7,8 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 
+from poolgate.core.kv_events import KVEvent
 from poolgate.sim.engine import Engine, SimRequest, TokenOutput
-from poolgate.sim.kv_events import KVEvent
 from poolgate.sim.metrics import SimMetrics
 
 

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import time
 
-import msgpack
 import pytest
 import zmq
 
-from poolgate.sim.kv_cache import chain_block_hashes
-from poolgate.sim.kv_events import (
+from poolgate.core.kv_events import (
     END_SEQ,
     AllBlocksCleared,
     BlockRemoved,
     BlockStored,
+    decode_batch,
+)
+from poolgate.sim.kv_cache import chain_block_hashes
+from poolgate.sim.kv_events import (
     KVEventsConfig,
     ZmqEventPublisher,
-    decode_batch,
-    encode_batch,
     offset_endpoint,
     parse_kv_events_config,
     replica_endpoints,
@@ -112,20 +112,6 @@ def test_without_events_enabled_nothing_is_recorded() -> None:
     assert engine.take_kv_events() == []
 
 
-def test_wire_format_is_vllms_tagged_arrays() -> None:
-    payload = encode_batch(12.5, [BlockStored([1, 2], None, [5] * 8, 4, None, "GPU", None),
-                                  BlockRemoved([1], "GPU"), AllBlocksCleared()], 0)
-    assert msgpack.unpackb(payload) == [
-        12.5,
-        [["BlockStored", [1, 2], None, [5] * 8, 4, None, "GPU", None],
-         ["BlockRemoved", [1], "GPU"], ["AllBlocksCleared"]],
-        0,
-    ]
-    ts, events, rank = decode_batch(payload)
-    assert (ts, rank) == (12.5, 0)
-    assert events[1] == BlockRemoved([1], "GPU")
-
-
 def test_config_is_vllms_json() -> None:
     cfg = parse_kv_events_config('{"enable_kv_cache_events": true, "publisher": "zmq", '
                                  '"endpoint": "tcp://*:5557", "replay_endpoint": "tcp://*:5558", '
@@ -180,7 +166,7 @@ def test_pub_sequence_and_replay() -> None:
             assert topic == b"kv-events"
             seqs.append(seq)
         assert seqs == list(range(seqs[0], seqs[0] + 5))  # no gaps
-        assert decode_batch(payload)[1] == [BlockRemoved([3], "GPU")]
+        assert decode_batch(payload).events == [BlockRemoved([3], "GPU")]
         # Replay from a sequence number: the bounded buffer holds the last 3 batches.
         dealer.connect(f"tcp://127.0.0.1:{replay_port}")
         dealer.send_multipart([b"", (seqs[-2]).to_bytes(8, "big")])
