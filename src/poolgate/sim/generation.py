@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from poolgate.core.sim_tokens import encode, render_chat
 from poolgate.sim.engine import QueueFull, SimRequest, TokenOutput
 from poolgate.sim.errors import ApiError, injected, queue_full, starting
 from poolgate.sim.faults import FaultKind
@@ -32,7 +33,7 @@ from poolgate.sim.responses import (
     text_completion,
     usage_chunk,
 )
-from poolgate.sim.tokens import encode, fingerprint, render_chat
+from poolgate.sim.tokens import fingerprint
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8"}

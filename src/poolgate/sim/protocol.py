@@ -8,6 +8,7 @@ from typing import Any, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from poolgate.core.sim_tokens import message_text
 from poolgate.sim.errors import ApiError, parameter_error, validation_error
 
 M = TypeVar("M", bound=BaseModel)
@@ -52,11 +53,7 @@ class ChatMessage(BaseModel):
 
     def text(self) -> str:
         """The message's text content."""
-        if self.content is None:
-            return ""
-        if isinstance(self.content, str):
-            return self.content
-        return "".join(str(p.get("text", "")) for p in self.content if isinstance(p, dict))
+        return message_text(self.content)
 
 
 class ChatRequest(_Sampling):

@@ -15,20 +15,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from poolgate.sim.errors import ApiError
-from poolgate.sim.protocol import ChatMessage, ChatRequest, CompletionRequest, check_lengths
-from poolgate.sim.tokens import (
-    _PIECE_BASE,
-    _PIECES,
+from poolgate.core.sim_tokens import (
     BOS_TOKEN_ID,
     CHARS_PER_TOKEN,
+    GENERATION_PROMPT,
     VOCAB_SIZE,
     encode,
     render_chat,
 )
+from poolgate.sim.errors import ApiError
+from poolgate.sim.protocol import ChatMessage, ChatRequest, CompletionRequest, check_lengths
+from poolgate.sim.tokens import _PIECE_BASE, _PIECES
 
 BOS_TEXT = "<s>"
-_GENERATION_PROMPT = "<|assistant|>\n"
 # Prompt chunks are hashed, not looked up, so `/detokenize` can only give back chunks this
 # replica has tokenized; a bounded table keeps that memory flat under any load.
 _REVERSE_TABLE_SIZE = 65_536
@@ -78,7 +77,7 @@ def chat_text(messages: Sequence[ChatMessage], add_generation_prompt: bool = Tru
     text = render_chat((m.role, m.text()) for m in messages)
     if add_generation_prompt and not continue_final_message:
         return text
-    text = text.removesuffix(_GENERATION_PROMPT)
+    text = text.removesuffix(GENERATION_PROMPT)
     if continue_final_message:
         # The last message stays open, so the model continues it.
         text = text.removesuffix("</s>\n")

@@ -1,19 +1,12 @@
-"""A deterministic tokenizer stand-in and text generator (no model, no vocabulary files).
-
-Prompts count about one token per four characters plus a BOS token, like a Llama tokenizer on
-English text; chat messages go through a small template so roles and contents both count.
-"""
+"""The simulator's text generator (no model, no vocabulary files); its tokenizer is
+`poolgate.core.sim_tokens`, shared with the gateway's precise prefix scorer."""
 
 from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-BOS_TOKEN_ID = 1
-VOCAB_SIZE = 32_000
-CHARS_PER_TOKEN = 4
 
 # Generated text is drawn from these pieces; the id of piece i is _PIECE_BASE + i.
 _WORDS = (
@@ -31,22 +24,6 @@ _PIECES: tuple[str, ...] = (
     *(" " + w for w in _WORDS.split(" ")), "ing", "ed", "s", ",", ".", "ly", "er",
 )
 _PIECE_BASE = 1000
-
-
-def encode(text: str) -> list[int]:
-    """Token ids of `text`: BOS, then one id per 4-character chunk."""
-    ids = [BOS_TOKEN_ID]
-    for start in range(0, len(text), CHARS_PER_TOKEN):
-        chunk = text[start : start + CHARS_PER_TOKEN].encode()
-        ids.append(2 + zlib.crc32(chunk) % (VOCAB_SIZE - 2))
-    return ids
-
-
-def render_chat(messages: Iterable[tuple[str, str]]) -> str:
-    """The prompt text a simple chat template makes of (role, content) pairs."""
-    parts = [f"<|{role}|>\n{content}</s>\n" for role, content in messages]
-    parts.append("<|assistant|>\n")
-    return "".join(parts)
 
 
 def fingerprint(ids: Sequence[int]) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from poolgate.core.sim_tokens import BOS_TOKEN_ID, encode, render_chat
 from poolgate.sim.errors import ApiError
 from poolgate.sim.protocol import ChatMessage, ChatRequest, CompletionRequest
 from poolgate.sim.tokenization import (
@@ -18,7 +19,6 @@ from poolgate.sim.tokenization import (
     server_info,
     tokenize,
 )
-from poolgate.sim.tokens import BOS_TOKEN_ID, encode, render_chat
 
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "hi"}]
 
