@@ -99,9 +99,12 @@ async def test_events_from_a_replica(procs: ProcessGroup) -> None:
         replayed: list[int] = []
         while True:
             assert dealer.poll(5000), "replay did not answer"
-            _, seq_bytes, payload = dealer.recv_multipart()
+            # vLLM 0.32's reply: (b"", topic, seq, payload), then (b"", b"", -1, b"").
+            _, topic, seq_bytes, payload = dealer.recv_multipart()
             if seq_bytes == END_SEQ:
+                assert (topic, payload) == (b"", b"")
                 break
+            assert topic == b"kv-events"
             replayed.append(int.from_bytes(seq_bytes, "big"))
             decode_batch(payload)
         assert replayed == list(range(seqs[-1] + 1))

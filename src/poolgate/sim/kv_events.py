@@ -1,12 +1,15 @@
 """vLLM's KV-cache events, published the way vLLM does it (`--kv-events-config`).
 
 The events and their wire format live in `poolgate.core.kv_events` (the gateway reads them
-too); the simulator sends vLLM 0.32's shape, positional arrays.
+too); the simulator sends vLLM 0.32's shape as captured from a real vLLM 0.32 CPU server
+(tests/fixtures/vllm-kv-events.json): the batch a positional array, each event a map tagged
+by `type`.
 
 A PUB socket sends each batch as the multipart message `(topic, sequence, payload)`, the sequence
 an 8-byte big-endian integer counting from 0. An optional ROUTER socket (the replay endpoint)
 answers a request `(identity, b"", start sequence as 8 bytes)` with every buffered batch from
-that sequence on, `(identity, b"", sequence, payload)` each, then `(identity, b"", -1, b"")`.
+that sequence on, `(identity, b"", topic, sequence, payload)` each, then
+`(identity, b"", b"", -1, b"")`.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
+import msgpack
 import zmq
 
-from poolgate.core.kv_events import END_SEQ, KVEvent, encode_batch
+from poolgate.core.kv_events import END_SEQ, KVEvent, event_to_wire
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,13 @@ def replica_endpoints(config: KVEventsConfig, replicas: int) -> list[tuple[str, 
     return out
 
 
+def _payload(ts: float, events: Sequence[KVEvent], rank: int) -> bytes:
+    """A batch as vLLM 0.32 encodes it: `[ts, [event map, ...], rank]`."""
+    packed = msgpack.packb([ts, [event_to_wire(e, array_like=False) for e in events], rank])
+    assert isinstance(packed, bytes)
+    return packed
+
+
 def _binds(endpoint: str) -> bool:
     return ("*" in endpoint or "::" in endpoint or endpoint.startswith(("ipc://", "inproc://")))
 
@@ -140,7 +151,7 @@ class ZmqEventPublisher:
         seq = self._seq
         self._seq += 1
         try:
-            self._queue.put_nowait((seq, encode_batch(time.time(), events, self._rank)))
+            self._queue.put_nowait((seq, _payload(time.time(), events, self._rank)))
         except queue.Full:
             self.dropped += 1
 
@@ -180,5 +191,6 @@ class ZmqEventPublisher:
         first = int.from_bytes(start, "big")
         for seq, payload in list(self._buffer):
             if seq >= first:
-                self._replay.send_multipart((identity, b"", seq.to_bytes(8, "big"), payload))
-        self._replay.send_multipart((identity, b"", END_SEQ, b""))
+                self._replay.send_multipart(
+                    (identity, b"", self._topic, seq.to_bytes(8, "big"), payload))
+        self._replay.send_multipart((identity, b"", b"", END_SEQ, b""))
