@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from poolgate.kube.leader import LeaseTiming
     from poolgate.proxy.kube_mode import KubeOptions
     from poolgate.scheduling.config import SchedulerConfig
+    from poolgate.state.shared_load import SharedLoadSettings
 
 app = typer.Typer(
     name="poolgate",
@@ -223,6 +224,11 @@ def serve(
     lease_duration: float = typer.Option(15.0, "--lease-duration", min=1, help="Seconds a Lease not renewed stays with its holder."),
     renew_deadline: float = typer.Option(10.0, "--renew-deadline", min=0.1, help="The status writer steps down after failing to renew this long."),
     retry_period: float = typer.Option(2.0, "--retry-period", min=0.05, help="Seconds between reads/renewals of the Lease."),
+    shared_load_redis: str | None = typer.Option(None, "--shared-load-redis", envvar="KV_ENDPOINTS", show_envvar=True, help="Redis nodes HOST:PORT[,HOST:PORT] (the KV_ENDPOINTS format) through which several gateway replicas share their in-flight counts (docs/scheduling.md, 'Several gateway replicas'); empty: local counts only."),
+    shared_load_replica_id: str | None = typer.Option(None, "--shared-load-replica-id", help="This replica's name in the shared in-flight view (default: HOSTNAME-PID)."),
+    shared_load_interval: float | None = typer.Option(None, "--shared-load-interval", min=0.005, help="Seconds between exchanges of in-flight counts (default 0.05)."),
+    shared_load_staleness: float | None = typer.Option(None, "--shared-load-staleness", min=0.01, help="Other replicas' counts older than this many seconds are not used (default 1.0; at least twice the interval)."),
+    shared_load_key: str | None = typer.Option(None, "--shared-load-key", help="Redis key of the shared in-flight table (default poolgate:gateway-load); replicas sharing one key add up each other's counts."),
 ) -> None:
     """Run the gateway from Gateway API / Inference Extension manifests (files or the API)."""
     from poolgate.proxy.gateway import GatewayOptions
@@ -242,13 +248,16 @@ def serve(
     from poolgate.balancing.regions import RegionOrder
 
     placement = RegionOrder.parse(region, region_order)
+    shared_load = _shared_load_settings(shared_load_redis, shared_load_replica_id,
+                                        shared_load_interval, shared_load_staleness,
+                                        shared_load_key)
     options = ServeOptions(
         paths=list(files), host=host, port=port, port_map=_parse_port_map(port_map),
         admin_host=admin_host, admin_port=admin_port, access_log=access_log, watch=watch,
         drain_seconds=drain_seconds, scrape_interval=scrape_interval,
         scrape_idle_interval=scrape_idle_interval, scrape_idle_after=scrape_idle_after,
         discovery="kubernetes" if source == "kubernetes" else discovery, kubeconfig=kubeconfig,
-        source=source, kube=kube_options,
+        source=source, kube=kube_options, shared_load=shared_load,
         gateway=GatewayOptions(max_body_bytes=max_body_bytes, connect_timeout=connect_timeout,
                                seed=seed, scheduler_profile=scheduler_profile,
                                custom_profiles=MappingProxyType(custom),
@@ -285,6 +294,11 @@ def epp(
     source: str = typer.Option("files", "--source", help="'files' (-f) or 'kubernetes' (the objects of the API)."),
     namespaces: list[str] = typer.Option([], "--namespace", "-n", help="With --source kubernetes: watch only this namespace (repeatable)."),
     controller_names: list[str] = typer.Option([], "--controller-name", help="With --source kubernetes: the GatewayClass controllerName(s) whose Gateways' routes are read."),
+    shared_load_redis: str | None = typer.Option(None, "--shared-load-redis", envvar="KV_ENDPOINTS", show_envvar=True, help="Redis nodes HOST:PORT[,HOST:PORT] (the KV_ENDPOINTS format) through which several gateway replicas share their in-flight counts (docs/scheduling.md, 'Several gateway replicas'); empty: local counts only."),
+    shared_load_replica_id: str | None = typer.Option(None, "--shared-load-replica-id", help="This replica's name in the shared in-flight view (default: HOSTNAME-PID)."),
+    shared_load_interval: float | None = typer.Option(None, "--shared-load-interval", min=0.005, help="Seconds between exchanges of in-flight counts (default 0.05)."),
+    shared_load_staleness: float | None = typer.Option(None, "--shared-load-staleness", min=0.01, help="Other replicas' counts older than this many seconds are not used (default 1.0; at least twice the interval)."),
+    shared_load_key: str | None = typer.Option(None, "--shared-load-key", help="Redis key of the shared in-flight table (default poolgate:gateway-load); replicas sharing one key add up each other's counts."),
 ) -> None:
     """Run the endpoint picker behind Envoy: gRPC ext_proc (the Inference Extension's protocol)."""
     from poolgate.kube.leader import LeaseTiming
@@ -298,6 +312,9 @@ def epp(
     kube_options = dataclasses.replace(
         _kube_options(source, files, namespaces, controller_names, None, False, "poolgate-epp",
                       None, kubeconfig, LeaseTiming()), write_status=False)
+    shared_load = _shared_load_settings(shared_load_redis, shared_load_replica_id,
+                                        shared_load_interval, shared_load_staleness,
+                                        shared_load_key)
     options = ServeOptions(
         paths=list(files), host=host, admin_host=admin_host, admin_port=admin_port,
         access_log=access_log, watch=watch, drain_seconds=drain_seconds,
@@ -305,6 +322,7 @@ def epp(
         scrape_idle_after=scrape_idle_after,
         discovery="kubernetes" if source == "kubernetes" else discovery, kubeconfig=kubeconfig,
         source=source, kube=kube_options, front="ext_proc", grpc_port=grpc_port,
+        shared_load=shared_load,
         gateway=GatewayOptions(max_body_bytes=max_body_bytes, seed=seed,
                                scheduler_profile=scheduler_profile,
                                custom_profiles=MappingProxyType(custom),
@@ -344,6 +362,44 @@ def _gateway_checks(log_level: str, files: list[Path], discovery: str, source: s
             f"unknown profile {scheduler_profile!r}; choose one of {', '.join(known)}",
             param_hint="--scheduler-profile")
     return custom
+
+
+def _shared_load_settings(redis: str | None, replica_id: str | None, interval: float | None,
+                          staleness: float | None, key: str | None) -> SharedLoadSettings | None:
+    """The shared in-flight view's settings (None without Redis nodes), checked: a bad value,
+    or a setting given without nodes, is a usage error naming its flag."""
+    from poolgate.state.kv_endpoints import parse_kv_endpoints
+    from poolgate.state.shared_load import (
+        DEFAULT_INTERVAL,
+        DEFAULT_KEY,
+        DEFAULT_STALENESS,
+        SharedLoadSettings,
+        default_replica_id,
+    )
+
+    try:
+        nodes = parse_kv_endpoints(redis or "")
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--shared-load-redis") from None
+    flags = {"replica_id": ("--shared-load-replica-id", replica_id),
+             "interval": ("--shared-load-interval", interval),
+             "staleness": ("--shared-load-staleness", staleness),
+             "key": ("--shared-load-key", key)}
+    if not nodes:
+        for flag, given in flags.values():
+            if given is not None:
+                raise typer.BadParameter("only used with --shared-load-redis (or KV_ENDPOINTS)",
+                                         param_hint=flag)
+        return None
+    try:
+        return SharedLoadSettings(
+            nodes, default_replica_id() if replica_id is None else replica_id,
+            DEFAULT_INTERVAL if interval is None else interval,
+            DEFAULT_STALENESS if staleness is None else staleness,
+            DEFAULT_KEY if key is None else key)
+    except ValueError as e:
+        field, _, problem = str(e).partition(": ")
+        raise typer.BadParameter(problem, param_hint=flags.get(field, ("--shared-load-redis", None))[0]) from None
 
 
 def _kube_options(source: str, files: list[Path], namespaces: list[str],

@@ -38,13 +38,15 @@ def _pong(port: int) -> bool:
         return False
 
 
-def start_redis(procs: ProcessGroup, timeout: float = 10.0) -> RedisServer:
-    """Start redis-server without persistence on a free port and wait until it answers PING."""
+def start_redis(procs: ProcessGroup, timeout: float = 10.0,
+                port: int | None = None) -> RedisServer:
+    """Start redis-server without persistence on `port` (default: a free one) and wait until it
+    answers PING. Starting it again on the port of one that was stopped is a Redis restart."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed (needed for the shared-limit tests): "
                     "run `make os-deps` or `apt-get install redis-server`", pytrace=False)
-    port = free_port()
+    port = free_port() if port is None else port
     proc = procs.start([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                         "--appendonly", "no"])
     deadline = time.monotonic() + timeout

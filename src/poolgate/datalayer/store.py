@@ -2,8 +2,10 @@
 
 One `EndpointStore` per gateway process. The scraper writes signals; the proxy calls `begin` /
 `end` around every upstream request (and `answered` when a stream's first token arrives); the
-scheduler reads both. Everything is sync and O(1), and
-runs on the event loop thread only, so no locks are needed.
+scheduler reads both. With a shared in-flight view (several gateway replicas), the other
+replicas' last published counts are set as `peer_*` (`set_peer_counts`) and the scheduler adds
+them to this process's own. Everything is sync and O(1) per request, and runs on the event
+loop thread only, so no locks are needed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from types import MappingProxyType
 from poolgate.datalayer.signals import Signals
 
 DEFAULT_STALENESS = 2.0
+_NONE = (0, 0)
 
 
 @dataclass(slots=True)
@@ -25,6 +28,9 @@ class EndpointState:
     signals: Signals | None = None
     in_flight: int = 0
     awaiting_first_token: int = 0
+    # The other gateway replicas' counts, as last published (0 without a shared view).
+    peer_in_flight: int = 0
+    peer_awaiting_first_token: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
     scrapes_ok: int = 0
@@ -99,6 +105,21 @@ class EndpointStore:
         """Requests the gateway has in flight to `address`."""
         state = self._states.get(address)
         return state.in_flight if state is not None else 0
+
+    def own_counts(self) -> dict[str, tuple[int, int]]:
+        """This process's non-zero (in flight, awaiting first token) counts, by address: what
+        it publishes to the other replicas."""
+        return {a: (s.in_flight, s.awaiting_first_token) for a, s in self._states.items()
+                if s.in_flight or s.awaiting_first_token}
+
+    def set_peer_counts(self, totals: Mapping[str, tuple[int, int]]) -> None:
+        """Replace the other replicas' counts with `totals` (address -> (in flight, awaiting
+        first token)); endpoints not in it get 0. Addresses this store does not know (not in
+        this process's pools, or not scraped yet) are ignored."""
+        for address, state in self._states.items():
+            f, w = totals.get(address, _NONE)
+            state.peer_in_flight = f
+            state.peer_awaiting_first_token = w
 
     def mark_unreachable(self, address: str) -> None:
         """A connection to `address` could not be opened."""

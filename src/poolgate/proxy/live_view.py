@@ -95,6 +95,10 @@ def _endpoint(gateway: Gateway, address: str, cluster: str | None, region: str |
         "address": address, "cluster": cluster, "region": region,
         "in_flight": state.in_flight if state is not None else 0,
         "awaiting_first_token": state.awaiting_first_token if state is not None else 0,
+        # The other gateway replicas' counts (shared in-flight view; 0 without one).
+        "peer_in_flight": state.peer_in_flight if state is not None else 0,
+        "peer_awaiting_first_token": state.peer_awaiting_first_token if state is not None
+        else 0,
         "served_60s": served.get(address, 0),
         "rate": served.get(address, 0) / RATE_SECONDS,
         "metrics_fresh": signals is not None,

@@ -30,6 +30,10 @@ from poolgate.proxy.kube_mode import KubeMode, KubeOptions
 from poolgate.proxy.listeners import Front, ListenError, Listeners
 from poolgate.proxy.pod_discovery import PodDiscovery
 from poolgate.proxy.reload import Reloader
+from poolgate.state.kv_endpoints import owner_node
+from poolgate.state.redis_load_board import RedisLoadBoard
+from poolgate.state.shared_load import SharedLoadSettings
+from poolgate.state.shared_load_sync import SharedLoadMetrics, SharedLoadSync
 
 log = logging.getLogger("poolgate.server")
 
@@ -65,6 +69,8 @@ class ServeOptions:
     # picker's gRPC server on `host:grpc_port` (`poolgate epp`), Envoy being the data plane.
     front: str = "http"
     grpc_port: int = 9002
+    # Several gateway replicas: exchange in-flight counts through Redis (None: local only).
+    shared_load: SharedLoadSettings | None = None
 
     @property
     def strictest_staleness(self) -> float:
@@ -119,11 +125,15 @@ class GatewayServer:
                                  metrics=self.metrics, listeners=self.listeners,
                                  health_checker=self.health_checker,
                                  staleness=options.gateway.staleness)
+        self.shared_load = None if options.shared_load is None else _shared_load(
+            options.shared_load, self.gateway, self.metrics)
         self._record_pools(snapshot)
 
     async def start(self) -> None:
         self.scraper.set_endpoints(self.gateway.pool_addresses())
         self.scraper.start()
+        if self.shared_load is not None:
+            self.shared_load.start()
         self.health_checker.start()
         try:
             await self.listeners.sync(self.gateway.snapshot)
@@ -161,6 +171,8 @@ class GatewayServer:
             self.gateway.cutting = True
         await self.listeners.close()
         await self.admin.close()
+        if self.shared_load is not None:
+            await self.shared_load.close()
         await self.scraper.close()
         await self.health_checker.close()
         await self.gateway.close()
@@ -196,3 +208,13 @@ class GatewayServer:
     def _record_pools(self, snapshot: Snapshot) -> None:
         for key, pool in snapshot.pools.items():
             self.metrics.endpoints_ready.labels(key).set(len(pool.endpoints))
+
+
+def _shared_load(settings: SharedLoadSettings, gateway: Gateway,
+                 metrics: GatewayMetrics) -> SharedLoadSync:
+    """The shared in-flight view on the Redis node that owns its key (of `settings.nodes`)."""
+    board = RedisLoadBoard(owner_node(settings.nodes, settings.key), settings.key,
+                           settings.timeout)
+    store = gateway.store
+    return SharedLoadSync(settings, board, store.own_counts, store.set_peer_counts,
+                          SharedLoadMetrics(metrics.registry))

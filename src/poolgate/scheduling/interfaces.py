@@ -65,9 +65,10 @@ class Endpoint:
     """One candidate endpoint as plugins see it during a pick.
 
     `signals` is None when the endpoint's metrics are unknown or older than the staleness bound;
-    `in_flight` counts the gateway's own requests to it that have not finished yet;
-    `awaiting_first_token` the streamed ones among them whose response has not started (the
-    server is still queueing or prefilling them: vLLM starts a stream with its first token).
+    `in_flight` counts the gateway's own requests to it that have not finished yet (with a
+    shared in-flight view: this replica's plus the other gateway replicas' last published
+    counts); `awaiting_first_token` the streamed ones among them whose response has not started
+    (the server is still queueing or prefilling them: vLLM starts a stream with its first token).
     """
 
     address: str

@@ -51,7 +51,7 @@ class Scheduler:
 
     def endpoints(self, addresses: Sequence[str], now: float) -> list[Endpoint]:
         """The plugin view of `addresses` at `now`: fresh signals or None, gateway in-flight
-        counts."""
+        counts (this replica's own plus the other replicas' last published ones)."""
         get = self.store.states.get
         stale_before = now - self.staleness
         views = self._views
@@ -64,13 +64,16 @@ class Scheduler:
             signals = state.signals
             if signals is not None and signals.scraped_at < stale_before:
                 signals = None
+            # This process's own counts plus the other gateway replicas' (0 without a shared
+            # view; see EndpointStore.set_peer_counts).
+            in_flight = state.in_flight + state.peer_in_flight
+            awaiting = state.awaiting_first_token + state.peer_awaiting_first_token
             # Endpoint is immutable; between scrapes most picks see the same signals and
             # in-flight count, so reusing the previous view saves building one per candidate.
             view = views.get(address)
-            if (view is None or view.signals is not signals or view.in_flight != state.in_flight
-                    or view.awaiting_first_token != state.awaiting_first_token):
-                view = views[address] = Endpoint(address, signals, state.in_flight,
-                                                 state.awaiting_first_token)
+            if (view is None or view.signals is not signals or view.in_flight != in_flight
+                    or view.awaiting_first_token != awaiting):
+                view = views[address] = Endpoint(address, signals, in_flight, awaiting)
             out.append(view)
         return out
 

@@ -10,6 +10,10 @@ class KVUnavailable(Exception):
     """The shared store could not be reached or did not answer in time."""
 
 
+class KVTimeout(KVUnavailable):
+    """The shared store did not answer in time (it may be overloaded or stopped)."""
+
+
 class LeaseStore(Protocol):
     """A counting semaphore per key whose slots are leases that expire unless renewed.
 

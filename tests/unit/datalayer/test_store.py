@@ -96,3 +96,31 @@ def test_known_adapters_remember_what_endpoints_reported_until_they_leave() -> N
     assert store.known_adapters(["a:1", "b:1", "c:1"]) == {"sql", "tw", "x"}
     store.retain(["b:1"])
     assert store.known_adapters(["a:1", "b:1"]) == {"x"}
+
+
+def test_own_counts_are_what_a_replica_publishes() -> None:
+    store = EndpointStore()
+    store.begin("a:1", streamed=True)
+    store.begin("a:1")
+    store.begin("b:1")
+    store.end("b:1")
+    store.update("c:1", _signals(0.0))
+    # Idle endpoints are left out: a report holds only what is in flight.
+    assert store.own_counts() == {"a:1": (2, 1)}
+
+
+def test_peer_counts_replace_the_previous_ones_for_known_endpoints_only() -> None:
+    store = EndpointStore()
+    store.update("a:1", _signals(0.0))
+    store.begin("b:1")
+    store.set_peer_counts({"a:1": (4, 1), "b:1": (2, 2), "elsewhere:1": (9, 9)})
+    a, b = store.get("a:1"), store.get("b:1")
+    assert a is not None and b is not None
+    assert (a.peer_in_flight, a.peer_awaiting_first_token) == (4, 1)
+    assert (b.peer_in_flight, b.peer_awaiting_first_token) == (2, 2)
+    assert store.get("elsewhere:1") is None
+    # The own counts are untouched (they are what this replica publishes).
+    assert store.in_flight("b:1") == 1 and store.own_counts() == {"b:1": (1, 0)}
+    store.set_peer_counts({"a:1": (1, 0)})
+    assert (b.peer_in_flight, b.peer_awaiting_first_token) == (0, 0)
+    assert a.peer_in_flight == 1

@@ -65,6 +65,31 @@ def test_runner_sees_stale_metrics_as_unknown_and_in_flight() -> None:
     assert views["new:1"].signals is None
 
 
+def test_runner_adds_the_other_replicas_counts_to_its_own() -> None:
+    store = _store()
+    store.begin("a:1", streamed=True)
+    store.set_peer_counts({"a:1": (5, 2), "b:1": (3, 0)})
+    scheduler = Scheduler(SchedulerProfile("t", (), (), FakePlugin("p")), store)
+    views = {e.address: e for e in scheduler.endpoints(ADDRS, NOW)}
+    assert (views["a:1"].in_flight, views["a:1"].awaiting_first_token) == (6, 3)
+    assert (views["b:1"].in_flight, views["c:1"].in_flight) == (3, 0)
+    # A new view is built when only the peers' counts changed.
+    store.set_peer_counts({})
+    views = {e.address: e for e in scheduler.endpoints(ADDRS, NOW)}
+    assert (views["a:1"].in_flight, views["a:1"].awaiting_first_token) == (1, 1)
+
+
+def test_default_profile_leaves_an_endpoint_hot_through_other_replicas() -> None:
+    # This replica sent nothing yet; the others have 13 requests in flight on a:1, the prefix's
+    # holder: the load bound applies to the merged counts.
+    store = _store({"a:1": 0, "b:1": 0, "c:1": 0})
+    scheduler = build_scheduler("default", store, seed=1)
+    scheduler.on_picked(_chat(1), "a:1")
+    assert scheduler.pick(_chat(1), ADDRS, NOW).address == "a:1"
+    store.set_peer_counts({"a:1": (13, 0), "c:1": (1, 0)})
+    assert scheduler.pick(_chat(1), ADDRS, NOW).address == "b:1"
+
+
 def test_on_picked_and_retain_reach_observers() -> None:
     plugin = FakePlugin("obs")
     profile = SchedulerProfile("t", (), (), MaxScorePicker(rng=random.Random(1)),
