@@ -31,6 +31,10 @@ class EndpointState:
     # The other gateway replicas' counts, as last published (0 without a shared view).
     peer_in_flight: int = 0
     peer_awaiting_first_token: int = 0
+    # What the picker sees: own + peers, kept up to date by every change of either, so a pick
+    # reads one number per candidate instead of adding two.
+    seen_in_flight: int = 0
+    seen_awaiting_first_token: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
     scrapes_ok: int = 0
@@ -80,14 +84,17 @@ class EndpointStore:
         """
         state = self._state(address)
         state.in_flight += 1
+        state.seen_in_flight += 1
         if streamed:
             state.awaiting_first_token += 1
+            state.seen_awaiting_first_token += 1
 
     def answered(self, address: str) -> None:
         """A streamed request to `address` got its response head (its first token)."""
         state = self._states.get(address)
         if state is not None and state.awaiting_first_token > 0:
             state.awaiting_first_token -= 1
+            state.seen_awaiting_first_token -= 1
 
     def end(self, address: str, unanswered: bool = False) -> None:
         """Count one of `address`'s gateway requests as finished (never goes below zero).
@@ -98,8 +105,10 @@ class EndpointStore:
         if state is not None:
             if state.in_flight > 0:
                 state.in_flight -= 1
+                state.seen_in_flight -= 1
             if unanswered and state.awaiting_first_token > 0:
                 state.awaiting_first_token -= 1
+                state.seen_awaiting_first_token -= 1
 
     def in_flight(self, address: str) -> int:
         """Requests the gateway has in flight to `address`."""
@@ -120,6 +129,8 @@ class EndpointStore:
             f, w = totals.get(address, _NONE)
             state.peer_in_flight = f
             state.peer_awaiting_first_token = w
+            state.seen_in_flight = state.in_flight + f
+            state.seen_awaiting_first_token = state.awaiting_first_token + w
 
     def mark_unreachable(self, address: str) -> None:
         """A connection to `address` could not be opened."""

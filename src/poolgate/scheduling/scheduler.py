@@ -64,10 +64,10 @@ class Scheduler:
             signals = state.signals
             if signals is not None and signals.scraped_at < stale_before:
                 signals = None
-            # This process's own counts plus the other gateway replicas' (0 without a shared
-            # view; see EndpointStore.set_peer_counts).
-            in_flight = state.in_flight + state.peer_in_flight
-            awaiting = state.awaiting_first_token + state.peer_awaiting_first_token
+            # This process's own counts plus the other gateway replicas' (the same without a
+            # shared view; see EndpointStore.set_peer_counts).
+            in_flight = state.seen_in_flight
+            awaiting = state.seen_awaiting_first_token
             # Endpoint is immutable; between scrapes most picks see the same signals and
             # in-flight count, so reusing the previous view saves building one per candidate.
             view = views.get(address)

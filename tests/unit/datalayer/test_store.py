@@ -124,3 +124,31 @@ def test_peer_counts_replace_the_previous_ones_for_known_endpoints_only() -> Non
     store.set_peer_counts({"a:1": (1, 0)})
     assert (b.peer_in_flight, b.peer_awaiting_first_token) == (0, 0)
     assert a.peer_in_flight == 1
+
+
+def test_seen_counts_are_own_plus_peers_through_every_change() -> None:
+    store = EndpointStore()
+    store.begin("a:1", streamed=True)
+    state = store.get("a:1")
+    assert state is not None
+
+    def seen() -> tuple[int, int]:
+        assert state is not None
+        return state.seen_in_flight, state.seen_awaiting_first_token
+
+    assert seen() == (1, 1)
+    store.set_peer_counts({"a:1": (5, 2)})
+    assert seen() == (6, 3)
+    store.begin("a:1")
+    store.answered("a:1")
+    assert seen() == (7, 2)
+    store.end("a:1")
+    store.end("a:1")
+    store.end("a:1")  # below zero for its own count: nothing changes
+    assert seen() == (5, 2)
+    store.begin("a:1", streamed=True)
+    store.end("a:1", unanswered=True)
+    store.answered("a:1")
+    assert seen() == (5, 2)
+    store.set_peer_counts({})
+    assert seen() == (0, 0)
