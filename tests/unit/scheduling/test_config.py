@@ -28,8 +28,8 @@ def test_default_profile_shape() -> None:
                        "lora-affinity-scorer": 1}
     prefix = profile.scorers[0].scorer
     assert isinstance(prefix, PrefixCacheScorer)
-    assert (prefix.load_bound_abs, prefix.load_bound_rel, prefix.load_bound_mean) == (12, 1.0, 2.0)
-    assert prefix.miss_spread == 0.5 and prefix.load_of.__name__ == "gateway_load"
+    assert (prefix.bound.abs, prefix.bound.rel, prefix.bound.mean) == (12, 1.0, 2.0)
+    assert prefix.miss_spread == 0.5 and prefix.bound.load_of.__name__ == "gateway_load"
     assert profile.observers == (prefix,)
     assert isinstance(profile.picker, MaxScorePicker)
 

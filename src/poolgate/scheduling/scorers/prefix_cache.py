@@ -38,11 +38,9 @@ them, so a new prefix goes where the least is cached.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 from pydantic import AliasChoices, Field
 
-from poolgate.scheduling._params import PluginParams
 from poolgate.scheduling.interfaces import (
     BuildContext,
     Category,
@@ -58,12 +56,13 @@ from poolgate.scheduling.prefix.index import (
     DEFAULT_MAX_BLOCKS_TOTAL,
     PrefixIndex,
 )
+from poolgate.scheduling.scorers._load_bound import LoadBound, LoadBoundParams
 
 TYPE = "prefix-cache-scorer"
 
 
-class Params(PluginParams):
-    """Parameters of `prefix-cache-scorer`."""
+class Params(LoadBoundParams):
+    """Parameters of `prefix-cache-scorer` (the load bounds' are in `LoadBoundParams`)."""
 
     block_size: int = Field(64, ge=1, description="characters per hashed block")
     # The GIE prefix plugin's names are accepted too, so its configurations load unchanged.
@@ -75,22 +74,7 @@ class Params(PluginParams):
         validation_alias=AliasChoices(
             "maxBlocksPerEndpoint", "max_blocks_per_endpoint", "lruCapacityPerServer"))
     max_blocks_total: int = Field(DEFAULT_MAX_BLOCKS_TOTAL, ge=1)
-    load_bound_abs: float | None = Field(None, ge=0.0)
-    load_bound_rel: float = Field(0.5, ge=0.0)
-    load_bound_mean: float | None = Field(None, ge=0.0)
-    load_signal: Literal["waiting+in-flight", "in-flight"] = "waiting+in-flight"
     miss_spread: float = Field(0.0, ge=0.0, le=1.0)
-    prefill_bound: int | None = Field(None, ge=0)
-
-
-def endpoint_load(e: Endpoint) -> int:
-    """The load the hotspot bound compares: server-side waiting queue plus gateway in-flight."""
-    return (e.signals.waiting if e.signals is not None else 0) + e.in_flight
-
-
-def gateway_load(e: Endpoint) -> int:
-    """The gateway's own in-flight count: exact at pick time, no scrape lag."""
-    return e.in_flight
 
 
 class PrefixCacheScorer:
@@ -103,12 +87,8 @@ class PrefixCacheScorer:
         self.typed_name = TypedName(TYPE, name)
         self.block_size = p.block_size
         self.max_blocks = p.max_blocks
-        self.load_bound_abs = p.load_bound_abs
-        self.load_bound_rel = p.load_bound_rel
-        self.load_bound_mean = p.load_bound_mean
-        self.load_of = gateway_load if p.load_signal == "in-flight" else endpoint_load
+        self.bound = LoadBound(p)
         self.miss_spread = p.miss_spread
-        self.prefill_bound = p.prefill_bound
         self.index = PrefixIndex(p.max_blocks_per_endpoint, p.max_blocks_total)
         self._memo_key = f"prefix-hashes:{p.block_size}:{p.max_blocks}"
 
@@ -128,48 +108,9 @@ class PrefixCacheScorer:
         matches = self.index.match_lengths(hashes, {e.address for e in endpoints})
         if not matches:
             return self._least_cached(endpoints) if self.miss_spread > 0 else {}
-        if self.load_bound_abs is not None:
-            matches = self._within_load_bound(matches, endpoints, self.load_bound_abs)
-        if self.prefill_bound is not None:
-            matches = self._within_prefill_bound(matches, endpoints, self.prefill_bound)
+        matches = self.bound.apply(matches, endpoints)
         total = len(hashes)
         return {a: n / total for a, n in matches.items()}
-
-    def _within_load_bound(self, matches: dict[str, int], endpoints: Sequence[Endpoint],
-                           bound_abs: float) -> dict[str, int]:
-        """`matches` without the endpoints loaded beyond the hotspot bound."""
-        load_of = self.load_of
-        loads = {e.address: load_of(e) for e in endpoints if e.address in matches}
-        # Loads are >= 0, so a load within the absolute bound is always allowed: the common,
-        # lightly loaded case needs no pass over every candidate.
-        if max(loads.values()) <= bound_abs:
-            return matches
-        all_loads = [load_of(e) for e in endpoints]
-        min_load = min(all_loads)
-        limit = min_load + max(bound_abs, self.load_bound_rel * min_load)
-        if self.load_bound_mean is not None:
-            # Both bounds apply: the mean bound stops one endpoint running ahead of the fleet,
-            # the least-loaded bound stops a prefix shared by most endpoints starving the rest.
-            mean = sum(all_loads) / len(all_loads)
-            limit = min(limit, bound_abs + self.load_bound_mean * mean)
-        return {a: n for a, n in matches.items() if loads[a] <= limit}
-
-    @staticmethod
-    def _within_prefill_bound(matches: dict[str, int], endpoints: Sequence[Endpoint],
-                              bound: int) -> dict[str, int]:
-        """`matches` without the endpoints busy with more than `bound` unstarted streams.
-
-        A server admits new requests between engine steps, so a request sent while a long
-        prefill (a prefix it did not have) is running waits in its queue for that step. Where
-        another candidate is less busy the request goes by load instead of affinity.
-        """
-        over = {e.address for e in endpoints
-                if e.awaiting_first_token > bound and e.address in matches}
-        if not over:
-            return matches
-        least = min(e.awaiting_first_token for e in endpoints)
-        busy = {e.address: e.awaiting_first_token for e in endpoints if e.address in over}
-        return {a: n for a, n in matches.items() if a not in over or busy[a] <= least}
 
     def _least_cached(self, endpoints: Sequence[Endpoint]) -> dict[str, float]:
         """On a miss, up to `missSpread` for the endpoints holding the fewest indexed blocks.

@@ -1,0 +1,95 @@
+"""The hotspot bounds of the prefix scorers: affinity stops for an endpoint that is too loaded.
+
+Shared by `prefix-cache-scorer` (approximate index) and `precise-prefix-cache-scorer` (KV
+events): both score leading blocks held, and both must not pile a popular prefix onto one
+endpoint. The formulas (documented in `prefix_cache.py`):
+
+- load bound (off when `loadBoundAbs` is unset): an endpoint whose
+  `load > min_load + max(loadBoundAbs, loadBoundRel x min_load)` (and, with `loadBoundMean`,
+  `load > loadBoundAbs + loadBoundMean x mean_load`) loses its match; `load` is
+  `waiting + in_flight` or, with `loadSignal: in-flight`, the gateway's own in-flight count;
+- prefill bound (off when `prefillBound` is unset): an endpoint with more than `prefillBound`
+  streamed requests awaiting their first token loses its match, unless no candidate has fewer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from pydantic import Field
+
+from poolgate.scheduling._params import PluginParams
+from poolgate.scheduling.interfaces import Endpoint
+
+
+class LoadBoundParams(PluginParams):
+    """The hotspot-bound parameters both prefix scorers take."""
+
+    load_bound_abs: float | None = Field(None, ge=0.0)
+    load_bound_rel: float = Field(0.5, ge=0.0)
+    load_bound_mean: float | None = Field(None, ge=0.0)
+    load_signal: Literal["waiting+in-flight", "in-flight"] = "waiting+in-flight"
+    prefill_bound: int | None = Field(None, ge=0)
+
+
+def endpoint_load(e: Endpoint) -> int:
+    """The load the hotspot bound compares: server-side waiting queue plus gateway in-flight."""
+    return (e.signals.waiting if e.signals is not None else 0) + e.in_flight
+
+
+def gateway_load(e: Endpoint) -> int:
+    """The gateway's own in-flight count: exact at pick time, no scrape lag."""
+    return e.in_flight
+
+
+class LoadBound:
+    """Drops the matches of endpoints beyond the load or prefill bound."""
+
+    def __init__(self, params: LoadBoundParams) -> None:
+        self.abs = params.load_bound_abs
+        self.rel = params.load_bound_rel
+        self.mean = params.load_bound_mean
+        self.load_of: Callable[[Endpoint], int] = (
+            gateway_load if params.load_signal == "in-flight" else endpoint_load)
+        self.prefill = params.prefill_bound
+
+    def apply(self, matches: dict[str, int], endpoints: Sequence[Endpoint]) -> dict[str, int]:
+        """`matches` (address -> leading blocks held) without the endpoints over a bound."""
+        if self.abs is not None and matches:
+            matches = self._within_load_bound(matches, endpoints, self.abs)
+        if self.prefill is not None and matches:
+            matches = self._within_prefill_bound(matches, endpoints, self.prefill)
+        return matches
+
+    def _within_load_bound(self, matches: dict[str, int], endpoints: Sequence[Endpoint],
+                           bound_abs: float) -> dict[str, int]:
+        load_of = self.load_of
+        loads = {e.address: load_of(e) for e in endpoints if e.address in matches}
+        # Loads are >= 0, so a load within the absolute bound is always allowed: the common,
+        # lightly loaded case needs no pass over every candidate.
+        if max(loads.values()) <= bound_abs:
+            return matches
+        all_loads = [load_of(e) for e in endpoints]
+        min_load = min(all_loads)
+        limit = min_load + max(bound_abs, self.rel * min_load)
+        if self.mean is not None:
+            # Both bounds apply: the mean bound stops one endpoint running ahead of the fleet,
+            # the least-loaded bound stops a prefix shared by most endpoints starving the rest.
+            mean = sum(all_loads) / len(all_loads)
+            limit = min(limit, bound_abs + self.mean * mean)
+        return {a: n for a, n in matches.items() if loads[a] <= limit}
+
+    @staticmethod
+    def _within_prefill_bound(matches: dict[str, int], endpoints: Sequence[Endpoint],
+                              bound: int) -> dict[str, int]:
+        """A server admits new requests between engine steps, so a request sent while a long
+        prefill (a prefix it did not have) is running waits in its queue for that step. Where
+        another candidate is less busy the request goes by load instead of affinity."""
+        over = {e.address for e in endpoints
+                if e.awaiting_first_token > bound and e.address in matches}
+        if not over:
+            return matches
+        least = min(e.awaiting_first_token for e in endpoints)
+        busy = {e.address: e.awaiting_first_token for e in endpoints if e.address in over}
+        return {a: n for a, n in matches.items() if a not in over or busy[a] <= least}
