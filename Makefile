@@ -91,6 +91,13 @@ bench-peers: $(VENV)/.installed-bench $(PEERS_VENV)/.installed
 bench-epp: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.suite --only epp --peers-venv $(PEERS_VENV) --out docs/benchmarks.md
 
+# Capacity (issue 17): the highest Poisson rate with TTFT p90 under 500 ms on the skewed workload
+# for poolgate's default profile and the peer routers (when `make bench-peers` has installed
+# them), and the fleet's own ceiling (~30 min on 2 cores; `--quick` in ~10).
+.PHONY: bench-capacity
+bench-capacity: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.suite --only capacity --peers-venv $(PEERS_VENV) --out docs/benchmarks.md
+
 # Container image (issue 14), with Debian's podman/buildah (installed by apt-get when missing;
 # rootful: as root or through sudo). Without a registry the base is built from Debian packages
 # (mmdebstrap, scripts/image/build-base.sh, skipped when it exists); BASE_IMAGE=python:3.11-slim

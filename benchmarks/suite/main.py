@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from benchmarks.suite import epp, multicluster
+from benchmarks.suite import capacity, epp, multicluster
 from benchmarks.suite import sections as run
 from benchmarks.suite.commands import PEERS
 from benchmarks.suite.foreign import CpuSnapshot, foreign_share
@@ -36,7 +36,7 @@ from benchmarks.suite.stack import serve_has_scheduler_profile
 from benchmarks.suite.store import data_dir, load_sections, note_foreign_cpu, save_section
 from poolgate.bench import BenchError, BenchResult, plot
 
-SECTIONS = ("overhead", "routing", "pick", "multicluster", "peers", "epp")
+SECTIONS = ("overhead", "routing", "pick", "multicluster", "peers", "epp", "capacity")
 DEFAULT_SECTIONS = ("overhead", "routing", "pick", "multicluster")
 
 
@@ -137,8 +137,8 @@ async def run_suite(opts: SuiteOptions, workdir: Path) -> list[str]:
                 sec = await multicluster.run(ramp_settings(opts.quick), workdir / name)
                 multicluster.plot(sec, out_dir / "multicluster.png")
                 save_section(out_dir, dataclasses.replace(sec, plot="multicluster.png"))
-            elif name == "epp":
-                await _epp(opts, workdir / name, cwd)
+            elif name in _OWN_RUNNERS:
+                await _OWN_RUNNERS[name](opts, workdir / name, cwd)
             else:
                 await _peers(opts, workdir, routing, profiles)
         except BenchError as e:
@@ -179,6 +179,18 @@ async def _epp(opts: SuiteOptions, workdir: Path, cwd: Path) -> None:
     if opts.rate is not None:
         settings = dataclasses.replace(settings, rate=opts.rate)
     save_section(out_dir, await epp.routing(settings, workdir / "routing", venv, cwd))
+
+
+async def _capacity(opts: SuiteOptions, workdir: Path, cwd: Path) -> None:
+    """Issue 17, item 3: the highest rate under the TTFT target, per front, and the ceiling;
+    the peer routers are included when their venv exists."""
+    venv = opts.peers_venv if epp.peers_available(opts.peers_venv) else None
+    section = await capacity.run(capacity.capacity_settings(opts.quick), workdir, venv, cwd)
+    save_section(data_dir(opts.out), section)
+
+
+# Sections that run from (options, their work directory, the current directory) alone.
+_OWN_RUNNERS = {"epp": _epp, "capacity": _capacity}
 
 
 def _names_of(section: str) -> tuple[str, ...]:

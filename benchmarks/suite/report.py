@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from benchmarks.suite import _format as fmt
-from benchmarks.suite import epp_report, multicluster
+from benchmarks.suite import capacity_report, epp_report, multicluster
 from benchmarks.suite.checks import (
     overhead_checks,
     peer_checks,
@@ -34,13 +34,14 @@ _HOW = """\
 make bench          # overhead, routing, pick and multicluster sections (~11 min on 2 cores); regenerates this file
 make bench-peers    # installs vllm-router and sglang-router into .venv-peers/, runs the peer sections (~10 min)
 make bench-epp      # Envoy + poolgate epp against poolgate serve, Envoy alone and the peers: section 6 (~16 min)
+make bench-capacity # the highest rate under a TTFT p90 target, poolgate and the peers, and the fleet's ceiling: section 7
 python -m benchmarks.suite --quick            # the same in ~2 minutes, smaller samples
 python -m benchmarks.suite --only routing     # one section; the others are kept as saved
 python -m benchmarks.suite --render-only      # rewrite this file from the saved JSON
 ```
 
 Options: `--out PATH` (default `docs/benchmarks.md`; JSON and plots go to `PATH` without `.md`),
-`--only overhead,routing,pick,multicluster,peers,epp` (default: the first four), `--quick`, `--peers-venv PATH`
+`--only overhead,routing,pick,multicluster,peers,epp,capacity` (default: the first four), `--quick`, `--peers-venv PATH`
 (default `.venv-peers`), `--rate R` (routing sections: requests/s instead of the chosen rate),
 `--keep-logs` (keep every process's log; the directory is printed), `--render-only`. Exit status
 0; 1 when a section failed (the others still ran and are saved); 2 on a usage error; 130 when
@@ -254,6 +255,7 @@ def summary_checks(sections: Mapping[str, Section]) -> list[tuple[str, Check]]:
         out += [("4", c) for c in pick_checks(s)]
     out += [("7", c) for c in peer_checks(sections.get("peers-overhead"),
                                            sections.get("peers-routing"))]
+    out += [("17", c) for c in capacity_report.capacity_checks(sections.get("capacity"))]
     return out
 
 
@@ -282,4 +284,5 @@ def render(sections: Mapping[str, Section], machine: Machine, generated_at: str)
         multicluster.markdown(sections.get("multicluster"), PLOT_DIR),
         peers_md(sections.get("peers-overhead"), sections.get("peers-routing")),
         epp_report.markdown(sections.get("epp-cost"), sections.get("epp-routing")),
+        capacity_report.markdown(sections.get("capacity")),
     ])

@@ -8,7 +8,7 @@ from pathlib import Path
 from benchmarks.suite.model import Section
 
 SECTION_NAMES = ("overhead", "routing", "pick", "multicluster", "peers-overhead", "peers-routing",
-                 "epp-cost", "epp-routing")
+                 "epp-cost", "epp-routing", "capacity")
 
 
 def data_dir(report: Path) -> Path:

@@ -72,7 +72,7 @@ def test_render_full_report_with_checks_plots_and_missing_sections() -> None:
 def test_render_with_nothing_measured() -> None:
     text = render({}, MACHINE, "now")
     assert "No section with a target has been measured yet." in text
-    assert text.count("Not measured yet") == 8  # section 6 has two parts
+    assert text.count("Not measured yet") == 9  # section 6 has two parts; 7 (capacity) one
 
 
 def test_routing_says_whether_the_simulator_was_busy() -> None:

@@ -1,0 +1,360 @@
+"""Issue 17, item 3: the highest Poisson rate at which TTFT p90 stays under 500 ms on the
+Zipf-skewed shared-prefix workload, for poolgate and the peer routers side by side, and the
+fleet's own capacity on that workload as the ceiling.
+
+The fleet and workload are the epp section's routing part (8 simulated H100s with 8 batch slots
+each, 16 system prompts whose popularity is Zipf-skewed, the hottest about a quarter). Every
+front's rate is searched separately (`RateSearch`: double until a trial fails, then bisect), each
+trial on a fresh fleet; one step of the search runs one trial of every front still searching, in
+an order that rotates per step, so a slow spell of the shared machine touches every front alike.
+
+The ceiling is measured on one replica of the same fleet, client direct, with only the two
+groups a perfect partition would give it (16 groups over 8 replicas), so every request after the
+first of its group hits the cache: (a) closed loop with twice its batch slots outstanding, its
+throughput (Little's law) times the replica count is what the fleet serves at most, whatever the
+router; (b) the same rate search on it, times the replica count, is what eight perfectly
+partitioned replicas serve under the target without any balancing between them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks.suite.capacity_search import (
+    KEEP_UP_SLACK,
+    TTFT_P90_TARGET,
+    RateSearch,
+    Verdict,
+    closed_loop_throughput,
+    grid_up,
+    judge,
+)
+from benchmarks.suite.commands import PEERS, SimSpec, time_scaled_gateway_flags
+from benchmarks.suite.epp import GROUP_ZIPF, bench_command, replica_capacity, zipf_config
+from benchmarks.suite.epp import zipf_routing_settings as skewed_settings
+from benchmarks.suite.harness import Outcome, RunSpec, fresh_fleet_each, sim_command
+from benchmarks.suite.model import RunRow, Section
+from benchmarks.suite.settings import RoutingSettings
+from benchmarks.suite.stack import direct, gateway, peer
+from poolgate.bench import BenchConfig, BenchResult, LoadConfig
+
+SECTION = "capacity"
+PARTITIONED = "8 partitioned replicas"
+POOLGATE_DEFAULT = "poolgate default"
+ONE_REPLICA = "one replica"  # the ceiling's rate search
+SATURATED = "one replica, saturated"  # the ceiling's closed-loop run
+# A round-robin baseline from one peer is enough: the policy is the same in both.
+BASELINE_PEER = ("vllm-router", "round_robin")
+
+
+@dataclass(frozen=True, slots=True)
+class CapacitySettings:
+    """The workload and fleet (`routing`, whose rate and duration are unused), the search and
+    the ceiling's measurement."""
+
+    routing: RoutingSettings
+    trial: float  # seconds of Poisson arrivals per trial
+    warmup: int  # requests before each trial's measured phase (4 at a time)
+    start: float  # requests/s of the first trial
+    resolution: float  # requests/s
+    replica_trial: float  # seconds per trial of the one-replica search
+    replica_start: float
+    replica_resolution: float
+    saturated_seconds: float  # the closed-loop run on one replica
+    growth: float = 2.0
+
+    @property
+    def fleet(self) -> SimSpec:
+        return self.routing.fleet
+
+    @property
+    def replica(self) -> SimSpec:
+        """One replica of the fleet, same profile, cache and batch slots."""
+        return dataclasses.replace(self.fleet, replicas=1)
+
+    @property
+    def saturating_concurrency(self) -> int:
+        """Requests kept outstanding on one replica: twice its batch slots, so it never idles."""
+        return 2 * (self.fleet.max_num_seqs or 8)
+
+
+def capacity_settings(quick: bool) -> CapacitySettings:
+    return CapacitySettings(
+        routing=skewed_settings(quick), trial=10.0 if quick else 20.0,
+        warmup=8 if quick else 16, start=4.0, resolution=2.0 if quick else 1.0,
+        replica_trial=10.0 if quick else 30.0, replica_start=0.5,
+        replica_resolution=0.25 if quick else 0.125,
+        saturated_seconds=10.0 if quick else 30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityFront:
+    """A front whose capacity is searched."""
+
+    name: str
+    kind: str  # "poolgate" or "peer"
+    spec: RunSpec
+
+
+def fronts(s: CapacitySettings, peers_venv: Path | None, cwd: Path) -> list[CapacityFront]:
+    """poolgate's default profile, each peer's cache_aware and one round_robin baseline."""
+    flags = time_scaled_gateway_flags(s.fleet.time_scale)
+    out = [CapacityFront(POOLGATE_DEFAULT, "poolgate",
+                         RunSpec(POOLGATE_DEFAULT, "poolgate", gateway("default", flags)))]
+    if peers_venv is None:
+        return out
+    policies = [(p, "cache_aware") for p in PEERS]
+    policies += [(p, policy) for p in PEERS for policy in p.policies
+                 if (p.name, policy) == BASELINE_PEER]
+    for p, policy in policies:
+        name = f"{p.name} {policy}"
+        out.append(CapacityFront(name, "peer", RunSpec(name, "peer", peer(p, peers_venv, policy,
+                                                                           cwd))))
+    return out
+
+
+def step_order(names: Sequence[str], step: int) -> list[str]:
+    """The fronts of one search step, rotated by one place per step."""
+    if not names:
+        return []
+    k = step % len(names)
+    return [*names[k:], *names[:k]]
+
+
+def trial_name(front: str, rate: float) -> str:
+    return f"{front} @ {rate:g} req/s"
+
+
+def shown_command(config: BenchConfig) -> str:
+    """The `poolgate bench` line of a trial (its rate shown as RATE) or of the closed-loop run."""
+    ld = config.load
+    text = bench_command(config)
+    if ld.rate is not None:
+        return text.replace(f"--rate {ld.rate:g}", "--rate RATE")
+    return text.replace(f"--requests {ld.requests}", f"--duration {ld.duration:g}")
+
+
+def trial_config(base: BenchConfig, rate: float, duration: float, warmup: int) -> BenchConfig:
+    return dataclasses.replace(base, load=LoadConfig(rate=rate, duration=duration, warmup=warmup,
+                                                     arrival="poisson"))
+
+
+@dataclass
+class Trial:
+    """One judged trial and its row."""
+
+    verdict: Verdict
+    row: RunRow
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.row
+        return {**self.verdict.to_dict(), "ttft_p50": r.ttft_p50, "ttft_p99": r.ttft_p99,
+                "output_throughput": r.output_throughput,
+                "request_throughput": r.request_throughput,
+                "prefix_cache_hit_rate": r.prefix_cache_hit_rate, "requests": r.requests,
+                "lateness_p99": r.lateness_p99}
+
+
+@dataclass
+class Searched:
+    """A front's search: its trials in order and, if one passed, the highest passing rate."""
+
+    name: str
+    kind: str
+    search: RateSearch
+    trials: list[Trial] = field(default_factory=list)
+    broken: str | None = None  # why the search stopped early (the front did not start, ...)
+
+    @property
+    def best(self) -> Trial | None:
+        passed = [t for t in self.trials if t.verdict.passed]
+        return max(passed, key=lambda t: t.verdict.rate, default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        best = self.best
+        return {"kind": self.kind, "max_rate": None if best is None else best.verdict.rate,
+                "first_failure": self.search.failed_at, "reached_cap": self.search.reached_cap,
+                "cap": self.search.cap, "broken": self.broken,
+                "trials": [t.to_dict() for t in self.trials]}
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _record(searched: Searched, rate: float, outcome: Outcome, name: str) -> None:
+    """Judge the trial called `name` in `outcome` and feed the verdict to the search."""
+    found = [(row, res) for row, res in zip(outcome.rows, outcome.results, strict=True)
+             if row.name == name]
+    if not found:
+        note = next((n for n in outcome.notes if n.startswith(name)), f"{name}: not measured")
+        searched.broken = note.partition(": not measured: ")[2] or note
+        return
+    row, result = found[0]
+    verdict = judge(rate, result.records, row.ttft_p90)
+    searched.search.record(rate, verdict.passed)
+    searched.trials.append(Trial(verdict, row))
+    _say(f"  {name}: {'pass' if verdict.passed else 'fail: ' + verdict.reason}")
+
+
+async def search_all(items: list[tuple[Searched, RunSpec]], spec: SimSpec, base: BenchConfig,
+                     duration: float, warmup: int, workdir: Path) -> Outcome:
+    """Run every search to its end, one trial of each live search per step, a fresh fleet per
+    trial; returns every trial's outcome merged (rows, results, commands, notes)."""
+    merged = Outcome()
+    by_name = {s.name: (s, run) for s, run in items}
+    step = 0
+    while live := [s.name for s, _ in items if s.broken is None and not s.search.done]:
+        runs: list[RunSpec] = []
+        rates: dict[str, float] = {}
+        for name in step_order(live, step):
+            searched, run = by_name[name]
+            rate = searched.search.next_rate()
+            assert rate is not None
+            rates[name] = rate
+            runs.append(dataclasses.replace(run, name=trial_name(name, rate),
+                                            config=trial_config(base, rate, duration, warmup)))
+        _say(f"  step {step + 1}: " + ", ".join(f"{n} {r:g}" for n, r in rates.items()))
+        outcome = await fresh_fleet_each(spec, runs, base, workdir / f"step-{step + 1}",
+                                         scrape=False)
+        for name, rate in rates.items():
+            _record(by_name[name][0], rate, outcome, trial_name(name, rate))
+        merged.rows += outcome.rows
+        merged.results += outcome.results
+        merged.commands += [c for c in outcome.commands if c not in merged.commands]
+        merged.notes += outcome.notes
+        step += 1
+    return merged
+
+
+def partition_config(s: CapacitySettings) -> BenchConfig:
+    """The workload one replica gets from a perfect partition: its share of the groups (two of
+    sixteen on eight replicas), uniform, same prompt and output lengths."""
+    routing = dataclasses.replace(s.routing, groups=max(1, s.routing.groups // s.fleet.replicas))
+    config = zipf_config(routing)
+    return dataclasses.replace(config, workload=dataclasses.replace(config.workload,
+                                                                    group_zipf=0.0))
+
+
+@dataclass
+class Ceiling:
+    """What one replica serves with every request cached, and the analytic bound."""
+
+    saturated: float | None = None  # requests/s, closed loop
+    saturated_row: RunRow | None = None
+    analytic: float | None = None  # requests/s, from the simulator's step-time model
+    partitioned: Searched | None = None
+    commands: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+async def measure_ceiling(s: CapacitySettings, workdir: Path) -> Ceiling:
+    """One replica, client direct: saturated throughput, then its own rate search."""
+    ceiling = Ceiling(analytic=replica_capacity(s.routing))
+    base = partition_config(s)
+    closed = dataclasses.replace(base, load=LoadConfig(
+        concurrency=s.saturating_concurrency, duration=s.saturated_seconds,
+        warmup=s.fleet.max_num_seqs or 8))
+    outcome = await fresh_fleet_each(s.replica, [RunSpec(SATURATED, "direct", direct, closed)], closed,
+                                     workdir / "saturated", scrape=False)
+    ceiling.notes += outcome.notes
+    ceiling.commands += [sim_command(s.replica), shown_command(closed)]
+    if outcome.results:
+        result: BenchResult = outcome.results[0]
+        ceiling.saturated = closed_loop_throughput(result.records, s.saturating_concurrency)
+        ceiling.saturated_row = outcome.rows[0]
+    one = ceiling.saturated or ceiling.analytic
+    if one is None:
+        ceiling.notes.append("the one-replica search did not run: no throughput to cap it")
+        return ceiling
+    cap = max(grid_up(one, s.replica_resolution), s.replica_start)
+    searched = Searched(ONE_REPLICA, "direct",
+                        RateSearch(s.replica_start, s.replica_resolution, cap, s.growth))
+    _say(f"  one replica saturated: {ceiling.saturated or 0:.2f} req/s "
+         f"(analytic {ceiling.analytic or 0:.2f}); its rate search up to {cap:g}")
+    merged = await search_all([(searched, RunSpec(searched.name, "direct", direct))], s.replica,
+                              base, s.replica_trial, s.warmup, workdir / "one-replica")
+    ceiling.partitioned = searched
+    ceiling.notes += merged.notes
+    ceiling.commands.append(shown_command(trial_config(base, s.replica_start, s.replica_trial,
+                                                       s.warmup)))
+    return ceiling
+
+
+def fleet_cap(s: CapacitySettings, ceiling: Ceiling) -> float:
+    """The highest rate any front is tried at: the fleet's throughput bound on the search's
+    grid (a front that passes there is at the ceiling), or 8x the start without one."""
+    one = ceiling.saturated or ceiling.analytic
+    if one is None:
+        return s.start * 8
+    return max(grid_up(one * s.fleet.replicas, s.resolution), s.start)
+
+
+async def run(s: CapacitySettings, workdir: Path, peers_venv: Path | None, cwd: Path) -> Section:
+    """The ceiling, then every front's search, interleaved."""
+    started = time.monotonic()
+    _say("  the ceiling: one replica, every request cached")
+    ceiling = await measure_ceiling(s, workdir / "ceiling")
+    cap = fleet_cap(s, ceiling)
+    items = [(Searched(f.name, f.kind, RateSearch(s.start, s.resolution, cap, s.growth)), f.spec)
+             for f in fronts(s, peers_venv, cwd)]
+    base = zipf_config(s.routing)
+    merged = await search_all(items, s.fleet, base, s.trial, s.warmup, workdir / "fronts")
+    notes = list(dict.fromkeys([*ceiling.notes, *merged.notes]))
+    if peers_venv is None:
+        notes.append("the peer routers are not installed (.venv-peers): run `make bench-peers` "
+                     "once, then this section again, to add their rows")
+    searched = [s_ for s_, _ in items]
+    shown_trial = shown_command(trial_config(base, s.start, s.trial, s.warmup))
+    return Section(
+        name=SECTION, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        duration_s=round(time.monotonic() - started, 1), settings=_settings(s, cap),
+        commands=[sim_command(s.fleet), shown_trial, *merged.commands, *ceiling.commands],
+        rows=_rows(searched, ceiling), notes=notes,
+        extra={"fronts": {x.name: x.to_dict() for x in searched},
+               "ceiling": _ceiling_dict(s, ceiling)})
+
+
+def _rows(searched: list[Searched], ceiling: Ceiling) -> list[RunRow]:
+    """Each front's row at its highest passing rate, then the ceiling's measured runs."""
+    rows = [dataclasses.replace(best.row, name=x.name)
+            for x in searched if (best := x.best) is not None]
+    if ceiling.saturated_row is not None:
+        rows.append(dataclasses.replace(ceiling.saturated_row, kind="ceiling"))
+    if ceiling.partitioned is not None and (best := ceiling.partitioned.best) is not None:
+        rows.append(dataclasses.replace(best.row, name=ceiling.partitioned.name,
+                                        kind="ceiling"))
+    return rows
+
+
+def _ceiling_dict(s: CapacitySettings, c: Ceiling) -> dict[str, Any]:
+    n = s.fleet.replicas
+    part = c.partitioned.to_dict() if c.partitioned is not None else None
+    best = c.partitioned.best if c.partitioned is not None else None
+    return {"replicas": n, "concurrency": s.saturating_concurrency,
+            "one_replica_saturated": c.saturated, "one_replica_analytic": c.analytic,
+            "fleet_saturated": None if c.saturated is None else c.saturated * n,
+            "fleet_analytic": None if c.analytic is None else c.analytic * n,
+            "one_replica_search": part,
+            "fleet_partitioned": None if best is None else best.verdict.rate * n}
+
+
+def _settings(s: CapacitySettings, cap: float) -> dict[str, Any]:
+    f, r = s.fleet, s.routing
+    return {"replicas": f.replicas, "sim_profile": f.profile, "time_scale": f.time_scale,
+            "kv_cache_blocks": f.kv_cache_blocks, "max_num_seqs": f.max_num_seqs,
+            "groups": r.groups, "group_zipf": GROUP_ZIPF, "prompts_per_group": r.prompts_per_group,
+            "system_prompt_len": r.system_prompt_len, "question_len": r.question_len,
+            "output_len": r.output_len, "seed": r.seed, "api": "chat", "stream": True,
+            "ttft_p90_target": TTFT_P90_TARGET, "keep_up_slack": KEEP_UP_SLACK,
+            "trial": s.trial, "warmup": s.warmup, "start": s.start, "growth": s.growth,
+            "resolution": s.resolution, "cap": cap, "replica_trial": s.replica_trial,
+            "replica_resolution": s.replica_resolution,
+            "saturated_seconds": s.saturated_seconds}
