@@ -6,8 +6,9 @@ address is `tcp://{endpoint host}:{socketPort}`, or given per endpoint (a local 
 host, where replica i publishes on port + i); the replay socket likewise. One asyncio task per
 endpoint reads its batches `(topic, 8-byte big-endian sequence, msgpack batch)` and hands them to
 a `StreamTracker` (kv_stream.py: order, gaps, restarts, trust). When batches are missing it asks
-the replay socket (a DEALER to vLLM's ROUTER: `(b"", start)`, answered `(b"", seq, payload)` ...
-then seq -1) and gives the answer, or None after `replay_timeout`, to the tracker.
+the replay socket (a DEALER to vLLM's ROUTER: `(b"", start)`, answered `(b"", topic, seq,
+payload)` ... then `(b"", b"", -1, b"")` by vLLM 0.32, without the topic frame by older
+releases) and gives the answer, or None after `replay_timeout`, to the tracker.
 
 `KVEventsHub` is what the gateway owns: one subscriber (and one `KVBlockIndex`) per distinct
 `KVEventsSource` (the scorer's parameters), built when a configuration is swapped in, following
@@ -192,12 +193,15 @@ class KVEventSubscriber:
             async with asyncio.timeout(self.source.replay_timeout):
                 await sock.send_multipart([b"", start.to_bytes(8, "big")])
                 while True:
+                    # vLLM 0.32 answers (b"", topic, seq, payload) and ends with
+                    # (b"", b"", -1, b""); earlier releases sent no topic frame.
                     frames = await sock.recv_multipart()
-                    if len(frames) != 3:
+                    if len(frames) not in (3, 4):
                         return None
-                    if frames[1] == END_SEQ:
+                    seq, payload = frames[-2], frames[-1]
+                    if seq == END_SEQ:
                         return out
-                    out.append((int.from_bytes(frames[1], "big"), frames[2]))
+                    out.append((int.from_bytes(seq, "big"), payload))
         except TimeoutError:
             return None
         finally:

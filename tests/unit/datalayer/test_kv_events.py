@@ -59,9 +59,9 @@ class Publisher:
             first = int.from_bytes(start, "big")
             self.replays.append(first)
             for seq in sorted(s for s in self.sent if s >= first):
-                await self.router.send_multipart(
-                    [identity, b"", seq.to_bytes(8, "big"), self.sent[seq]])
-            await self.router.send_multipart([identity, b"", END_SEQ, b""])
+                await self.router.send_multipart(  # vLLM 0.32's reply has the topic frame
+                    [identity, b"", b"kv", seq.to_bytes(8, "big"), self.sent[seq]])
+            await self.router.send_multipart([identity, b"", b"", END_SEQ, b""])
 
     async def close(self) -> None:
         if self._task is not None:
