@@ -2,12 +2,13 @@
 
 The fixture is recorded by `scripts/vllm/capture_kv_events.py` (`make vllm-capture`); these
 tests need no vLLM and run in `make test`. They hold poolgate's decoder and the simulator's
-encoder to the captured bytes.
+encoder to the captured bytes, and poolgate's Hugging Face tokenizer to vLLM's `/tokenize`.
 """
 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 from dataclasses import replace
 from functools import cache
@@ -24,9 +25,11 @@ from poolgate.core.kv_events import (
     BlockStored,
     decode_batch,
 )
+from poolgate.scheduling.tokenizer import RequestTokenizer, load_tokenizer
 from poolgate.sim.kv_events import _payload as sim_payload
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "vllm-kv-events.json"
+BUILDER = Path(__file__).resolve().parents[2] / "scripts" / "vllm" / "build_tiny_model.py"
 # Fields vLLM 0.32 sends that the simulator does not (it has no multimodal inputs, cache salts
 # or hybrid cache groups); poolgate's decoder ignores them.
 NOT_IN_SIM = {"extra_keys", "group_idx", "kv_cache_spec_kind"}
@@ -155,3 +158,31 @@ def test_the_simulator_encodes_the_same_shape(index: int) -> None:
     assert ours[0] == theirs[0] and ours[2] == theirs[2]
     trimmed = [{k: v for k, v in e.items() if k not in NOT_IN_SIM} for e in theirs[1]]
     assert ours[1] == trimmed
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> RequestTokenizer:
+    """The tiny model's tokenizer, rebuilt here by the script that built the captured model's
+    (it is deterministic), as poolgate loads it."""
+    spec = importlib.util.spec_from_file_location("build_tiny_model", BUILDER)
+    assert spec is not None and spec.loader is not None
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    directory = tmp_path_factory.mktemp("tiny-tokenizer")
+    builder.build_tokenizer(directory)
+    return load_tokenizer(str(directory))
+
+
+@pytest.mark.parametrize("name", [n for n in capture()["tokenize"] if n != "chat"])
+def test_poolgate_tokenizes_completions_as_vllm_did(tiny_tokenizer: RequestTokenizer,
+                                                     name: str) -> None:
+    texts = {**capture()["prompts"],
+             **{f"filler{i}": t for i, t in enumerate(capture()["fillers"])}}
+    text = texts[name]
+    assert tiny_tokenizer.token_ids({"model": "tiny", "prompt": text}) == tokens(name)
+
+
+def test_poolgate_renders_and_tokenizes_the_chat_as_vllm_did(
+        tiny_tokenizer: RequestTokenizer) -> None:
+    body = {"model": "tiny", "messages": capture()["chat"]}
+    assert tiny_tokenizer.token_ids(body) == tokens("chat")
