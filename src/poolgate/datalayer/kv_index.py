@@ -96,6 +96,8 @@ class KVBlockIndex:
         self._owners: dict[int, set[str]] = {}
         # When each endpoint's entries may be used (monotonic time); absent: not yet.
         self._usable_from: dict[str, float] = {}
+        # The block size the last BlockStored of any endpoint announced (None before any).
+        self.last_block_size: int | None = None
 
     def __repr__(self) -> str:
         return (f"KVBlockIndex(endpoints={len(self._endpoints)}, keys={len(self._owners)}, "
@@ -217,7 +219,7 @@ class KVBlockIndex:
         size = event.block_size
         if size < 1:
             return len(hashes)
-        holdings.block_size = size
+        holdings.block_size = self.last_block_size = size
         keys = block_keys(event.token_ids, size, parent, len(hashes))
         for engine_hash, key in zip(hashes, keys, strict=False):
             self._add(address, holdings, engine_hash, key)

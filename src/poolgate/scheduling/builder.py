@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from poolgate.api.validation_text import describe_validation_error
+from poolgate.datalayer.kv_events import KVEventsHub
 from poolgate.datalayer.store import EndpointStore
 from poolgate.observability.scheduling import SchedulerTimings
 from poolgate.scheduling.config import SchedulerConfig
@@ -28,13 +29,15 @@ from poolgate.scheduling.scheduler import Scheduler, SchedulerProfile
 from poolgate.scheduling.timed import TimedScheduler
 
 
-def build_profile(config: SchedulerConfig, rng: random.Random | None = None) -> SchedulerProfile:
+def build_profile(config: SchedulerConfig, rng: random.Random | None = None,
+                  kv_events: KVEventsHub | None = None) -> SchedulerProfile:
     """The plugin pipeline `config` describes; raises `SchedulerConfigError` on any problem.
 
     Filters run in the listed order. A profile without a picker gets `max-score-picker`; two
-    pickers, a weight on a non-scorer, or a repeated instance name are errors.
+    pickers, a weight on a non-scorer, or a repeated instance name are errors. `kv_events` is
+    the gateway's KV-event hub, for plugins fed by the model servers' events.
     """
-    ctx = BuildContext(rng if rng is not None else random.Random(config.seed))
+    ctx = BuildContext(rng if rng is not None else random.Random(config.seed), kv_events)
     filters: list[Filter] = []
     scorers: list[WeightedScorer] = []
     pickers: list[Picker] = []
@@ -83,7 +86,8 @@ def build_profile(config: SchedulerConfig, rng: random.Random | None = None) -> 
 
 def build_scheduler(config: SchedulerConfig | Mapping[str, Any] | str | None,
                     store: EndpointStore, *, seed: int | None = None,
-                    timings: SchedulerTimings | None = None) -> Scheduler:
+                    timings: SchedulerTimings | None = None,
+                    kv_events: KVEventsHub | None = None) -> Scheduler:
     """A `Scheduler` over `store` from a config object, a config dict, or a built-in profile name.
 
     `seed` (else `config.seed`) fixes every random choice; with `timings` the scheduler
@@ -94,7 +98,7 @@ def build_scheduler(config: SchedulerConfig | Mapping[str, Any] | str | None,
     elif not isinstance(config, SchedulerConfig):
         config = SchedulerConfig.from_dict(config)
     rng = random.Random(seed if seed is not None else config.seed)
-    profile = build_profile(config, rng)
+    profile = build_profile(config, rng, kv_events)
     if timings is not None:
         return TimedScheduler(profile, store, config.staleness, timings)
     return Scheduler(profile, store, staleness=config.staleness)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
+from poolgate.datalayer.kv_events import KVEventsHub, KVEventsSource
 from poolgate.datalayer.signals import Signals
 
 T = TypeVar("T")
@@ -44,9 +45,11 @@ class LLMRequest:
     when that target is a LoRA adapter, else None. `prompt_text` is the completions prompt and
     `messages` the chat messages (either may be None). `criticality` (Critical / Standard /
     Sheddable) and `priority` come from the InferenceModel / InferenceObjective. `stream` is
-    the body's `"stream": true` (the response then starts with the first token). `memo` is
-    per-request scratch that plugins may fill and reuse between `pick` and `on_picked` (for
-    example the prefix block hashes); it is never compared.
+    the body's `"stream": true` (the response then starts with the first token). `body` is the
+    parsed request body itself (referenced, not copied; read-only), for plugins that must see
+    it as the model server will, such as a tokenizer. `memo` is per-request scratch that plugins
+    may fill and reuse between `pick` and `on_picked` (for example the prefix block hashes); it
+    is never compared.
     """
 
     model: str
@@ -57,6 +60,7 @@ class LLMRequest:
     priority: int = 0
     request_id: str = ""
     stream: bool = False
+    body: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
     memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -171,11 +175,22 @@ class RetainsEndpoints(Plugin, Protocol):
         ...
 
 
+@runtime_checkable
+class UsesKVEvents(Plugin, Protocol):
+    """A plugin fed by the model servers' KV events: the gateway subscribes `kv_events_source`
+    to the endpoints of every pool whose profile has the plugin."""
+
+    kv_events_source: KVEventsSource
+
+
 @dataclass(frozen=True, slots=True)
 class BuildContext:
-    """What a plugin factory may use besides its parameters: the scheduler's seeded RNG."""
+    """What a plugin factory may use besides its parameters: the scheduler's seeded RNG, and
+    the gateway's KV-event hub (None outside a gateway, e.g. when a file is only validated:
+    plugins then keep a private index no events reach)."""
 
     rng: random.Random
+    kv_events: KVEventsHub | None = None
 
 
 @dataclass(frozen=True, slots=True)

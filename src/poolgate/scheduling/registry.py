@@ -19,6 +19,7 @@ from poolgate.scheduling.scorers import (
     in_flight,
     kv_cache_utilization,
     lora_affinity,
+    precise_prefix_cache,
     prefix_cache,
     queue_depth,
 )
@@ -64,6 +65,7 @@ for _kind, _module in (
     (PluginKind.SCORER, kv_cache_utilization),
     (PluginKind.SCORER, lora_affinity),
     (PluginKind.SCORER, prefix_cache),
+    (PluginKind.SCORER, precise_prefix_cache),
     (PluginKind.SCORER, in_flight),
     (PluginKind.PICKER, max_score),
     (PluginKind.PICKER, weighted_random),

@@ -55,4 +55,5 @@ def request_from_body(body: Mapping[str, Any], *, target_model: str,
         priority=priority if priority is not None else 0,
         request_id=request_id,
         stream=body.get("stream") is True,
+        body=body,
     )

@@ -57,11 +57,11 @@ class HFTokenizer:
     def load(cls, directory: Path) -> HFTokenizer:
         """Load `directory` (cached while its files are unchanged); raises HFTokenizerError."""
         if not directory.is_dir():
-            raise HFTokenizerError(f"tokenizer: {directory} is not a directory (give 'simulator' "
+            raise HFTokenizerError(f"{directory} is not a directory (give 'simulator' "
                                    f"or a Hugging Face tokenizer directory with {TOKENIZER_FILE})")
         files = [directory / TOKENIZER_FILE, directory / CONFIG_FILE, directory / TEMPLATE_FILE]
         if not files[0].is_file():
-            raise HFTokenizerError(f"tokenizer: {directory} has no {TOKENIZER_FILE}")
+            raise HFTokenizerError(f"{directory} has no {TOKENIZER_FILE}")
         key = (str(directory.resolve()),
                tuple(f.stat().st_mtime if f.exists() else -1.0 for f in files))
         found = _cache.get(key)
@@ -74,12 +74,12 @@ class HFTokenizer:
         try:
             from tokenizers import Tokenizer
         except ImportError:  # pragma: no cover - a dependency of poolgate
-            raise HFTokenizerError("tokenizer: the 'tokenizers' package is not installed") from None
+            raise HFTokenizerError("the 'tokenizers' package is not installed") from None
         path = directory / TOKENIZER_FILE
         try:
             encoder = Tokenizer.from_file(str(path))
         except Exception as e:  # the Rust side raises a plain Exception
-            raise HFTokenizerError(f"tokenizer: {path} cannot be read: {e}") from None
+            raise HFTokenizerError(f"{path} cannot be read: {e}") from None
         config = _read_config(directory / CONFIG_FILE)
         sources, where = _template_sources(directory, config)
         templates = {name: _compile(source, f"{where} ({name})" if len(sources) > 1 else where)
@@ -151,9 +151,9 @@ def _read_config(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise HFTokenizerError(f"tokenizer: {path} cannot be read: {e}") from None
+        raise HFTokenizerError(f"{path} cannot be read: {e}") from None
     if not isinstance(data, dict):
-        raise HFTokenizerError(f"tokenizer: {path} is not a JSON object")
+        raise HFTokenizerError(f"{path} is not a JSON object")
     return data
 
 
@@ -165,7 +165,7 @@ def _template_sources(directory: Path, config: Mapping[str, Any]) -> tuple[dict[
         try:
             return {"default": path.read_text(encoding="utf-8")}, str(path)
         except OSError as e:
-            raise HFTokenizerError(f"tokenizer: {path} cannot be read: {e}") from None
+            raise HFTokenizerError(f"{path} cannot be read: {e}") from None
     where = f"{directory / CONFIG_FILE} (chat_template)"
     template = config.get("chat_template")
     if template is None:
@@ -175,9 +175,9 @@ def _template_sources(directory: Path, config: Mapping[str, Any]) -> tuple[dict[
     if isinstance(template, list):
         named = {t.get("name"): t.get("template") for t in template if isinstance(t, Mapping)}
         if not isinstance(named.get("default"), str):
-            raise HFTokenizerError(f"tokenizer: {where} names no 'default' template")
+            raise HFTokenizerError(f"{where} names no 'default' template")
         return {str(k): v for k, v in named.items() if isinstance(v, str)}, where
-    raise HFTokenizerError(f"tokenizer: {where} is neither a string nor a list of templates")
+    raise HFTokenizerError(f"{where} is neither a string nor a list of templates")
 
 
 def _special_tokens(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -200,9 +200,9 @@ def _compile(source: str, where: str) -> Any:
         env = _environment()
         return env.from_string(source)
     except ImportError:  # pragma: no cover - a dependency of poolgate
-        raise HFTokenizerError("tokenizer: the 'jinja2' package is not installed") from None
+        raise HFTokenizerError("the 'jinja2' package is not installed") from None
     except Exception as e:
-        raise HFTokenizerError(f"tokenizer: the chat template in {where} does not compile: "
+        raise HFTokenizerError(f"the chat template in {where} does not compile: "
                                f"{e}") from None
 
 
