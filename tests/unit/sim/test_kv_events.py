@@ -173,17 +173,18 @@ def test_pub_sequence_and_replay() -> None:
         got: list[int] = []
         while True:
             assert dealer.poll(5000)
-            _, seq_bytes, body = dealer.recv_multipart()
+            _, topic, seq_bytes, body = dealer.recv_multipart()  # vLLM 0.32's replay shape
             if seq_bytes == END_SEQ:
-                assert body == b""
+                assert (topic, body) == (b"", b"")
                 break
+            assert topic == b"kv-events"
             got.append(int.from_bytes(seq_bytes, "big"))
         assert got == seqs[-2:]
         dealer.send_multipart([b"", (0).to_bytes(8, "big")])
         got = []
         while True:
             assert dealer.poll(5000)
-            _, seq_bytes, _ = dealer.recv_multipart()
+            _, _, seq_bytes, _ = dealer.recv_multipart()
             if seq_bytes == END_SEQ:
                 break
             got.append(int.from_bytes(seq_bytes, "big"))
