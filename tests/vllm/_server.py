@@ -130,6 +130,12 @@ class VLLMServer:
             time.sleep(0.5)
         raise TimeoutError(f"vLLM not ready after {timeout:.0f} s:\n{self.output()[-6000:]}")
 
+    def restart(self) -> float:
+        """Stop and start again on the same ports (a new process: empty cache, sequence 0)."""
+        self.stop()
+        self.start()
+        return self.wait_ready()
+
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM to the server's process group, SIGKILL if it has not gone in `timeout`."""
         proc, self.proc = self.proc, None
@@ -149,6 +155,13 @@ class VLLMServer:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def start_all(servers: list[VLLMServer]) -> list[float]:
+    """Start servers together (their start-up overlaps) and wait for each; seconds to ready."""
+    for server in servers:
+        server.start()
+    return [server.wait_ready() for server in servers]
+
+
 def new_server(setup: VLLMSetup, log_dir: Path, name: str, num_blocks: int | None = None,
                max_model_len: int = 1024) -> VLLMServer:
     """A server on fresh ports (not started)."""
@@ -160,5 +173,8 @@ def new_server(setup: VLLMSetup, log_dir: Path, name: str, num_blocks: int | Non
 def post_json(url: str, body: dict[str, Any], timeout: float = 120.0) -> Any:
     req = urllib.request.Request(url, json.dumps(body).encode(),
                                  {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.load(r)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.load(r)
+    except urllib.error.HTTPError as e:
+        raise AssertionError(f"POST {url}: {e.code} {e.read().decode(errors='replace')}") from None

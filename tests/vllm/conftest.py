@@ -8,9 +8,16 @@ everywhere.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 
-from tests.vllm._server import VLLMSetup
+from tests.vllm._server import VLLMServer, VLLMSetup, new_server, start_all
+
+REPLICAS = 2
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -28,3 +35,30 @@ def vllm_setup() -> VLLMSetup:
     if setup is None:
         pytest.skip("needs a real vLLM: make test-vllm")
     return setup
+
+
+@dataclass
+class VLLMFleet:
+    """The session's real vLLM servers and how long they took to start."""
+
+    servers: list[VLLMServer]
+    log_dir: Path
+    seconds_to_ready: list[float]
+
+
+@pytest.fixture(scope="session")
+def vllm_fleet(vllm_setup: VLLMSetup, tmp_path_factory: pytest.TempPathFactory,
+               ) -> Iterator[VLLMFleet]:
+    """Two vLLM servers of the tiny model, started once for the session (about 20-40 s on two
+    cores) and stopped by their process groups at the end, pass or fail."""
+    log_dir = tmp_path_factory.mktemp("vllm-logs")
+    servers = [new_server(vllm_setup, log_dir, f"replica{i}") for i in range(REPLICAS)]
+    try:
+        started = time.monotonic()
+        ready = start_all(servers)
+        print(f"\nvLLM fleet ready: {[round(r, 1) for r in ready]} s "
+              f"({time.monotonic() - started:.1f} s in all); logs in {log_dir}")
+        yield VLLMFleet(servers, log_dir, ready)
+    finally:
+        for server in servers:
+            server.stop()
