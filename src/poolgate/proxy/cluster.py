@@ -24,10 +24,12 @@ from poolgate.config.policy import TrafficPolicy
 from poolgate.config.snapshot import Backend, RouteRule, Snapshot
 from poolgate.core.pools import Endpoint, Pool
 from poolgate.datalayer import EndpointStore
+from poolgate.datalayer.kv_events import KVEventsHub, KVEventsSource
 from poolgate.http.client import ConnectionSettings
 from poolgate.observability.scheduling import SchedulerTimings
 from poolgate.scheduling import Scheduler, build_scheduler
 from poolgate.scheduling.config import SchedulerConfig
+from poolgate.scheduling.interfaces import UsesKVEvents
 from poolgate.traffic.circuit_breaker import BreakerLimits, CircuitBreaker
 from poolgate.traffic.outlier import OutlierDetector, OutlierSpec
 from poolgate.traffic.rate_limit import LocalRateLimiter
@@ -46,6 +48,7 @@ class RuntimeSettings:
     seed: int | None
     region_order: RegionOrder
     scheduler_timings: SchedulerTimings | None = None  # the pickers time themselves into it
+    kv_events: KVEventsHub | None = None  # feeds the pickers' precise prefix scorers
 
 
 @dataclass(slots=True, eq=False)
@@ -165,8 +168,22 @@ def _pickers(snapshot: Snapshot, previous: Runtime | None, settings: RuntimeSett
             continue
         config = _scheduler_config(profile, settings)
         out[key] = PoolPicker(profile, build_scheduler(
-            config, store, seed=settings.seed, timings=settings.scheduler_timings))
+            config, store, seed=settings.seed, timings=settings.scheduler_timings,
+            kv_events=settings.kv_events))
     return out
+
+
+def kv_event_targets(runtime: Runtime) -> dict[KVEventsSource, list[str]]:
+    """The endpoints whose KV events each source must follow: those of every pool whose picker
+    has a plugin fed by that source."""
+    out: dict[KVEventsSource, dict[str, None]] = {}
+    for key, picker in runtime.pickers.items():
+        addresses = runtime.snapshot.pools[key].addresses
+        for weighted in picker.scheduler.profile.scorers:
+            if isinstance(weighted.scorer, UsesKVEvents):
+                out.setdefault(weighted.scorer.kv_events_source, {}).update(
+                    dict.fromkeys(addresses))
+    return {source: list(addresses) for source, addresses in out.items()}
 
 
 def _scheduler_config(profile: str, settings: RuntimeSettings) -> SchedulerConfig:

@@ -37,11 +37,18 @@ from poolgate.core.errors import PoolgateError
 from poolgate.core.pools import Pool
 from poolgate.datalayer import EndpointStore
 from poolgate.datalayer.health import HealthTracker
+from poolgate.datalayer.kv_events import KVEventsHub
 from poolgate.http.client import UpstreamFailure, UpstreamPool, UpstreamResponse
 from poolgate.observability.access_log import AccessLog
+from poolgate.observability.kv_events import KVEventsCollector
 from poolgate.observability.live import LiveWindow
 from poolgate.observability.metrics import GatewayMetrics
-from poolgate.proxy.cluster import BackendCluster, RuntimeSettings, build_runtime
+from poolgate.proxy.cluster import (
+    BackendCluster,
+    RuntimeSettings,
+    build_runtime,
+    kv_event_targets,
+)
 from poolgate.proxy.context import Attempt, RequestContext
 from poolgate.proxy.errors import (
     BodyTooLarge,
@@ -53,6 +60,7 @@ from poolgate.proxy.errors import (
 )
 from poolgate.proxy.headers import upstream_request_headers
 from poolgate.proxy.inference import OBJECTIVE_HEADER, route_inference
+from poolgate.proxy.kv_metrics import kv_stream_figures
 from poolgate.proxy.lease import RequestLease
 from poolgate.proxy.models import merge_model_list
 from poolgate.proxy.recording import InferenceRecorder, pool_gauges
@@ -130,6 +138,11 @@ class Gateway:
         self.cutting = False
         # Cached: on Python 3.11 every asyncio.get_running_loop() is a getpid() system call.
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The model servers' KV events, for pickers with a precise prefix scorer: subscribed to
+        # the endpoints of the pools that use them at every swap, started and closed by the
+        # server (GatewayServer).
+        self.kv_events = KVEventsHub()
+        metrics.registry.register(KVEventsCollector(partial(kv_stream_figures, self.kv_events)))
         self._settings = RuntimeSettings(
             connect_timeout=options.connect_timeout,
             scheduler_profile=options.scheduler_profile,
@@ -138,8 +151,10 @@ class Gateway:
             seed=options.seed,
             region_order=RegionOrder(options.region, options.region_order),
             scheduler_timings=metrics.scheduling,
+            kv_events=self.kv_events,
         )
         self.runtime = build_runtime(snapshot, None, self._settings, self.store)
+        self.kv_events.set_targets(kv_event_targets(self.runtime))
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -152,6 +167,7 @@ class Gateway:
         """Install a new configuration; requests already running finish on the runtime they
         started with. Live state carries over where its spec is unchanged (`build_runtime`)."""
         self.runtime = build_runtime(snapshot, self.runtime, self._settings, self.store)
+        self.kv_events.set_targets(kv_event_targets(self.runtime))
         self.store.retain(self.pool_addresses())
 
     def pool_addresses(self) -> list[str]:

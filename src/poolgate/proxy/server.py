@@ -132,6 +132,7 @@ class GatewayServer:
     async def start(self) -> None:
         self.scraper.set_endpoints(self.gateway.pool_addresses())
         self.scraper.start()
+        self.gateway.kv_events.start()
         if self.shared_load is not None:
             self.shared_load.start()
         self.health_checker.start()
@@ -174,6 +175,7 @@ class GatewayServer:
         if self.shared_load is not None:
             await self.shared_load.close()
         await self.scraper.close()
+        await self.gateway.kv_events.close()
         await self.health_checker.close()
         await self.gateway.close()
 
