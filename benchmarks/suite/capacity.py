@@ -5,14 +5,15 @@ fleet's own capacity on that workload as the ceiling.
 The fleet and workload are the epp section's routing part (8 simulated H100s with 8 batch slots
 each, 16 system prompts whose popularity is Zipf-skewed, the hottest about a quarter). Every
 front's rate is searched separately (`RateSearch`: double until a trial fails, then bisect), each
-trial on a fresh fleet; one step of the search runs one trial of every front still searching, in
-an order that rotates per step, so a slow spell of the shared machine touches every front alike.
+trial on a fresh fleet that first gets one request of every group through the front
+(`capacity_warmup`); one step of the search runs one trial of every front still searching, in an
+order that rotates per step, so a slow spell of the shared machine touches every front alike.
 
 The ceiling is measured on one replica of the same fleet, client direct, with only the two
 groups a perfect partition would give it (16 groups over 8 replicas), so every request after the
 first of its group hits the cache: (a) closed loop with twice its batch slots outstanding, its
-throughput (Little's law) times the replica count is what the fleet serves at most, whatever the
-router; (b) the same rate search on it, times the replica count, is what eight perfectly
+throughput (tokens streamed per second over tokens per request) times the replica count is what
+the fleet serves at most, whatever the router; (b) the same rate search on it, times the replica count, is what eight perfectly
 partitioned replicas serve under the target without any balancing between them.
 """
 
@@ -32,10 +33,11 @@ from benchmarks.suite.capacity_search import (
     TTFT_P90_TARGET,
     RateSearch,
     Verdict,
-    closed_loop_throughput,
     grid_up,
     judge,
+    saturated_throughput,
 )
+from benchmarks.suite.capacity_warmup import warmed
 from benchmarks.suite.commands import PEERS, SimSpec, time_scaled_gateway_flags
 from benchmarks.suite.epp import GROUP_ZIPF, bench_command, replica_capacity, zipf_config
 from benchmarks.suite.epp import zipf_routing_settings as skewed_settings
@@ -61,7 +63,7 @@ class CapacitySettings:
 
     routing: RoutingSettings
     trial: float  # seconds of Poisson arrivals per trial
-    warmup: int  # requests before each trial's measured phase (4 at a time)
+    warmup: int  # the harness's warm-up requests before a trial, after one of every group
     start: float  # requests/s of the first trial
     resolution: float  # requests/s
     replica_trial: float  # seconds per trial of the one-replica search
@@ -88,7 +90,7 @@ class CapacitySettings:
 def capacity_settings(quick: bool) -> CapacitySettings:
     return CapacitySettings(
         routing=skewed_settings(quick), trial=10.0 if quick else 20.0,
-        warmup=8 if quick else 16, start=4.0, resolution=2.0 if quick else 1.0,
+        warmup=0, start=4.0, resolution=2.0 if quick else 1.0,
         replica_trial=10.0 if quick else 30.0, replica_start=0.5,
         replica_resolution=0.25 if quick else 0.125,
         saturated_seconds=10.0 if quick else 30.0)
@@ -220,6 +222,7 @@ async def search_all(items: list[tuple[Searched, RunSpec]], spec: SimSpec, base:
             assert rate is not None
             rates[name] = rate
             runs.append(dataclasses.replace(run, name=trial_name(name, rate),
+                                            start=warmed(run.start, base),
                                             config=trial_config(base, rate, duration, warmup)))
         _say(f"  step {step + 1}: " + ", ".join(f"{n} {r:g}" for n, r in rates.items()))
         outcome = await fresh_fleet_each(spec, runs, base, workdir / f"step-{step + 1}",
@@ -260,15 +263,17 @@ async def measure_ceiling(s: CapacitySettings, workdir: Path) -> Ceiling:
     ceiling = Ceiling(analytic=replica_capacity(s.routing))
     base = partition_config(s)
     closed = dataclasses.replace(base, load=LoadConfig(
-        concurrency=s.saturating_concurrency, duration=s.saturated_seconds,
-        warmup=s.fleet.max_num_seqs or 8))
-    outcome = await fresh_fleet_each(s.replica, [RunSpec(SATURATED, "direct", direct, closed)], closed,
-                                     workdir / "saturated", scrape=False)
+        concurrency=s.saturating_concurrency, duration=s.saturated_seconds, warmup=0))
+    saturating = RunSpec(SATURATED, "direct", warmed(direct, base), closed)
+    outcome = await fresh_fleet_each(s.replica, [saturating], closed, workdir / "saturated",
+                                     scrape=False)
     ceiling.notes += outcome.notes
     ceiling.commands += [sim_command(s.replica), shown_command(closed)]
     if outcome.results:
         result: BenchResult = outcome.results[0]
-        ceiling.saturated = closed_loop_throughput(result.records, s.saturating_concurrency)
+        # The first quarter is the start-up; until the end every slot is kept busy.
+        ceiling.saturated = saturated_throughput(result.records, s.saturated_seconds / 4,
+                                                 s.saturated_seconds)
         ceiling.saturated_row = outcome.rows[0]
     one = ceiling.saturated or ceiling.analytic
     if one is None:

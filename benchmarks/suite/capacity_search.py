@@ -142,17 +142,28 @@ def grid_up(value: float, resolution: float) -> float:
     return math.ceil(value / resolution - 1e-9) * resolution
 
 
-def closed_loop_throughput(records: Sequence[RequestRecord], concurrency: int) -> float | None:
-    """Requests/s of a saturated server from a closed-loop run, by Little's law: `concurrency`
-    requests are always outstanding, so throughput = concurrency / mean e2e. Counting completions
-    over a window would be off by up to a batch: requests that start in the same engine step
-    finish in the same step, so completions come in bursts of a whole batch. Requests that end
-    after the last one was sent are left out: fewer than `concurrency` were outstanding then."""
-    if not records:
+def token_times(record: RequestRecord) -> list[float]:
+    """When each streamed token of `record` arrived, in seconds from the start of the run."""
+    if record.ttft is None:
+        return []
+    t = record.sent + record.ttft
+    times = [t]
+    for gap in record.itl:
+        t += gap
+        times.append(t)
+    return times
+
+
+def saturated_throughput(records: Sequence[RequestRecord], start: float,
+                         end: float) -> float | None:
+    """Requests/s a saturated server completes, from the tokens it streamed between `start` and
+    `end` (seconds from the start of the run, while it was kept saturated) divided by the tokens
+    of a request. Counting completed requests instead would be off by up to a whole batch:
+    requests that start in the same engine step finish in the same step, so completions come
+    in bursts, while tokens come every step."""
+    done = [r for r in records if r.ok and r.ttft is not None]
+    if not done or end <= start:
         return None
-    last_sent = max(r.sent for r in records)
-    e2es = [r.e2e for r in records if r.ok and r.e2e is not None and r.finished <= last_sent]
-    if not e2es:
-        return None
-    mean = statistics.fmean(e2es)
-    return concurrency / mean if mean > 0 else None
+    per_request = statistics.fmean(len(r.itl) + 1 for r in done)
+    in_window = sum(1 for r in done for t in token_times(r) if start <= t <= end)
+    return in_window / (end - start) / per_request

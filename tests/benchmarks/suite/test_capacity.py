@@ -33,12 +33,15 @@ from benchmarks.suite.capacity_report import (
 )
 from benchmarks.suite.capacity_search import (
     RateSearch,
-    closed_loop_throughput,
     drain_excess,
     grid_up,
     judge,
+    saturated_throughput,
+    token_times,
 )
+from benchmarks.suite.capacity_warmup import one_per_group
 from benchmarks.suite.commands import SimSpec
+from benchmarks.suite.epp import zipf_config
 from benchmarks.suite.harness import Outcome, RunSpec
 from benchmarks.suite.machine import Machine
 from benchmarks.suite.main import parse_sections
@@ -160,13 +163,26 @@ def test_failed_requests_fail_the_trial() -> None:
     assert not judge(1.0, [], ttft_p90=None).passed
 
 
-def test_saturated_throughput_by_littles_law_without_the_drain() -> None:
-    # 4 outstanding, each taking 2 s: 2 requests/s; the last ones ran while fewer were
-    # outstanding (quicker) and are left out.
-    records = [_rec(i, 0.0, 2.0, sent=2.0 * (i // 4)) for i in range(16)]
-    records += [_rec(16 + i, 0.0, 0.5, sent=6.0 + 0.1 * i) for i in range(2)]
-    assert closed_loop_throughput(records, 4) == pytest.approx(2.0)
-    assert closed_loop_throughput([], 4) is None
+def _streamed(i: int, sent: float, ttft: float, gaps: list[float]) -> RequestRecord:
+    rec = _rec(i, sent, ttft + sum(gaps))
+    rec.ttft, rec.itl = ttft, gaps
+    return rec
+
+
+def test_token_times_follow_the_first_token_and_the_gaps() -> None:
+    assert token_times(_streamed(0, 1.0, 0.5, [0.25, 0.25])) == [1.5, 1.75, 2.0]
+    assert token_times(_rec(1, 0.0, 1.0, error="timeout")) == []
+
+
+def test_saturated_throughput_counts_tokens_not_bursty_completions() -> None:
+    # Two slots, batches of two requests of 4 tokens each, one token per 0.5 s step: a batch
+    # takes 2 s, so 1 request/s, however the completions fall in the window.
+    records = [_streamed(2 * b + k, 2.0 * b, 0.5, [0.5, 0.5, 0.5]) for b in range(10)
+               for k in range(2)]
+    assert saturated_throughput(records, 5.0, 15.0) == pytest.approx(1.0, rel=0.06)
+    assert saturated_throughput(records, 5.2, 14.9) == pytest.approx(1.0, rel=0.06)
+    assert saturated_throughput([], 0.0, 1.0) is None
+    assert saturated_throughput(records, 3.0, 3.0) is None
 
 
 # -- fronts, configs, commands -----------------------------------------------------------------
@@ -197,6 +213,15 @@ def test_shown_commands_name_the_rate_and_the_closed_loop_duration() -> None:
     closed = dataclasses.replace(config, load=dataclasses.replace(
         config.load, rate=None, concurrency=16, duration=30.0))
     assert "--concurrency 16 --duration 30" in shown_command(closed)
+
+
+def test_the_group_warm_up_has_one_request_of_every_group() -> None:
+    config = partition_config(capacity_settings(quick=True))
+    assert sorted(g for r in one_per_group(config) if (g := r.group) is not None) == [0, 1]
+    skewed = trial_config(zipf_config(capacity_settings(quick=True).routing), 4.0, 10.0, 0)
+    warm = one_per_group(skewed)
+    assert sorted(g for r in warm if (g := r.group) is not None) == list(range(16))
+    assert len(warm) == 16
 
 
 def test_a_front_that_did_not_start_stops_its_search() -> None:
