@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from benchmarks.suite import capacity, epp, multicluster
+from benchmarks.suite import capacity, epp, multicluster, replicas
 from benchmarks.suite import sections as run
 from benchmarks.suite.commands import PEERS
 from benchmarks.suite.foreign import CpuSnapshot, foreign_share
@@ -36,7 +36,8 @@ from benchmarks.suite.stack import serve_has_scheduler_profile
 from benchmarks.suite.store import data_dir, load_sections, note_foreign_cpu, save_section
 from poolgate.bench import BenchError, BenchResult, plot
 
-SECTIONS = ("overhead", "routing", "pick", "multicluster", "peers", "epp", "capacity")
+SECTIONS = ("overhead", "routing", "pick", "multicluster", "peers", "epp", "capacity",
+            "replicas")
 DEFAULT_SECTIONS = ("overhead", "routing", "pick", "multicluster")
 
 
@@ -189,8 +190,18 @@ async def _capacity(opts: SuiteOptions, workdir: Path, cwd: Path) -> None:
     save_section(data_dir(opts.out), section)
 
 
+async def _replicas(opts: SuiteOptions, workdir: Path, cwd: Path) -> None:
+    """Issue 17, item 3: one gateway against three behind a round-robin front, with and
+    without their shared in-flight view."""
+    settings = replicas.replica_settings(opts.quick)
+    if opts.rate is not None:
+        settings = dataclasses.replace(
+            settings, routing=dataclasses.replace(settings.routing, rate=opts.rate))
+    save_section(data_dir(opts.out), await replicas.run(settings, workdir))
+
+
 # Sections that run from (options, their work directory, the current directory) alone.
-_OWN_RUNNERS = {"epp": _epp, "capacity": _capacity}
+_OWN_RUNNERS = {"epp": _epp, "capacity": _capacity, "replicas": _replicas}
 
 
 def _names_of(section: str) -> tuple[str, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from benchmarks.suite import _format as fmt
-from benchmarks.suite import capacity_report, epp_report, multicluster
+from benchmarks.suite import capacity_report, epp_report, multicluster, replicas_report
 from benchmarks.suite.checks import (
     overhead_checks,
     peer_checks,
@@ -41,7 +41,7 @@ python -m benchmarks.suite --render-only      # rewrite this file from the saved
 ```
 
 Options: `--out PATH` (default `docs/benchmarks.md`; JSON and plots go to `PATH` without `.md`),
-`--only overhead,routing,pick,multicluster,peers,epp,capacity` (default: the first four), `--quick`, `--peers-venv PATH`
+`--only overhead,routing,pick,multicluster,peers,epp,capacity,replicas` (default: the first four), `--quick`, `--peers-venv PATH`
 (default `.venv-peers`), `--rate R` (routing sections: requests/s instead of the chosen rate),
 `--keep-logs` (keep every process's log; the directory is printed), `--render-only`. Exit status
 0; 1 when a section failed (the others still ran and are saved); 2 on a usage error; 130 when
@@ -256,6 +256,7 @@ def summary_checks(sections: Mapping[str, Section]) -> list[tuple[str, Check]]:
     out += [("7", c) for c in peer_checks(sections.get("peers-overhead"),
                                            sections.get("peers-routing"))]
     out += [("17", c) for c in capacity_report.capacity_checks(sections.get("capacity"))]
+    out += [("17", c) for c in replicas_report.replica_checks(sections.get("replicas"))]
     return out
 
 
@@ -285,4 +286,5 @@ def render(sections: Mapping[str, Section], machine: Machine, generated_at: str)
         peers_md(sections.get("peers-overhead"), sections.get("peers-routing")),
         epp_report.markdown(sections.get("epp-cost"), sections.get("epp-routing")),
         capacity_report.markdown(sections.get("capacity")),
+        replicas_report.markdown(sections.get("replicas")),
     ])

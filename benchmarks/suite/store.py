@@ -8,7 +8,7 @@ from pathlib import Path
 from benchmarks.suite.model import Section
 
 SECTION_NAMES = ("overhead", "routing", "pick", "multicluster", "peers-overhead", "peers-routing",
-                 "epp-cost", "epp-routing", "capacity")
+                 "epp-cost", "epp-routing", "capacity", "replicas")
 
 
 def data_dir(report: Path) -> Path:
