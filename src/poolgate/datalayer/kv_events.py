@@ -40,6 +40,7 @@ DEFAULT_HOLD = 10.0
 DEFAULT_REPLAY_TIMEOUT = 5.0
 # After a socket error, the endpoint's task waits this long before it connects again.
 _RETRY_DELAY = 1.0
+_HEARTBEAT_MS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,12 +162,26 @@ class KVEventSubscriber:
         replay_url = self.source.replay(address)
         loop = asyncio.get_running_loop()
         sock = ctx.socket(zmq.SUB)
+        monitor: zmq.asyncio.Socket | None = None
         try:
             if url.startswith("tcp://["):
                 sock.setsockopt(zmq.IPV6, 1)
+            # ZMTP heartbeats: a publisher whose host vanished (no FIN) counts as disconnected.
+            sock.setsockopt(zmq.HEARTBEAT_IVL, _HEARTBEAT_MS)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * _HEARTBEAT_MS)
             sock.setsockopt(zmq.SUBSCRIBE, self.source.topic.encode())
+            monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
             sock.connect(url)
+            poller = zmq.asyncio.Poller()
+            poller.register(sock, zmq.POLLIN)
+            poller.register(monitor, zmq.POLLIN)
             while True:
+                ready = dict(await poller.poll())
+                if monitor in ready:
+                    await monitor.recv_multipart()
+                    tracker.disconnected()
+                if sock not in ready:
+                    continue
                 frames = await sock.recv_multipart()
                 if len(frames) != 3 or len(frames[1]) != 8:
                     tracker.stats.decode_errors += 1
@@ -178,6 +193,10 @@ class KVEventSubscriber:
                                if replay_url is not None else None)
                     tracker.replayed(batches, loop.time())
         finally:
+            if monitor is not None:
+                with contextlib.suppress(zmq.ZMQError):
+                    sock.disable_monitor()
+                monitor.close(linger=0)
             sock.close(linger=0)
 
     async def _replay(self, ctx: zmq.asyncio.Context, url: str,

@@ -15,6 +15,8 @@ apply, what to skip, when to clear and when the endpoint's entries may be used.
 - The first batch seen: sequence 0 is the whole history (trusted at once); a later one means the
   gateway joined late, so it replays from 0: if the server still holds every batch, trusted at
   once, else trusted after `hold` (what came before is unknown).
+- The connection to the publisher broke (`disconnected`): forget everything; the next batch is a
+  first batch again (the server behind the address may be a new process).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class StreamStats:
     replays_failed: int = 0
     blocks_dropped: int = 0
     decode_errors: int = 0
+    disconnects: int = 0
 
 
 class StreamTracker:
@@ -104,6 +107,20 @@ class StreamTracker:
         self._pending = (seq, payload)
         self._late_join = False
         return expected
+
+    def disconnected(self) -> None:
+        """The connection to the publisher broke. It may come back as a new server process,
+        whose sequence says nothing next to the old one's (a restart is not always seen as a
+        sequence going back: the new process's first batches can be missed while reconnecting).
+        So everything is forgotten and untrusted; the next batch is a first one (replayed
+        from 0)."""
+        self.stats.disconnects += 1
+        self.index.clear(self.address)
+        self.index.distrust(self.address)
+        self.expected = None
+        self._pending = None
+        self._replayed_through = None
+        self._usable_from = None
 
     def replayed(self, batches: Sequence[tuple[int, bytes]] | None, now: float) -> None:
         """What the replay socket answered for the last `live` that asked (None: no replay

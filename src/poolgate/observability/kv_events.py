@@ -31,6 +31,7 @@ class KVStreamFigures:
     replays_failed: int
     blocks_dropped: int
     decode_errors: int
+    disconnects: int
     blocks: int
     block_size: int | None
 
@@ -70,6 +71,9 @@ class KVEventsCollector(Collector):
                                       labels=["endpoint", "reason"])
         errors = CounterMetricFamily("poolgate_kv_events_decode_errors",
                                      "Messages or batches that could not be read.", labels=ep)
+        disconnects = CounterMetricFamily("poolgate_kv_events_disconnects",
+                                          "Connections to the publisher lost (its entries are "
+                                          "cleared; the next batch starts over).", labels=ep)
         state = GaugeMetricFamily("poolgate_kv_events_endpoints",
                                   "Subscribed endpoints by state (waiting: no events yet; "
                                   "consistent: used; degraded: events lost, approximate "
@@ -92,11 +96,12 @@ class KVEventsCollector(Collector):
             replays.add_metric([s.endpoint, "failed"], s.replays_failed)
             dropped.add_metric([s.endpoint, "unknown_parent"], s.blocks_dropped)
             errors.add_metric(e, s.decode_errors)
+            disconnects.add_metric(e, s.disconnects)
             counts[s.state] = counts.get(s.state, 0) + 1
             blocks.add_metric(e, s.blocks)
             if s.block_size is not None:
                 size.add_metric(e, s.block_size)
         for name, n in counts.items():
             state.add_metric([name], n)
-        yield from (batches, events, gaps, restarts, replays, dropped, errors, state, blocks,
-                    size)
+        yield from (batches, events, gaps, restarts, replays, dropped, errors, disconnects, state,
+                    blocks, size)

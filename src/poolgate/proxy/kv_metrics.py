@@ -24,5 +24,6 @@ def kv_stream_figures(hub: KVEventsHub,
             stored=s.stored, removed=s.removed, cleared=s.cleared, gaps=s.gaps,
             restarts=s.restarts, replays_ok=s.replays_ok, replays_failed=s.replays_failed,
             blocks_dropped=s.blocks_dropped, decode_errors=s.decode_errors,
+            disconnects=s.disconnects,
             blocks=index.blocks(stream.address), block_size=index.block_size(stream.address))
     return list(out.values())

@@ -24,8 +24,9 @@ class Publisher:
     """vLLM's sockets: an XPUB (so the test sees the subscription arrive) and a ROUTER that
     replays from what was sent."""
 
-    def __init__(self, ctx: zmq.asyncio.Context, replay: bool = True) -> None:
-        self.port, self.replay_port = free_port(), free_port()
+    def __init__(self, ctx: zmq.asyncio.Context, replay: bool = True,
+                 ports: tuple[int, int] | None = None) -> None:
+        self.port, self.replay_port = ports or (free_port(), free_port())
         self.pub = ctx.socket(zmq.XPUB)
         self.pub.bind(f"tcp://127.0.0.1:{self.port}")
         self.router = ctx.socket(zmq.ROUTER) if replay else None
@@ -179,6 +180,30 @@ async def test_a_restarted_publisher_is_cleared(ctx: zmq.asyncio.Context) -> Non
         (stream,) = hub.streams()
         await _until(lambda: stream.stats.restarts == 1, "the restart")
         assert _held(hub, source) == 1
+    finally:
+        await hub.close()
+        await pub.close()
+
+
+async def test_a_publisher_that_goes_away_is_forgotten_and_followed_again(
+        ctx: zmq.asyncio.Context) -> None:
+    pub = Publisher(ctx)
+    source = _source(pub)
+    hub = await _started(pub, source)
+    try:
+        for seq in range(3):
+            pub.send(seq, seq)
+        await _until(lambda: _held(hub, source) == 3, "three blocks")
+        (stream,) = hub.streams()
+        await pub.close()
+        await _until(lambda: stream.stats.disconnects == 1, "the disconnect")
+        assert _held(hub, source) == 0
+        # A new server process on the same ports, starting its sequence at 0.
+        pub = Publisher(ctx, ports=(pub.port, pub.replay_port))
+        await pub.subscribed()
+        pub.send(0, 0)
+        await _until(lambda: _held(hub, source) == 1, "the new process's block")
+        assert stream.state(asyncio.get_running_loop().time()) is StreamState.CONSISTENT
     finally:
         await hub.close()
         await pub.close()

@@ -150,3 +150,18 @@ def test_event_kinds_are_counted() -> None:
                                  AllBlocksCleared()]), 1.0)
     assert (t.stats.stored, t.stats.removed, t.stats.cleared) == (1, 1, 1)
     assert index.blocks(A) == 0
+
+
+def test_a_disconnect_forgets_everything_and_starts_over() -> None:
+    t, index = _tracker()
+    for seq in range(4):
+        t.live(seq, _block(seq), 1.0)
+    t.disconnected()
+    assert t.stats.disconnects == 1 and index.blocks(A) == 0
+    assert t.state(1.0) is StreamState.WAITING and not index.usable(A, 1.0)
+    # A new server process whose first batches were missed while reconnecting: its sequence
+    # (2) is below what the old one reached (4), but it is a first batch, replayed from 0.
+    assert t.live(2, _block(2), 2.0) == 0
+    t.replayed([(0, _block(0)), (1, _block(1)), (2, _block(2))], 2.0)
+    assert _held(index) == 3 and t.state(2.0) is StreamState.CONSISTENT
+    assert t.stats.restarts == 0
