@@ -21,6 +21,7 @@ import yaml
 from poolgate.api.loader import load_manifests
 from poolgate.proxy.epp import LIVENESS, READINESS
 from poolgate.router.config import load_config
+from poolgate.state.kv_endpoints import parse_kv_endpoints
 from tests.deploy._chart import (
     CHART,
     CONFIGS,
@@ -390,6 +391,24 @@ def test_router_and_redis_options() -> None:
     assert [p["port"] for p in redis_service["spec"]["ports"]] == [6379]
 
 
+def test_gateway_replicas_share_their_in_flight_counts_through_redis() -> None:
+    def shared(*sets: str) -> list[str] | None:
+        gw = container(gateway_deployment(render(sets=sets)))
+        assert accepts(gw["args"]).returncode == 0
+        return args_of(gw).get("--shared-load-redis")
+
+    redis = f"{FULLNAME}-redis.{NAMESPACE}.svc:6379"
+    # The chart's Redis, whenever more than one gateway replica may run.
+    assert shared("redis.enabled=true") == [redis]  # 2 replicas by default
+    assert shared("redis.enabled=true", "gateway.replicas=1",
+                  "gateway.autoscaling.enabled=true") == [redis]
+    assert shared("redis.enabled=true", "gateway.replicas=1") is None
+    assert shared() is None  # no Redis, no nodes: local counts
+    given = shared("gateway.replicas=1", "gateway.sharedLoad.kvEndpoints={r1:6379,[fd00::1]:6380}")
+    assert given == ["r1:6379,[fd00::1]:6380"]
+    assert [str(n) for n in parse_kv_endpoints(given[0])] == ["r1:6379", "[fd00::1]:6380"]
+
+
 def test_router_env_is_accepted_by_the_routers_own_loader() -> None:
     router = container(one(render_config("all-options"), "Deployment", f"{FULLNAME}-router"))
     env = {e["name"]: e["value"] for e in router["env"] if "value" in e}
@@ -617,6 +636,8 @@ BAD_VALUES = [
     pytest.param("router.overflow=drop", "/router/overflow", id="router-overflow"),
     pytest.param("router.kvEndpoints[0]=redis://r:6379", "/router/kvEndpoints/0",
                  id="kv-endpoint-url"),
+    pytest.param("gateway.sharedLoad.kvEndpoints[0]=redis://r:6379",
+                 "/gateway/sharedLoad/kvEndpoints/0", id="shared-load-url"),
     pytest.param("image.pullPolicy=Sometimes", "/image/pullPolicy", id="pull-policy"),
     pytest.param("epp.enable=true", "'enable' not allowed", id="epp-misspelt-key"),
     pytest.param("epp.controllerNames[0]=istio", "/epp/controllerNames/0",
