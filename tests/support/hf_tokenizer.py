@@ -4,6 +4,7 @@ trained on a few sentences, a BOS-adding post-processor, and a chat template."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +30,22 @@ _CORPUS = [
 ]
 
 
-def build_tokenizer_dir(directory: Path, chat_template: Any = CHAT_TEMPLATE) -> Path:
-    """Write tokenizer.json and tokenizer_config.json into `directory`; returns it."""
+def build_tokenizer_dir(directory: Path, chat_template: Any = CHAT_TEMPLATE,
+                        corpus: Sequence[str] = (), vocab_size: int = 400) -> Path:
+    """Write tokenizer.json and tokenizer_config.json into `directory`; returns it. The BPE is
+    trained on a few sentences, or on `corpus` with `vocab_size` tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     directory.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # type: ignore[assignment]
-    tok.decoder = decoders.ByteLevel()  # type: ignore[assignment]
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIAL,  # type: ignore[call-arg]
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size,
+                                  special_tokens=SPECIAL,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_CORPUS * 20, trainer)
+    tok.train_from_iterator(list(corpus) or _CORPUS * 20, trainer)
     bos = tok.token_to_id("<s>")
-    tok.post_processor = processors.TemplateProcessing(  # type: ignore[assignment]
+    tok.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)])
     tok.save(str(directory / "tokenizer.json"))
     config: dict[str, Any] = {

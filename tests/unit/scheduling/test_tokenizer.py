@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from poolgate.core.sim_tokens import encode, render_chat
 from poolgate.scheduling.tokenizer import TokenizerError, load_tokenizer
@@ -186,3 +188,65 @@ def test_bad_directories_are_refused_with_what_is_wrong(tmp_path: Path, what: st
 def test_a_path_that_is_not_a_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TokenizerError, match="is not a directory"):
         load_tokenizer(str(tmp_path / "missing"))
+
+
+# -- encoding piece by piece between added tokens -------------------------------------------
+
+def _whole(tok_dir: Path, text: str) -> list[int]:
+    from tokenizers import Tokenizer
+    return list(Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
+                .encode(text, add_special_tokens=False).ids)
+
+
+@given(st.lists(st.sampled_from(["the quick", " brown fox", "<s>", "<|eot_id|>", "\n\n",
+                                 "<|start_header_id|>", "user", " é ", "lazy dog.", "  "]),
+                max_size=12))
+@settings(max_examples=60, deadline=None)
+def test_pieces_between_added_tokens_encode_as_the_whole(tok_dir: Path, parts: list[str]) -> None:
+    from tokenizers import Tokenizer
+
+    from poolgate.scheduling.tokenizer.huggingface import _PieceCache
+
+    cache = _PieceCache.for_encoder(Tokenizer.from_file(str(tok_dir / "tokenizer.json")))
+    assert cache is not None
+    text = "".join(parts)
+    assert cache.encode(text) == _whole(tok_dir, text)
+    assert cache.enabled
+
+
+def test_a_shared_system_prompt_is_encoded_once(tok_dir: Path) -> None:
+    tok = HFTokenizer.load(tok_dir)
+    pieces = tok._pieces
+    assert pieces is not None
+    for question in ("the quick brown fox", "the lazy dog"):
+        tok.token_ids({"messages": [SYSTEM, {"role": "user", "content": question}]})
+    system_piece = "system"
+    assert system_piece in pieces._ids  # cached once, reused by the second request
+    assert "\n\nYou are a helpful assistant." in pieces._ids
+
+
+def test_a_piecewise_difference_turns_the_cache_off(tok_dir: Path) -> None:
+    from tokenizers import Tokenizer
+
+    from poolgate.scheduling.tokenizer.huggingface import _PieceCache
+
+    encoder = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
+    wrong = _PieceCache(encoder, {"quick": 3})  # not an added token: splitting there is wrong
+    assert wrong.encode("the quick brown fox") == _whole(tok_dir, "the quick brown fox")
+    assert not wrong.enabled
+
+
+def test_position_dependent_pipelines_are_encoded_whole() -> None:
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    from poolgate.scheduling.tokenizer.huggingface import _PieceCache
+
+    meta = Tokenizer(models.BPE())
+    meta.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
+    meta.add_special_tokens(["<s>"])
+    assert _PieceCache.for_encoder(meta) is None
+    normed = Tokenizer(models.BPE())
+    normed.normalizer = normalizers.NFKC()
+    normed.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    normed.add_special_tokens(["<s>"])
+    assert _PieceCache.for_encoder(normed) is None
