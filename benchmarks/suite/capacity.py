@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.suite.capacity_search import (
-    KEEP_UP_SLACK,
+    MIN_KEEP_UP,
     TTFT_P90_TARGET,
     RateSearch,
     Verdict,
     grid_up,
     judge,
+    replica_bound,
     saturated_throughput,
 )
 from benchmarks.suite.capacity_warmup import warmed
@@ -46,6 +47,7 @@ from benchmarks.suite.model import RunRow, Section
 from benchmarks.suite.settings import RoutingSettings
 from benchmarks.suite.stack import direct, gateway, peer
 from poolgate.bench import BenchConfig, BenchResult, LoadConfig
+from poolgate.sim.profiles import PROFILES
 
 SECTION = "capacity"
 PARTITIONED = "8 partitioned replicas"
@@ -134,10 +136,17 @@ def trial_name(front: str, rate: float) -> str:
     return f"{front} @ {rate:g} req/s"
 
 
+# How the report shows the group warm-up before every trial.
+WARMUP_SHOWN = ("# then, through the front: one request of every group, all at once "
+                "(benchmarks/suite/capacity_warmup.py), and the trial:")
+
+
 def shown_command(config: BenchConfig) -> str:
     """The `poolgate bench` line of a trial (its rate shown as RATE) or of the closed-loop run."""
     ld = config.load
-    text = bench_command(config)
+    # Trials read no replica's queue (bench_command shows the routing runs' scraping).
+    text = bench_command(config).replace(
+        f" --scrape-url http://REPLICA/metrics ... --scrape-interval {config.scrape_interval:g}", "")
     if ld.rate is not None:
         return text.replace(f"--rate {ld.rate:g}", "--rate RATE")
     return text.replace(f"--requests {ld.requests}", f"--duration {ld.duration:g}")
@@ -253,6 +262,7 @@ class Ceiling:
     saturated: float | None = None  # requests/s, closed loop
     saturated_row: RunRow | None = None
     analytic: float | None = None  # requests/s, from the simulator's step-time model
+    uncached_tokens: float | None = None  # prompt tokens per request the replica prefilled
     partitioned: Searched | None = None
     commands: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -268,13 +278,14 @@ async def measure_ceiling(s: CapacitySettings, workdir: Path) -> Ceiling:
     outcome = await fresh_fleet_each(s.replica, [saturating], closed, workdir / "saturated",
                                      scrape=False)
     ceiling.notes += outcome.notes
-    ceiling.commands += [sim_command(s.replica), shown_command(closed)]
+    ceiling.commands += [sim_command(s.replica), WARMUP_SHOWN, shown_command(closed)]
     if outcome.results:
         result: BenchResult = outcome.results[0]
         # The first quarter is the start-up; until the end every slot is kept busy.
         ceiling.saturated = saturated_throughput(result.records, s.saturated_seconds / 4,
                                                  s.saturated_seconds)
         ceiling.saturated_row = outcome.rows[0]
+        ceiling.uncached_tokens, ceiling.analytic = _analytic(s, result)
     one = ceiling.saturated or ceiling.analytic
     if one is None:
         ceiling.notes.append("the one-replica search did not run: no throughput to cap it")
@@ -291,6 +302,19 @@ async def measure_ceiling(s: CapacitySettings, workdir: Path) -> Ceiling:
     ceiling.commands.append(shown_command(trial_config(base, s.replica_start, s.replica_trial,
                                                        s.warmup)))
     return ceiling
+
+
+def _analytic(s: CapacitySettings, result: BenchResult) -> tuple[float | None, float | None]:
+    """(uncached prompt tokens per request, the step-time model's requests/s of one replica with
+    that much prefill per request); the model without prefill when the run has no usage."""
+    summary = result.summary()
+    profile = PROFILES.get(s.fleet.profile)
+    if profile is None or not summary.completed or not summary.total_prompt_tokens:
+        return None, replica_capacity(s.routing)
+    uncached = (summary.total_prompt_tokens - summary.total_cached_tokens) / summary.completed
+    slots = s.fleet.max_num_seqs or profile.max_num_seqs
+    return uncached, replica_bound(profile, slots, s.fleet.time_scale, s.routing.output_len,
+                                   uncached)
 
 
 def fleet_cap(s: CapacitySettings, ceiling: Ceiling) -> float:
@@ -321,7 +345,8 @@ async def run(s: CapacitySettings, workdir: Path, peers_venv: Path | None, cwd: 
     return Section(
         name=SECTION, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         duration_s=round(time.monotonic() - started, 1), settings=_settings(s, cap),
-        commands=[sim_command(s.fleet), shown_trial, *merged.commands, *ceiling.commands],
+        commands=[sim_command(s.fleet), WARMUP_SHOWN, shown_trial, *merged.commands,
+                  *ceiling.commands],
         rows=_rows(searched, ceiling), notes=notes,
         extra={"fronts": {x.name: x.to_dict() for x in searched},
                "ceiling": _ceiling_dict(s, ceiling)})
@@ -345,6 +370,7 @@ def _ceiling_dict(s: CapacitySettings, c: Ceiling) -> dict[str, Any]:
     best = c.partitioned.best if c.partitioned is not None else None
     return {"replicas": n, "concurrency": s.saturating_concurrency,
             "one_replica_saturated": c.saturated, "one_replica_analytic": c.analytic,
+            "uncached_tokens_per_request": c.uncached_tokens,
             "fleet_saturated": None if c.saturated is None else c.saturated * n,
             "fleet_analytic": None if c.analytic is None else c.analytic * n,
             "one_replica_search": part,
@@ -358,7 +384,7 @@ def _settings(s: CapacitySettings, cap: float) -> dict[str, Any]:
             "groups": r.groups, "group_zipf": GROUP_ZIPF, "prompts_per_group": r.prompts_per_group,
             "system_prompt_len": r.system_prompt_len, "question_len": r.question_len,
             "output_len": r.output_len, "seed": r.seed, "api": "chat", "stream": True,
-            "ttft_p90_target": TTFT_P90_TARGET, "keep_up_slack": KEEP_UP_SLACK,
+            "ttft_p90_target": TTFT_P90_TARGET, "min_keep_up": MIN_KEEP_UP,
             "trial": s.trial, "warmup": s.warmup, "start": s.start, "growth": s.growth,
             "resolution": s.resolution, "cap": cap, "replica_trial": s.replica_trial,
             "replica_resolution": s.replica_resolution,

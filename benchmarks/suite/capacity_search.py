@@ -2,11 +2,11 @@
 to try next, and a saturated replica's throughput.
 
 A trial passes when every request was answered, the TTFT p90 is under the target, and the front
-kept up with the arrivals. "Kept up" is judged from the backlog left at the end: a request that
-arrives at t finishes at about t + (its own e2e), so a front that serves the offered rate sends
-its last response about one median e2e after the last arrival; a front that falls behind still
-owes its backlog then. The excess, last response - last arrival - median e2e, may be at most
-`KEEP_UP_SLACK` of the arrival window (a backlog of at most 5 % of the trial's work).
+kept up with the arrivals: its responses were completed at no less than `MIN_KEEP_UP` of the
+rate the requests arrived at, each rate taken from the first to the last event (arrivals, then
+completions). A front that serves the offered load completes requests as they arrived, shifted
+by their service time, so the two spans match to within the spread of the e2e; one that falls
+behind stretches its completions over a longer span by the share it lacks.
 """
 
 from __future__ import annotations
@@ -17,9 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from poolgate.bench.records import RequestRecord
+from poolgate.sim.profiles import Profile
 
 TTFT_P90_TARGET = 0.5  # seconds, issue 17 item 3
-KEEP_UP_SLACK = 0.05  # share of the arrival window the backlog may take to drain
+# Completions must come at this share of the arrival rate at least. The e2e of the first and
+# last requests differ by a few hundred ms on this fleet (batch size, a queued request), about
+# 2-5 % of a 10-20 s trial, so a tighter bound would fail fronts that keep up.
+MIN_KEEP_UP = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,37 +33,34 @@ class Verdict:
     rate: float
     passed: bool
     ttft_p90: float | None
-    drain_excess: float | None  # seconds past last arrival + median e2e
-    window: float  # seconds from the first to the last arrival
+    keep_up: float | None  # completion rate / arrival rate
     failed: int
     reason: str  # "" when passed
 
     def to_dict(self) -> dict[str, float | bool | str | int | None]:
         return {"rate": self.rate, "passed": self.passed, "ttft_p90": self.ttft_p90,
-                "drain_excess": self.drain_excess, "window": self.window,
-                "failed": self.failed, "reason": self.reason}
+                "keep_up": self.keep_up, "failed": self.failed, "reason": self.reason}
 
 
-def drain_excess(records: Sequence[RequestRecord]) -> tuple[float | None, float]:
-    """(last response - last arrival - median e2e, arrival window) of a run's records, in
-    seconds; the excess is None when nothing completed."""
-    if not records:
-        return None, 0.0
-    window = max(r.scheduled for r in records) - min(r.scheduled for r in records)
-    e2es = [r.e2e for r in records if r.ok and r.e2e is not None]
-    if not e2es:
-        return None, window
-    last_arrival = max(r.scheduled for r in records)
-    last_finish = max(r.finished for r in records)
-    return last_finish - last_arrival - statistics.median(e2es), window
+def keep_up(records: Sequence[RequestRecord]) -> float | None:
+    """Completion rate over arrival rate: (completed - 1) / (last - first completion) against
+    (sent - 1) / (last - first arrival); None with fewer than two of either."""
+    arrivals = [r.scheduled for r in records]
+    done = [r.finished for r in records if r.ok]
+    if len(arrivals) < 2 or len(done) < 2:
+        return None
+    arrival_span, done_span = max(arrivals) - min(arrivals), max(done) - min(done)
+    if arrival_span <= 0 or done_span <= 0:
+        return None
+    return ((len(done) - 1) / done_span) / ((len(arrivals) - 1) / arrival_span)
 
 
 def judge(rate: float, records: Sequence[RequestRecord], ttft_p90: float | None,
-          target: float = TTFT_P90_TARGET, slack: float = KEEP_UP_SLACK) -> Verdict:
+          target: float = TTFT_P90_TARGET, min_keep_up: float = MIN_KEEP_UP) -> Verdict:
     """Whether a trial at `rate` met the target: no failed request, TTFT p90 under `target`,
-    and a backlog at the end of at most `slack` of the arrival window."""
+    and completions at `min_keep_up` of the arrival rate or more."""
     failed = sum(1 for r in records if not r.ok)
-    excess, window = drain_excess(records)
+    kept = keep_up(records)
     reasons = []
     if not records:
         reasons.append("no request was sent")
@@ -69,10 +70,9 @@ def judge(rate: float, records: Sequence[RequestRecord], ttft_p90: float | None,
         reasons.append("no TTFT measured")
     elif ttft_p90 >= target:
         reasons.append(f"TTFT p90 {ttft_p90 * 1000:.0f} ms")
-    if excess is not None and excess > slack * window:
-        reasons.append(f"fell behind: the last response came {excess:.1f} s after the last "
-                       f"arrival plus a median e2e (allowed {slack * window:.2f} s)")
-    return Verdict(rate, not reasons, ttft_p90, excess, window, failed, "; ".join(reasons))
+    if kept is not None and kept < min_keep_up:
+        reasons.append(f"fell behind: completions at {kept:.0%} of the arrival rate")
+    return Verdict(rate, not reasons, ttft_p90, kept, failed, "; ".join(reasons))
 
 
 @dataclass
@@ -167,3 +167,14 @@ def saturated_throughput(records: Sequence[RequestRecord], start: float,
     per_request = statistics.fmean(len(r.itl) + 1 for r in done)
     in_window = sum(1 for r in done for t in token_times(r) if start <= t <= end)
     return in_window / (end - start) / per_request
+
+
+def replica_bound(profile: Profile, slots: int, time_scale: float, output_len: int,
+                  uncached_tokens: float) -> float:
+    """Requests/s of wall-clock time one simulated replica completes with every batch slot busy,
+    from the simulator's step-time model: a batch of `slots` requests takes `output_len` decode
+    steps at a full batch, plus the prefill of each request's uncached prompt tokens (on a
+    cached prefix: the question and the partial last block)."""
+    cycle = (output_len * profile.step_time(slots, 0)
+             + slots * uncached_tokens * profile.prefill_per_token)
+    return slots * time_scale / cycle

@@ -33,9 +33,10 @@ from benchmarks.suite.capacity_report import (
 )
 from benchmarks.suite.capacity_search import (
     RateSearch,
-    drain_excess,
     grid_up,
     judge,
+    keep_up,
+    replica_bound,
     saturated_throughput,
     token_times,
 )
@@ -50,6 +51,7 @@ from benchmarks.suite.report import render, summary_checks
 from benchmarks.suite.stack import direct
 from benchmarks.suite.store import load_sections, save_section
 from poolgate.bench.records import RequestRecord
+from poolgate.sim.profiles import H100_LLAMA3_8B
 from tests.benchmarks.suite._rows import row, section
 
 # -- the search --------------------------------------------------------------------------------
@@ -132,8 +134,7 @@ def _steady(n: int = 20, gap: float = 1.0, e2e: float = 2.0) -> list[RequestReco
 
 def test_a_trial_that_keeps_up_under_the_target_passes() -> None:
     records = _steady()
-    excess, window = drain_excess(records)
-    assert excess == pytest.approx(0.0) and window == pytest.approx(19.0)
+    assert keep_up(records) == pytest.approx(1.0)
     verdict = judge(20.0, records, ttft_p90=0.3)
     assert verdict.passed and verdict.reason == "" and verdict.failed == 0
 
@@ -144,15 +145,16 @@ def test_a_trial_over_the_ttft_target_fails_with_its_p90() -> None:
 
 
 def test_a_front_that_falls_behind_fails_even_under_the_ttft_target() -> None:
-    records = _steady()
-    # The last request finishes 3 s late: a backlog of 3 s against 5 % of a 19 s window.
-    late = records[-1]
-    records[-1] = _rec(late.index, late.scheduled, 5.0)
-    verdict = judge(20.0, records, ttft_p90=0.3)
-    assert not verdict.passed and verdict.drain_excess == pytest.approx(3.0)
-    assert "fell behind" in verdict.reason and "allowed 0.95 s" in verdict.reason
-    records[-1] = _rec(late.index, late.scheduled, 2.9)  # 0.9 s: within the slack
-    assert judge(20.0, records, ttft_p90=0.3).passed
+    # Arrivals every second for 19 s; completions every 1.25 s: 80 % of the arrival rate.
+    slow = [_rec(i, float(i), 2.0 + 0.25 * i) for i in range(20)]
+    verdict = judge(20.0, slow, ttft_p90=0.3)
+    assert not verdict.passed and verdict.keep_up == pytest.approx(0.8)
+    assert verdict.reason == "fell behind: completions at 80% of the arrival rate"
+    # The e2e of the last request a second longer than the others: 19 / 20 s, within 90 %.
+    jitter = [*_steady(19), _rec(19, 19.0, 3.0)]
+    assert judge(20.0, jitter, ttft_p90=0.3).passed
+    assert keep_up(jitter) == pytest.approx(0.95)
+    assert keep_up(_steady(1)) is None
 
 
 def test_failed_requests_fail_the_trial() -> None:
@@ -185,6 +187,14 @@ def test_saturated_throughput_counts_tokens_not_bursty_completions() -> None:
     assert saturated_throughput(records, 3.0, 3.0) is None
 
 
+def test_the_step_time_model_of_a_saturated_replica() -> None:
+    # 8 slots at 7.2 ms a step (6.4 + 8 x 0.1), 64 steps a batch, at time scale 0.2.
+    assert replica_bound(H100_LLAMA3_8B, 8, 0.2, 64, 0) == pytest.approx(8 * 0.2 / (64 * 0.0072))
+    # Each request's 80 uncached prompt tokens add 8 x 80 x 0.05 ms to a batch.
+    assert replica_bound(H100_LLAMA3_8B, 8, 0.2, 64, 80) == pytest.approx(
+        1.6 / (64 * 0.0072 + 0.032))
+
+
 # -- fronts, configs, commands -----------------------------------------------------------------
 
 
@@ -210,6 +220,7 @@ def test_shown_commands_name_the_rate_and_the_closed_loop_duration() -> None:
     config = trial_config(partition_config(s), 3.0, 20.0, 16)
     shown = shown_command(config)
     assert "--rate RATE --arrival poisson --duration 20" in shown and "--warmup 16" in shown
+    assert "--scrape-url" not in shown
     closed = dataclasses.replace(config, load=dataclasses.replace(
         config.load, rate=None, concurrency=16, duration=30.0))
     assert "--concurrency 16 --duration 30" in shown_command(closed)
