@@ -96,8 +96,12 @@ class KVBlockIndex:
         self._owners: dict[int, set[str]] = {}
         # When each endpoint's entries may be used (monotonic time); absent: not yet.
         self._usable_from: dict[str, float] = {}
-        # The block size the last BlockStored of any endpoint announced (None before any).
+        # The block size the last BlockStored of any endpoint announced (None before any), and
+        # every size any announced (almost always one: the scorer then checks no endpoint).
         self.last_block_size: int | None = None
+        self.block_sizes: set[int] = set()
+        # `usable_set`'s answer and the times between which it holds.
+        self._usable_cache: tuple[float, float, frozenset[str]] | None = None
 
     def __repr__(self) -> str:
         return (f"KVBlockIndex(endpoints={len(self._endpoints)}, keys={len(self._owners)}, "
@@ -118,6 +122,24 @@ class KVBlockIndex:
     def usable(self, address: str, now: float) -> bool:
         """Whether `address`'s entries are trustworthy at `now` (see `trust_from`)."""
         return self._usable_from.get(address, math.inf) <= now
+
+    def usable_set(self, now: float) -> frozenset[str]:
+        """Every endpoint whose entries are trustworthy at `now` (cached until trust changes
+        or a hold ends: the scorer asks at every pick)."""
+        cached = self._usable_cache
+        if cached is not None and cached[0] <= now < cached[1]:
+            return cached[2]
+        since, until = -math.inf, math.inf
+        usable: list[str] = []
+        for address, when in self._usable_from.items():
+            if when <= now:
+                usable.append(address)
+                since = max(since, when)
+            else:
+                until = min(until, when)
+        answer = frozenset(usable)
+        self._usable_cache = (since, until, answer)
+        return answer
 
     def holds(self, address: str, key: int) -> bool:
         """Whether `address` holds the block with our key `key`."""
@@ -160,10 +182,12 @@ class KVBlockIndex:
     def trust_from(self, address: str, when: float) -> None:
         """`address`'s entries may be used from monotonic time `when` (inf: not until told)."""
         self._usable_from[address] = when
+        self._usable_cache = None
 
     def distrust(self, address: str) -> None:
         """`address`'s entries are not to be used until `trust_from` is called again."""
         self._usable_from.pop(address, None)
+        self._usable_cache = None
 
     def apply(self, address: str, events: Iterable[KVEvent]) -> int:
         """Apply one batch of `address`'s events in order; returns the blocks dropped because
@@ -197,6 +221,7 @@ class KVBlockIndex:
             self.clear(address)
         for address in [a for a in self._usable_from if a not in keep]:
             del self._usable_from[address]
+        self._usable_cache = None
 
     def _stored(self, address: str, event: BlockStored) -> int:
         if event.group_idx:
@@ -220,6 +245,8 @@ class KVBlockIndex:
         if size < 1:
             return len(hashes)
         holdings.block_size = self.last_block_size = size
+        if size not in self.block_sizes:
+            self.block_sizes.add(size)
         keys = block_keys(event.token_ids, size, parent, len(hashes))
         for engine_hash, key in zip(hashes, keys, strict=False):
             self._add(address, holdings, engine_hash, key)

@@ -165,3 +165,25 @@ def test_usable_follows_trust() -> None:
     assert not index.usable(A, 4.9) and index.usable(A, 5.0)
     index.distrust(A)
     assert not index.usable(A, 100.0)
+
+
+def test_usable_set_follows_trust_and_holds() -> None:
+    index = KVBlockIndex()
+    assert index.usable_set(1.0) == frozenset()
+    index.trust_from(A, 0.0)
+    index.trust_from(B, 5.0)
+    assert index.usable_set(1.0) == {A}
+    assert index.usable_set(4.9) == {A}  # from the cache, still right
+    assert index.usable_set(5.0) == {A, B}  # the hold ended: recomputed
+    assert index.usable_set(2.0) == {A}  # an earlier time is answered right too
+    index.distrust(A)
+    assert index.usable_set(6.0) == {B}
+    index.retain([A])
+    assert index.usable_set(6.0) == frozenset()
+
+
+def test_block_sizes_seen() -> None:
+    index = KVBlockIndex()
+    _store(index, A, _ids(8), [1, 2])
+    index.apply(B, [BlockStored([9], None, _ids(16), 16)])
+    assert index.block_sizes == {4, 16} and index.last_block_size == 16

@@ -209,20 +209,8 @@ class PrecisePrefixCacheScorer:
         keys = self.keys(req, block_size)
         if not keys:
             return {}
-        now = cycle.now
+        precise, fallback = self._split(endpoints, block_size, cycle.now)
         index = self.index
-        usable, size_of = index.usable, index.block_size
-        precise: set[str] = set()
-        fallback: list[str] = []
-        for e in endpoints:
-            address = e.address
-            if usable(address, now):
-                size = size_of(address)
-                if size is None or size == block_size:
-                    precise.add(address)
-                    continue
-                self._mismatch(address, size, block_size)
-            fallback.append(address)
         matches = index.match_lengths(keys, precise) if precise else {}
         if fallback:
             guessed = self.approx.match_lengths(keys, fallback)
@@ -233,6 +221,26 @@ class PrecisePrefixCacheScorer:
         matches = self.bound.apply(matches, endpoints)
         total = len(keys)
         return {a: n / total for a, n in matches.items()}
+
+    def _split(self, endpoints: Sequence[Endpoint], block_size: int,
+               now: float) -> tuple[frozenset[str], list[str]]:
+        """The candidates scored from the events, and those scored from the approximate index
+        (events untrusted, or blocks of another size)."""
+        index = self.index
+        addresses = [e.address for e in endpoints]
+        precise = index.usable_set(now).intersection(addresses)
+        sizes = index.block_sizes
+        if sizes and (len(sizes) > 1 or block_size not in sizes):
+            size_of = index.block_size
+            mismatched = {a for a in precise if size_of(a) not in (None, block_size)}
+            for address in mismatched:
+                size = size_of(address)
+                assert size is not None
+                self._mismatch(address, size, block_size)
+            precise = precise - mismatched
+        if len(precise) == len(addresses):
+            return precise, []
+        return precise, [a for a in addresses if a not in precise]
 
     def on_picked(self, req: LLMRequest, address: str) -> None:
         """Record the request's blocks for `address` in the approximate (fallback) index."""
