@@ -98,6 +98,22 @@ bench-epp: $(VENV)/.installed-bench
 bench-capacity: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.suite --only capacity --peers-venv $(PEERS_VENV) --out docs/benchmarks.md
 
+# Saturation with a C load client (issue 18): Envoy alone, poolgate's default and round-robin
+# profiles and, once `make bench-peers` has installed them, the peer routers, driven by Debian's
+# wrk (installed by apt-get when missing) at saturation, at fixed rates and relaying SSE; then
+# py-spy's profile of poolgate serve there (py-spy is in the bench extra), and the pick cost the
+# issue's targets name (~14 min on 2 cores; `python -m benchmarks.suite --only saturation --quick`
+# in ~4).
+.PHONY: bench-saturation wrk
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+		echo "installing wrk (apt-get)"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q wrk; }
+
+bench-saturation: $(VENV)/.installed-bench wrk
+	$(BIN)/python -m benchmarks.suite --only pick,saturation --peers-venv $(PEERS_VENV) --out docs/benchmarks.md
+
 # Container image (issue 14), with Debian's podman/buildah (installed by apt-get when missing;
 # rootful: as root or through sudo). Without a registry the base is built from Debian packages
 # (mmdebstrap, scripts/image/build-base.sh, skipped when it exists); BASE_IMAGE=python:3.11-slim

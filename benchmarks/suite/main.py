@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from benchmarks.suite import capacity, epp, multicluster, replicas
+from benchmarks.suite import capacity, epp, multicluster, replicas, saturation, saturation_profile
 from benchmarks.suite import sections as run
 from benchmarks.suite.commands import PEERS
 from benchmarks.suite.foreign import CpuSnapshot, foreign_share
@@ -37,7 +37,7 @@ from benchmarks.suite.store import data_dir, load_sections, note_foreign_cpu, sa
 from poolgate.bench import BenchError, BenchResult, plot
 
 SECTIONS = ("overhead", "routing", "pick", "multicluster", "peers", "epp", "capacity",
-            "replicas")
+            "replicas", "saturation")
 DEFAULT_SECTIONS = ("overhead", "routing", "pick", "multicluster")
 
 
@@ -200,14 +200,26 @@ async def _replicas(opts: SuiteOptions, workdir: Path, cwd: Path) -> None:
     save_section(data_dir(opts.out), await replicas.run(settings, workdir))
 
 
+async def _saturation(opts: SuiteOptions, workdir: Path, cwd: Path) -> None:
+    """Issue 18: every front at saturation and fixed rates with `wrk`, then the profile of
+    `poolgate serve` there; the peer routers are included when their venv exists."""
+    settings = saturation.saturation_settings(opts.quick)
+    venv = saturation.available_peers(opts.peers_venv)
+    save_section(data_dir(opts.out), await saturation.run(settings, workdir / "fronts", venv, cwd))
+    save_section(data_dir(opts.out), await saturation_profile.run(
+        saturation_profile.profile_settings(opts.quick), settings, workdir / "profile"))
+
+
 # Sections that run from (options, their work directory, the current directory) alone.
-_OWN_RUNNERS = {"epp": _epp, "capacity": _capacity, "replicas": _replicas}
+_OWN_RUNNERS = {"epp": _epp, "capacity": _capacity, "replicas": _replicas,
+                "saturation": _saturation}
 
 
 def _names_of(section: str) -> tuple[str, ...]:
     """The saved sections an option of --only produces."""
     return {"peers": ("peers-overhead", "peers-routing"),
-            "epp": ("epp-cost", "epp-routing")}.get(section, (section,))
+            "epp": ("epp-cost", "epp-routing"),
+            "saturation": ("saturation", "saturation-profile")}.get(section, (section,))
 
 
 def write_report(opts: SuiteOptions) -> None:

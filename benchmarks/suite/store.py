@@ -8,7 +8,8 @@ from pathlib import Path
 from benchmarks.suite.model import Section
 
 SECTION_NAMES = ("overhead", "routing", "pick", "multicluster", "peers-overhead", "peers-routing",
-                 "epp-cost", "epp-routing", "capacity", "replicas")
+                 "epp-cost", "epp-routing", "capacity", "replicas", "saturation",
+                 "saturation-profile")
 
 
 def data_dir(report: Path) -> Path:

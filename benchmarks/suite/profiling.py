@@ -1,0 +1,279 @@
+"""Where a request's CPU goes in `poolgate serve` at saturation (issue 18): py-spy samples of the
+gateway while `wrk` saturates it on the instant backends, folded into the stages of the request
+path and into the frames that spend the most time themselves.
+
+py-spy (`--native`) samples the gateway's Python stack and the C frames under it (uvloop,
+httptools, libc, the interpreter) a fixed number of times a second while the thread is on a
+CPU; idle waits (epoll with nothing ready) are not sampled. A sample's stage is the innermost
+frame on its stack that a rule below names (a socket write inside the relay counts to the relay;
+garbage collection counts to itself wherever it was triggered); shares of samples times the CPU
+per request measured without the profiler give microseconds per request per stage. Time in the
+kernel (system calls: socket reads and writes, epoll) is included, in the stage whose code made
+the call: py-spy sees the libc wrapper (`write`, `read`, `epoll_wait`) at the top of the stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import sys
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from poolgate.bench import BenchError
+from poolgate.bench.cpu import parse_proc_stat
+
+# A stage, the file its marker functions live in (a path suffix), and the functions (exact
+# names, or prefixes ending in "*"); the first rule that matches a frame, walking from the
+# leaf to the root, names the sample's stage.
+Rule = tuple[str, str, tuple[str, ...]]
+
+PARSE = "downstream: read and parse the request (httptools)"
+RESOLVE = "resolve: route, backendRef, upstream headers"
+INSPECT = "inspect: body JSON, model, objective, request for the picker"
+ADMIT = "admit: shedding, rate limit"
+PICK = "pick: the scheduler (filters, scorers, picker, prefix index)"
+UPSTREAM_WRITE = "upstream: connection, request head, write"
+UPSTREAM_READ = "upstream: read and parse the response (httptools)"
+RELAY = "relay: response head and body to the client"
+OUTCOME = "outcome: lease release, metrics, live window"
+ATTEMPT = "attempt: circuit breaker, lease, retry bookkeeping"
+HANDLE = "request: context, error handling (Gateway.handle)"
+TASK = "request task: start, keep-alive (server)"
+BACKGROUND = "background: metrics scraping, health"
+GC = "garbage collection"
+LOOP = "event loop: epoll, socket reads, task switching (uvloop)"
+OTHER = "other"
+
+STAGES = (PARSE, RESOLVE, INSPECT, ADMIT, PICK, UPSTREAM_WRITE, UPSTREAM_READ, RELAY, OUTCOME,
+          ATTEMPT, HANDLE, TASK, BACKGROUND, GC, LOOP, OTHER)
+
+RULES: tuple[Rule, ...] = (
+    (PARSE, "poolgate/http/server.py", ("_Connection.data_received", "_Connection.on_*",
+                                        "_Connection._enqueue", "_Connection.connection_made",
+                                        "_Connection.eof_received", "DownstreamRequest.__init__")),
+    (UPSTREAM_READ, "poolgate/http/client.py", ("UpstreamConnection.data_received",
+                                                "UpstreamConnection.on_*",
+                                                "UpstreamResponse._feed",
+                                                "UpstreamResponse._finish",
+                                                "UpstreamResponse._wake")),
+    (RESOLVE, "poolgate/proxy/gateway.py", ("Gateway.resolve",)),
+    (INSPECT, "poolgate/proxy/gateway.py", ("Gateway.inspect", "Gateway._resolve_inference",
+                                            "Gateway.authenticate")),
+    (ADMIT, "poolgate/proxy/gateway.py", ("Gateway.admit", "Gateway.shed")),
+    (PICK, "poolgate/proxy/gateway.py", ("Gateway.pick",)),
+    (UPSTREAM_WRITE, "poolgate/proxy/gateway.py", ("Gateway._send",)),
+    (RELAY, "poolgate/proxy/gateway.py", ("Gateway._relay",)),
+    (OUTCOME, "poolgate/proxy/gateway.py", ("Gateway.finish", "Gateway._record_live")),
+    (OUTCOME, "poolgate/proxy/lease.py", ("RequestLease.close", "RequestLease.end_attempt",
+                                          "RequestLease.relayed")),
+    (ATTEMPT, "poolgate/proxy/gateway.py", ("Gateway.attempt",)),
+    (HANDLE, "poolgate/proxy/gateway.py", ("Gateway.handle",)),
+    (TASK, "poolgate/http/server.py", ("_Connection._run", "_Connection._after")),
+    (BACKGROUND, "poolgate/datalayer/", ("*",)),
+)
+GC_FUNCTIONS = frozenset({"gc_collect_main", "gc_collect_with_callback", "gc_collect_generations",
+                          "collect"})
+# A thread waiting for work (the gateway's thread pool, idle): py-spy's native mode samples it
+# as if it ran, so such samples are set apart, not counted as CPU.
+IDLE_FUNCTIONS = frozenset({"_queue_SimpleQueue_get", "Condition.wait", "Event.wait",
+                            "Thread._wait_for_tstate_lock", "Thread.join", "pthread_cond_wait",
+                            "pthread_cond_timedwait", "sem_wait", "sem_timedwait"})
+LOOP_FUNCTIONS = frozenset({"Runner.run", "run_forever", "run_until_complete", "uv_run"})
+SYSCALLS = frozenset({"write", "writev", "send", "sendto", "sendmsg", "read", "readv", "recv",
+                      "recvfrom", "recvmsg", "epoll_wait", "epoll_pwait", "epoll_ctl", "accept4",
+                      "close", "shutdown", "getsockopt", "setsockopt", "getpeername",
+                      "getsockname", "clock_gettime", "__libc_write", "__libc_read",
+                      "__libc_recv", "__libc_send"})
+
+_FRAME = re.compile(r"^(?P<name>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
+_HEX = re.compile(r"^0x[0-9a-f]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One frame of a py-spy stack: its function and the file (or shared object) it is in."""
+
+    name: str
+    file: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.file})"
+
+    @property
+    def is_syscall(self) -> bool:
+        return self.file.startswith("libc") and self.name in SYSCALLS
+
+
+def parse_frame(text: str) -> Frame:
+    """`Gateway.pick (poolgate/proxy/gateway.py:391)` -> Frame("Gateway.pick", "poolgate/...");
+    an unresolved native address is folded into one frame per object file."""
+    m = _FRAME.match(text.strip())
+    if m is None:
+        return Frame(text.strip() or "?", "?")
+    name, file = m.group("name"), m.group("file")
+    if _HEX.match(name):
+        name = "(unresolved)"
+    return Frame(name, file)
+
+
+def parse_raw(text: str) -> list[tuple[tuple[Frame, ...], int]]:
+    """py-spy's `--format raw` (collapsed stacks: `root;...;leaf COUNT` per line)."""
+    out: list[tuple[tuple[Frame, ...], int]] = []
+    for line in text.splitlines():
+        stack, _, count = line.rstrip().rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        out.append((tuple(parse_frame(f) for f in stack.split(";")), int(count)))
+    return out
+
+
+def _matches(frame: Frame, rule: Rule) -> bool:
+    _, path, names = rule
+    if path not in frame.file:
+        return False
+    for n in names:
+        if n == "*" or frame.name == n or (n.endswith("*") and frame.name.startswith(n[:-1])):
+            return True
+    return False
+
+
+def is_idle(stack: Sequence[Frame]) -> bool:
+    """Whether a sample is of a thread waiting for work (see `IDLE_FUNCTIONS`)."""
+    return any(f.name in IDLE_FUNCTIONS for f in stack)
+
+
+def stage_of(stack: Sequence[Frame]) -> str:
+    """The stage a sample counts to (see the module's docstring)."""
+    if any(f.name in GC_FUNCTIONS and "python" in f.file for f in stack):
+        return GC
+    for frame in reversed(stack):
+        for rule in RULES:
+            if _matches(frame, rule):
+                return rule[0]
+    if any(f.name in LOOP_FUNCTIONS for f in stack):
+        return LOOP
+    return OTHER
+
+
+@dataclass
+class Profile:
+    """Samples folded by stage and by frame."""
+
+    samples: int = 0
+    idle: int = 0  # samples of threads waiting for work, left out of everything else
+    stages: Counter[str] = field(default_factory=Counter)
+    stage_syscalls: Counter[str] = field(default_factory=Counter)
+    self_samples: Counter[str] = field(default_factory=Counter)
+    total_samples: Counter[str] = field(default_factory=Counter)
+
+    def add(self, stacks: Iterable[tuple[tuple[Frame, ...], int]]) -> None:
+        for stack, n in stacks:
+            if not stack:
+                continue
+            if is_idle(stack):
+                self.idle += n
+                continue
+            stage = stage_of(stack)
+            self.samples += n
+            self.stages[stage] += n
+            if stack[-1].is_syscall:
+                self.stage_syscalls[stage] += n
+            self.self_samples[stack[-1].label] += n
+            for label in {f.label for f in stack}:
+                self.total_samples[label] += n
+
+    def to_dict(self, top: int = 25) -> dict[str, Any]:
+        return {
+            "samples": self.samples,
+            "idle_samples": self.idle,
+            "stages": [{"stage": s, "samples": self.stages[s],
+                        "syscall_samples": self.stage_syscalls[s]}
+                       for s in STAGES if self.stages[s]],
+            "top": [{"frame": label, "self": n, "total": self.total_samples[label]}
+                    for label, n in self.self_samples.most_common(top)],
+        }
+
+
+def pyspy_binary() -> str:
+    """py-spy next to this interpreter (`pip install py-spy`; the bench extra), else on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("py-spy")
+    if found is None:
+        raise BenchError("py-spy is not installed: `pip install 'py-spy>=0.4'` into the suite's "
+                         "venv (the bench extra has it)")
+    return found
+
+
+def record_argv(pid: int | str, seconds: float, rate: int, output: Path | str,
+                binary: str = "py-spy", native: bool = True) -> list[str]:
+    """py-spy sampling `pid` for `seconds`, collapsed stacks to `output`: with the C frames
+    (`--native`, which stops the process for each sample), or the Python frames only, read
+    without stopping it (`--nonblocking`)."""
+    return [binary, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
+            "--rate", str(rate), "--native" if native else "--nonblocking", "--format", "raw",
+            "--output", str(output)]
+
+
+async def record(pid: int, seconds: float, rate: int, output: Path, native: bool = True) -> str:
+    """Run py-spy to the end; the collapsed stacks it wrote."""
+    proc = await asyncio.create_subprocess_exec(
+        *record_argv(pid, seconds, rate, output, pyspy_binary(), native),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=seconds + 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return _written(output, proc.returncode, out)
+
+
+def _written(output: Path, status: int | None, log: bytes) -> str:
+    """What py-spy wrote to `output`; BenchError with its log when it failed."""
+    if status != 0 or not output.exists():
+        raise BenchError(f"py-spy failed (status {status}): "
+                         f"{log.decode(errors='replace').strip()[-1000:]}")
+    return output.read_text()
+
+
+@dataclass(frozen=True, slots=True)
+class CpuTimes:
+    """User and system CPU seconds of one process at one moment (from /proc/PID/stat)."""
+
+    user: float
+    system: float
+
+    @classmethod
+    def of(cls, pid: int, proc: Path = Path("/proc")) -> CpuTimes:
+        try:
+            st = parse_proc_stat((proc / str(pid) / "stat").read_text())
+        except (OSError, ValueError, IndexError) as e:
+            raise BenchError(f"cannot read the CPU time of process {pid}: {e}") from None
+        tick = os.sysconf("SC_CLK_TCK")
+        return cls(st.utime / tick, st.stime / tick)
+
+    def __sub__(self, other: CpuTimes) -> CpuTimes:
+        return CpuTimes(self.user - other.user, self.system - other.system)
+
+
+def stage_table(profile: Mapping[str, Any], us_per_request: float | None) -> list[dict[str, Any]]:
+    """Per stage: share of the samples, µs per request (share x `us_per_request`), and the part
+    of it in system calls."""
+    total = profile.get("samples") or 0
+    out = []
+    for s in profile.get("stages", []):
+        share = s["samples"] / total if total else 0.0
+        sys_share = s["syscall_samples"] / total if total else 0.0
+        out.append({"stage": s["stage"], "share": share,
+                    "us": None if us_per_request is None else share * us_per_request,
+                    "syscall_us": None if us_per_request is None else sys_share * us_per_request})
+    return out
