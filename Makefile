@@ -28,12 +28,14 @@ $(VENV)/.installed-bench: pyproject.toml $(VENV)/.created
 venv: $(VENV)/.installed-test
 
 # OS packages the test suite needs: a real redis-server for the shared-limit tests, Debian's
-# chromium for the status page's browser test (tests/e2e/test_status_page.py, issue 16). Only
+# chromium for the status page's browser test (tests/e2e/test_status_page.py, issue 16), wrk for
+# the saturation section's tests (tests/benchmarks/suite/test_saturation.py, issue 18). Only
 # what is missing is installed, so a second run installs nothing.
 os-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing (apt-get)"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
