@@ -47,11 +47,12 @@ HANDLE = "request: context, error handling (Gateway.handle)"
 TASK = "request task: start, keep-alive (server)"
 BACKGROUND = "background: metrics scraping, health"
 GC = "garbage collection"
-LOOP = "event loop: epoll, socket reads, task switching (uvloop)"
+READS = "socket reads: read() by uvloop before data_received, both sides"
+LOOP = "event loop: epoll, callbacks, task switching (uvloop)"
 OTHER = "other"
 
 STAGES = (PARSE, RESOLVE, INSPECT, ADMIT, PICK, UPSTREAM_WRITE, UPSTREAM_READ, RELAY, OUTCOME,
-          ATTEMPT, HANDLE, TASK, BACKGROUND, GC, LOOP, OTHER)
+          ATTEMPT, HANDLE, TASK, BACKGROUND, GC, READS, LOOP, OTHER)
 
 RULES: tuple[Rule, ...] = (
     (PARSE, "poolgate/http/server.py", ("_Connection.data_received", "_Connection.on_*",
@@ -90,6 +91,9 @@ SYSCALLS = frozenset({"write", "writev", "send", "sendto", "sendmsg", "read", "r
                       "close", "shutdown", "getsockopt", "setsockopt", "getpeername",
                       "getsockname", "clock_gettime", "__libc_write", "__libc_read",
                       "__libc_recv", "__libc_send"})
+
+READ_CALLS = frozenset({"read", "readv", "recv", "recvfrom", "recvmsg", "__libc_read",
+                        "__libc_recv"})
 
 _FRAME = re.compile(r"^(?P<name>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 _HEX = re.compile(r"^0x[0-9a-f]+$")
@@ -158,7 +162,8 @@ def stage_of(stack: Sequence[Frame]) -> str:
             if _matches(frame, rule):
                 return rule[0]
     if any(f.name in LOOP_FUNCTIONS for f in stack):
-        return LOOP
+        leaf = stack[-1]
+        return READS if leaf.is_syscall and leaf.name in READ_CALLS else LOOP
     return OTHER
 
 
@@ -172,6 +177,7 @@ class Profile:
     stage_syscalls: Counter[str] = field(default_factory=Counter)
     self_samples: Counter[str] = field(default_factory=Counter)
     total_samples: Counter[str] = field(default_factory=Counter)
+    syscall_labels: set[str] = field(default_factory=set)
 
     def add(self, stacks: Iterable[tuple[tuple[Frame, ...], int]]) -> None:
         for stack, n in stacks:
@@ -185,6 +191,7 @@ class Profile:
             self.stages[stage] += n
             if stack[-1].is_syscall:
                 self.stage_syscalls[stage] += n
+                self.syscall_labels.add(stack[-1].label)
             self.self_samples[stack[-1].label] += n
             for label in {f.label for f in stack}:
                 self.total_samples[label] += n
@@ -196,7 +203,8 @@ class Profile:
             "stages": [{"stage": s, "samples": self.stages[s],
                         "syscall_samples": self.stage_syscalls[s]}
                        for s in STAGES if self.stages[s]],
-            "top": [{"frame": label, "self": n, "total": self.total_samples[label]}
+            "top": [{"frame": label, "self": n, "total": self.total_samples[label],
+                     "syscall": label in self.syscall_labels}
                     for label, n in self.self_samples.most_common(top)],
         }
 
@@ -265,15 +273,45 @@ class CpuTimes:
         return CpuTimes(self.user - other.user, self.system - other.system)
 
 
-def stage_table(profile: Mapping[str, Any], us_per_request: float | None) -> list[dict[str, Any]]:
-    """Per stage: share of the samples, µs per request (share x `us_per_request`), and the part
-    of it in system calls."""
-    total = profile.get("samples") or 0
+def _split(profile: Mapping[str, Any]) -> tuple[int, int]:
+    """Samples in user space and samples in system calls, over the whole profile."""
+    syscalls = sum(s["syscall_samples"] for s in profile.get("stages", []))
+    return (profile.get("samples") or 0) - syscalls, syscalls
+
+
+def _calibrated(user: int, syscalls: int, totals: tuple[int, int], user_us: float,
+                system_us: float) -> float:
+    """µs per request of `user` user-space and `syscalls` system-call samples."""
+    all_user, all_sys = totals
+    return ((user / all_user * user_us if all_user else 0.0)
+            + (syscalls / all_sys * system_us if all_sys else 0.0))
+
+
+def stage_table(profile: Mapping[str, Any], user_us: float | None,
+                system_us: float | None) -> list[dict[str, Any]]:
+    """Per stage: µs per request, the part of it in system calls, its share of the CPU and of
+    the samples. The user-space samples divide the user time per request, the system-call
+    samples the system time (see `calibration_note`)."""
+    totals = _split(profile)
+    cpu = None if user_us is None or system_us is None else user_us + system_us
     out = []
     for s in profile.get("stages", []):
-        share = s["samples"] / total if total else 0.0
-        sys_share = s["syscall_samples"] / total if total else 0.0
-        out.append({"stage": s["stage"], "share": share,
-                    "us": None if us_per_request is None else share * us_per_request,
-                    "syscall_us": None if us_per_request is None else sys_share * us_per_request})
+        user = s["samples"] - s["syscall_samples"]
+        us = (None if user_us is None or system_us is None
+              else _calibrated(user, s["syscall_samples"], totals, user_us, system_us))
+        sys_us = (None if system_us is None
+                  else _calibrated(0, s["syscall_samples"], totals, 0.0, system_us))
+        out.append({"stage": s["stage"], "us": us, "syscall_us": sys_us,
+                    "share": None if us is None or not cpu else us / cpu,
+                    "sample_share": s["samples"] / (profile.get("samples") or 1)})
     return out
+
+
+def frame_us(profile: Mapping[str, Any], entry: Mapping[str, Any], user_us: float | None,
+             system_us: float | None) -> float | None:
+    """µs per request of a top frame's own samples, calibrated as the stages are."""
+    if user_us is None or system_us is None:
+        return None
+    n = entry["self"]
+    return _calibrated(0 if entry.get("syscall") else n, n if entry.get("syscall") else 0,
+                       _split(profile), user_us, system_us)

@@ -9,7 +9,7 @@ from typing import Any
 from benchmarks.suite import _format as fmt
 from benchmarks.suite.checks import added
 from benchmarks.suite.model import Check, RunRow, Section
-from benchmarks.suite.profiling import stage_table
+from benchmarks.suite.profiling import STAGES, frame_us, stage_table
 from benchmarks.suite.saturation import (
     DIRECT,
     POOLGATE_DEFAULT,
@@ -240,7 +240,7 @@ def saturation_md(section: Section | None, pick: Section | None) -> str:
     out += (f"**SSE relay** ({st.get('stream_tokens')}-token streams, `-c"
             f"{st.get('connections', 64)}`; a chunk is one SSE event)\n\n"
             + stream_table(section) + "\n\n")
-    out += checks_md(saturation_checks(section, pick)) + "\n"
+    out += checks_md(saturation_checks(section, pick)) + "\n\n"
     out += _commands(section.commands) + "\n" + "".join(f"- {n}\n" for n in section.notes)
     return out + _rounds_note(section)
 
@@ -278,50 +278,77 @@ samples the gateway {rate} times a second for {seconds:g} s (`--native`: the Pyt
 the C frames under it: uvloop, httptools, libc, the interpreter), {rounds} round(s). Each \
 sample counts to the innermost stage of the request path on its stack \
 (`benchmarks/suite/profiling.py` names the functions that mark each stage; a socket write \
-counts to the stage that wrote, garbage collection to itself wherever it was triggered); a \
-stage's µs per request is its share of the samples times the CPU per request measured without \
-the profiler. "of which system calls" is the part of a stage's samples whose innermost frame is \
-a libc system call wrapper (`write`, `read`, `epoll_pwait`, ...): time in the kernel. Samples \
-of the gateway's idle worker thread (waiting on its queue) are left out. py-spy stops the \
-gateway for each sample, so requests/s are lower while it samples (see the last columns); \
-what a sample sees is where the CPU was.
+counts to the stage that wrote, garbage collection to itself wherever it was triggered). A \
+sample whose innermost frame is a libc system-call wrapper (`write`, `read`, `epoll_pwait`, \
+...) is time in the kernel. Samples of the gateway's idle worker thread (waiting on its queue) \
+are left out.
+
+How samples become µs: py-spy stops the gateway to take a native sample, and on this VM the \
+stop lands at a system call's return more often than the kernel's share of the CPU would have \
+it (compare the two percentages under each profile below; and Envoy, which makes the same socket \
+reads and writes per request, spends less CPU per request in all, in 9a, than these samples \
+would put on poolgate's system calls alone). So the two kinds are calibrated apart: a \
+stage's user-space samples divide the user time per request, its system-call samples the system \
+time (both measured without the profiler), and "share" is of that CPU. "samples" is the raw \
+share, for comparison.
 
 """
 
 
 def _profile_line(name: str, p: Mapping[str, Any]) -> str:
     share = p.get("profiled_cpu_share")
+    syscalls = sum(s["syscall_samples"] for s in p.get("stages", []))
+    samples = p.get("samples") or 0
+    cpu, system = p.get("cpu_us"), p.get("system_us")
     return (f"**poolgate {name}**: {fmt.rate(p.get('requests_per_s'), 'req/s')}, "
-            f"{fmt.us(p.get('cpu_us'))} of CPU per request ({fmt.us(p.get('user_us'))} user, "
-            f"{fmt.us(p.get('system_us'))} system) without the profiler; "
+            f"{fmt.us(cpu)} of CPU per request ({fmt.us(p.get('user_us'))} user, "
+            f"{fmt.us(system)} system) without the profiler; "
             f"{fmt.rate(p.get('profiled_requests_per_s'), 'req/s')} while sampled "
-            f"(the gateway on its CPU {fmt.pct(share)} of the time, stopped by py-spy for "
-            f"most of the rest); {p.get('samples')} samples ({p.get('idle_samples', 0)} of the "
-            f"idle worker thread left out).\n\n")
+            f"(the gateway on its CPU {fmt.pct(share)} of the time; stopped by py-spy or "
+            f"idle the rest); {samples} samples ({p.get('idle_samples', 0)} of the idle worker "
+            f"thread left out), {fmt.pct(syscalls / samples if samples else None)} of them in "
+            f"system calls against {fmt.pct(system / cpu if cpu and system is not None else None)}"
+            f" of the CPU in `/proc`'s system time.\n\n")
 
 
-def stages_table(p: Mapping[str, Any]) -> str:
-    rows = stage_table(p, p.get("cpu_us"))
-    total_us = sum(r["us"] for r in rows if r["us"] is not None)
-    body = [[r["stage"], fmt.us(r["us"]), fmt.us(r["syscall_us"]), fmt.pct(r["share"])]
-            for r in rows]
-    body.append(["**total**", fmt.us(total_us),
-                 fmt.us(sum(r["syscall_us"] for r in rows if r["syscall_us"] is not None)),
-                 fmt.pct(1.0 if rows else None)])
-    return markdown_table(["stage", "µs / request", "of which system calls", "share"], body)
+def stages_table(profiles: Mapping[str, Mapping[str, Any]]) -> str:
+    """One row per stage, per scheduler profile: µs per request, the part in system calls,
+    the share of the CPU and of the samples."""
+    tables = {name: {r["stage"]: r for r in stage_table(p, p.get("user_us"), p.get("system_us"))}
+              for name, p in profiles.items()}
+    stages = [s for s in STAGES if any(s in t for t in tables.values())]
+    body = []
+    for stage in stages:
+        cells = [stage]
+        for t in tables.values():
+            r = t.get(stage)
+            cells += ([fmt.MISSING] * 4 if r is None else
+                      [fmt.us(r["us"]), fmt.us(r["syscall_us"]), fmt.pct(r["share"]),
+                       fmt.pct(r["sample_share"])])
+        body.append(cells)
+    total = ["**total**"]
+    for t in tables.values():
+        rows = list(t.values())
+        total += [fmt.us(sum(r["us"] for r in rows if r["us"] is not None)),
+                  fmt.us(sum(r["syscall_us"] for r in rows if r["syscall_us"] is not None)),
+                  fmt.pct(1.0 if rows else None), fmt.pct(1.0 if rows else None)]
+    body.append(total)
+    header = ["stage"]
+    for name in tables:
+        header += [f"{name}: µs / request", "of which system calls", "share", "samples"]
+    return markdown_table(header, body)
 
 
 def top_table(p: Mapping[str, Any], limit: int = 25) -> str:
     total = p.get("samples") or 0
-    cpu = p.get("cpu_us")
     body = []
     for t in p.get("top", [])[:limit]:
-        share = t["self"] / total if total else None
-        body.append([f"`{t['frame']}`", fmt.pct(share),
-                     fmt.us(None if share is None or cpu is None else share * cpu),
+        body.append([f"`{t['frame']}`",
+                     fmt.us(frame_us(p, t, p.get("user_us"), p.get("system_us"))),
+                     fmt.pct(t["self"] / total if total else None),
                      fmt.pct(t["total"] / total if total else None)])
-    return markdown_table(["frame (self time)", "self share", "self µs / request",
-                           "share with callees"], body)
+    return markdown_table(["frame (self time)", "self µs / request", "self samples",
+                           "samples with callees"], body)
 
 
 def profile_md(section: Section | None) -> str:
@@ -332,11 +359,12 @@ def profile_md(section: Section | None) -> str:
     out += PROFILE_INTRO.format(connections=st.get("connections", 64), rate=st.get("sample_rate"),
                                 seconds=float(st.get("seconds", 0)), rounds=st.get("rounds", 1))
     out += _header(section) + "\n"
-    for name, p in section.extra.get("profiles", {}).items():
-        out += _profile_line(name, p)
-        out += stages_table(p) + "\n\n"
-        out += f"Top {min(25, len(p.get('top', [])))} frames by self time:\n\n"
-        out += top_table(p) + "\n\n"
+    profiles = section.extra.get("profiles", {})
+    out += "".join(_profile_line(name, p) for name, p in profiles.items())
+    out += "**Per request, by stage**\n\n" + stages_table(profiles) + "\n\n"
+    for name, p in profiles.items():
+        out += (f"**poolgate {name}: the top {min(25, len(p.get('top', [])))} frames by self "
+                f"time**\n\n" + top_table(p) + "\n\n")
     lines = "\n".join(section.commands)
     out += f"To reproduce (the gateway's PID as `$GATEWAY_PID`):\n\n```bash\n{lines}\n```\n"
     return out + "".join(f"- {n}\n" for n in section.notes)

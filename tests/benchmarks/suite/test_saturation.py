@@ -34,10 +34,12 @@ from benchmarks.suite.profiling import (
     OTHER,
     PARSE,
     PICK,
+    READS,
     RELAY,
     UPSTREAM_WRITE,
     Frame,
     Profile,
+    frame_us,
     parse_frame,
     parse_raw,
     record_argv,
@@ -194,6 +196,9 @@ def test_each_sample_counts_to_the_innermost_stage_on_its_stack() -> None:
     assert len(parse_raw(RAW)) == 8  # the blank and the garbage line are skipped
     by_text = {text: stage_of(s) for text, s in stacks.items()}
     assert list(by_text.values()) == [RELAY, GC, PICK, PARSE, UPSTREAM_WRITE, LOOP, OTHER, OTHER]
+    # uvloop reads a socket before any of our code runs: a stage of its own
+    ((reads, _),) = parse_raw(MAIN + ";UVStream__on_read (loop.c:1);read (libc.so.6) 1")
+    assert stage_of(reads) == READS
 
 
 def test_profile_sets_idle_threads_apart_and_splits_system_calls() -> None:
@@ -208,12 +213,21 @@ def test_profile_sets_idle_threads_apart_and_splits_system_calls() -> None:
                                                  "Scheduler.pick (poolgate/scheduling/scheduler.py)",
                                                  "_Connection.on_headers_complete "
                                                  "(poolgate/http/server.py)"]
-    assert data["top"][0] == {"frame": "write (libc.so.6)", "self": 55, "total": 55}
+    assert data["top"][0] == {"frame": "write (libc.so.6)", "self": 55, "total": 55,
+                              "syscall": True}
     assert data["top"][1]["total"] == 27  # with the GC under it and the truncated stack
-    table = {r["stage"]: r for r in stage_table(data, 200.0)}
-    assert table[RELAY]["us"] == pytest.approx(60.0) and table[RELAY]["syscall_us"] == 60.0
-    assert table[PICK]["share"] == pytest.approx(0.2)
+    # 100 samples: 63 in system calls (relay 30, upstream 25, epoll 8), 37 in user space
+    table = {r["stage"]: r for r in stage_table(data, 74.0, 126.0)}
+    assert table[RELAY]["syscall_us"] == pytest.approx(30 / 63 * 126.0)
+    assert table[RELAY]["us"] == table[RELAY]["syscall_us"]
+    assert table[PICK]["us"] == pytest.approx(20 / 37 * 74.0) and table[PICK]["syscall_us"] == 0
+    assert table[PICK]["share"] == pytest.approx(40 / 200) and table[PICK]["sample_share"] == 0.2
     assert sum(r["us"] for r in table.values()) == pytest.approx(200.0)
+    assert all(r["us"] is None for r in stage_table(data, None, None))
+    write, pick = data["top"][0], data["top"][1]
+    assert write["syscall"] and not pick["syscall"]
+    assert frame_us(data, write, 74.0, 126.0) == pytest.approx(55 / 63 * 126.0)
+    assert frame_us(data, pick, 74.0, 126.0) == pytest.approx(22 / 37 * 74.0)
 
 
 def test_py_spy_command() -> None:
@@ -366,16 +380,22 @@ def test_markdown_and_the_targets_table(tmp_path: Path) -> None:
 def test_profile_markdown_lists_stages_and_frames() -> None:
     profile = Profile()
     profile.add(parse_raw(RAW))
-    data = {"requests_per_s": 9000.0, "cpu_us": 100.0, "user_us": 80.0, "system_us": 20.0,
+    data = {"requests_per_s": 9000.0, "cpu_us": 200.0, "user_us": 74.0, "system_us": 126.0,
             "profiled_requests_per_s": 6000.0, "profiled_cpu_share": 0.7, "rounds": 1,
             **profile.to_dict()}
     prof = section("saturation-profile", [], settings={"seconds": 10, "sample_rate": 100},
-                   extra={"profiles": {"default": data}})
+                   extra={"profiles": {"default": data, "round-robin": data}})
     md = markdown(None, prof, None)
-    assert "**poolgate default**: 9,000.0 req/s, 100 µs of CPU per request" in md
-    assert f"| {RELAY} | 30.0 µs | 30.0 µs | 30.0% |" in md
-    assert "| **total** | 100 µs | 63.0 µs | 100.0% |" in md
-    assert "| `write (libc.so.6)` | 55.0% | 55.0 µs | 55.0% |" in md
+    assert "**poolgate default**: 9,000.0 req/s, 200 µs of CPU per request" in md
+    assert "63.0% of them in system calls against 63.0% of the CPU" in md
+    assert ("| stage | default: µs / request | of which system calls | share | samples | "
+            "round-robin: µs / request |") in md
+    assert f"| {RELAY} | 60.0 µs | 60.0 µs | 30.0% | 30.0% | 60.0 µs |" in md
+    assert f"| {PICK} | 40.0 µs | 0.0 µs | 20.0% | 20.0% |" in md
+    assert "| **total** | 200 µs | 126 µs | 100.0% | 100.0% |" in md
+    assert "| `write (libc.so.6)` | 110 µs | 55.0% | 55.0% |" in md
+    assert md.count("the top 3 frames by self time") == 0  # 25 asked, as many as there are
+    assert "**poolgate round-robin: the top" in md
 
 
 # -- short runs against the real programs ------------------------------------------------------------
