@@ -72,6 +72,13 @@ class SharedLoadSettings:
         return min(max(0.1, 5 * self.interval), self.staleness / 2)
 
     @property
+    def idle_interval(self) -> float:
+        """How often a replica exchanges while it has nothing in flight, has nothing new to
+        tell and sees nothing in flight elsewhere: often enough that its peers keep counting it
+        live and its own view stays fresh for the next request."""
+        return max(self.interval, self.staleness / 2)
+
+    @property
     def forget_after(self) -> float:
         """A peer silent this long is deleted from the store (it died without withdrawing);
         the whole key expires this long after the last replica wrote it."""
@@ -192,6 +199,10 @@ class PeerView:
                 have = out.get(address)
                 out[address] = (f, w) if have is None else (have[0] + f, have[1] + w)
         return out
+
+    def anything_in_flight(self) -> bool:
+        """Whether any peer's last report (counted yet or not) has requests in flight."""
+        return any(p.counts for p in self.peers.values())
 
     def forgotten(self, now: float) -> list[str]:
         """Peers silent for `forget_after`: their fields are deleted at the next exchange."""

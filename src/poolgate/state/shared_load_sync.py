@@ -1,7 +1,9 @@
 """The background task that keeps a replica's shared in-flight view current.
 
 Every `interval` it publishes this replica's counts and reads the others' in one exchange with
-the store, then hands the merged peer totals to the gateway (`apply`). Requests never wait for
+the store, then hands the merged peer totals to the gateway (`apply`). While the whole fleet is
+idle (nothing in flight here or elsewhere, nothing changed) it exchanges only every
+`idle_interval`, so idle replicas cost the store and themselves little. Requests never wait for
 it: the picker reads whatever totals were last applied. When the store is slow or gone the
 exchange fails after `timeout`; the last view is kept until it is `staleness` old, then only
 local counts are used; the task retries with a doubling back-off (at most `MAX_BACKOFF`), logs
@@ -89,6 +91,8 @@ class SharedLoadSync:
         self.link = LinkState()
         self._seq = 0
         self._applied: Counts = {}
+        self._published: Counts | None = None  # the counts of the last successful exchange
+        self._exchanged_at: float | None = None
         self._task: asyncio.Task[None] | None = None
         if metrics is not None:
             metrics.age.set_function(self._age)
@@ -111,8 +115,13 @@ class SharedLoadSync:
     async def tick(self) -> float:
         """One exchange; returns the seconds to wait before the next one."""
         s = self.settings
+        own = dict(self.own_counts())
+        if (self.link.up and not own and self._published == own
+                and not self.view.anything_in_flight() and self._exchanged_at is not None
+                and self.clock() - self._exchanged_at < s.idle_interval):
+            return s.interval  # idle everywhere: nothing to tell, nothing to learn yet
         self._seq += 1
-        report = encode_report(self._seq, self.own_counts())
+        report = encode_report(self._seq, own)
         forget = self.view.forgotten(self.clock())
         try:
             async with asyncio.timeout(s.timeout):
@@ -121,7 +130,9 @@ class SharedLoadSync:
         except (KVUnavailable, TimeoutError) as exc:
             self._failed(exc)
         else:
-            self.view.update(published, self.clock())
+            self._exchanged_at = self.clock()
+            self._published = own
+            self.view.update(published, self._exchanged_at)
             self._succeeded()
         now = self.clock()
         totals = self.view.totals(now)

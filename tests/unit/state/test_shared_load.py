@@ -47,6 +47,8 @@ def test_settings_derive_timeout_backoff_and_forgetting() -> None:
     assert [s.backoff(n) for n in range(7)] == pytest.approx(
         [0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 2.0])
     assert s.backoff(1000) == 2.0
+    assert s.idle_interval == 0.5
+    assert _settings(interval=0.4, staleness=0.8).idle_interval == 0.4
     assert s.forget_after == 30.0
     assert _settings(staleness=5.0).forget_after == 50.0
 

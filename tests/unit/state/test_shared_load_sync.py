@@ -99,6 +99,7 @@ async def test_store_down_keeps_the_view_until_stale_then_local_only(
         caplog: pytest.LogCaptureFixture) -> None:
     board, clock = TableBoard(), [0.0]
     a, b = Replica("a", board, clock), Replica("b", board, clock)
+    a.own = {"ep2:8000": (1, 0)}
     b.own = {"ep1:8000": (3, 0)}
     for _ in range(3):
         await _round(clock, a, b)
@@ -142,6 +143,7 @@ async def test_a_slow_store_times_out_without_blocking_the_caller() -> None:
 async def test_a_dead_replica_drops_out_and_is_forgotten_later() -> None:
     board, clock = TableBoard(), [0.0]
     a, b = Replica("a", board, clock), Replica("b", board, clock)
+    a.own = {"ep2:8000": (1, 0)}
     b.own = {"ep1:8000": (2, 0)}
     for _ in range(3):
         await _round(clock, a, b)
@@ -154,6 +156,31 @@ async def test_a_dead_replica_drops_out_and_is_forgotten_later() -> None:
     await _round(clock, a)
     await _round(clock, a)
     assert "b" not in board.table
+
+
+async def test_an_idle_fleet_exchanges_only_every_idle_interval() -> None:
+    board, clock = TableBoard(), [0.0]
+    a, b = Replica("a", board, clock), Replica("b", board, clock)
+    for _ in range(30):  # 1.5 s: nothing in flight anywhere
+        await _round(clock, a, b)
+    # Every staleness / 2 (0.5 s), not every interval (0.05 s): peers still count each other
+    # live, and each view stays fresh for the next request.
+    assert board.exchanges <= 8
+    assert a.metric("poolgate_shared_load_peers") == 1
+    assert a.metric("poolgate_shared_load_age_seconds") < 0.5
+    # b gets requests: it publishes at once, and a (idle) learns within the idle interval.
+    b.own = {"ep1:8000": (2, 1)}
+    before = board.exchanges
+    await _round(clock, b)
+    assert board.exchanges == before + 1
+    for _ in range(10):
+        await _round(clock, a, b)
+    assert a.peers == {"ep1:8000": (2, 1)}
+    # From then on a exchanges every interval: the fleet is busy.
+    before = board.exchanges
+    for _ in range(5):
+        await _round(clock, a)
+    assert board.exchanges == before + 5
 
 
 async def test_close_withdraws_and_closes_the_board() -> None:
