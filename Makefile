@@ -116,6 +116,14 @@ wrk:
 bench-saturation: $(VENV)/.installed-bench wrk
 	$(BIN)/python -m benchmarks.suite --only pick,saturation --peers-venv $(PEERS_VENV) --out docs/benchmarks.md
 
+# Precise against approximate prefix routing (issue 17): poolgate's default profile, the same
+# with precise-prefix-cache-scorer (KV events) and round-robin, on 64 prefix groups that need
+# twice the fleet's KV cache, without and with traffic sent around the gateway (~40 min on 2
+# cores; `python -m benchmarks.suite --only precise --quick` in ~5).
+.PHONY: bench-precise
+bench-precise: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.suite --only precise --out docs/benchmarks.md
+
 # Container image (issue 14), with Debian's podman/buildah (installed by apt-get when missing;
 # rootful: as root or through sudo). Without a registry the base is built from Debian packages
 # (mmdebstrap, scripts/image/build-base.sh, skipped when it exists); BASE_IMAGE=python:3.11-slim

@@ -18,7 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from benchmarks.suite import capacity, epp, multicluster, replicas, saturation, saturation_profile
+from benchmarks.suite import (
+    capacity,
+    epp,
+    multicluster,
+    precise,
+    replicas,
+    saturation,
+    saturation_profile,
+)
 from benchmarks.suite import sections as run
 from benchmarks.suite.commands import PEERS
 from benchmarks.suite.foreign import CpuSnapshot, foreign_share
@@ -37,7 +45,7 @@ from benchmarks.suite.store import data_dir, load_sections, note_foreign_cpu, sa
 from poolgate.bench import BenchError, BenchResult, plot
 
 SECTIONS = ("overhead", "routing", "pick", "multicluster", "peers", "epp", "capacity",
-            "replicas", "saturation")
+            "replicas", "saturation", "precise")
 DEFAULT_SECTIONS = ("overhead", "routing", "pick", "multicluster")
 
 
@@ -210,9 +218,19 @@ async def _saturation(opts: SuiteOptions, workdir: Path, cwd: Path) -> None:
         saturation_profile.profile_settings(opts.quick), settings, workdir / "profile"))
 
 
+async def _precise(opts: SuiteOptions, workdir: Path, cwd: Path) -> None:
+    """Issue 17, item 3: precise, approximate and round-robin prefix routing with KV caches
+    too small for every group's prefix, without and with traffic around the gateway."""
+    settings = precise.precise_settings(opts.quick)
+    if opts.rate is not None:
+        settings = dataclasses.replace(
+            settings, routing=dataclasses.replace(settings.routing, rate=opts.rate))
+    save_section(data_dir(opts.out), await precise.run(settings, workdir))
+
+
 # Sections that run from (options, their work directory, the current directory) alone.
 _OWN_RUNNERS = {"epp": _epp, "capacity": _capacity, "replicas": _replicas,
-                "saturation": _saturation}
+                "saturation": _saturation, "precise": _precise}
 
 
 def _names_of(section: str) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ from benchmarks.suite import (
     capacity_report,
     epp_report,
     multicluster,
+    precise_report,
     replicas_report,
     saturation_report,
 )
@@ -42,6 +43,7 @@ make bench-peers    # installs vllm-router and sglang-router into .venv-peers/, 
 make bench-epp      # Envoy + poolgate epp against poolgate serve, Envoy alone and the peers: section 6 (~16 min)
 make bench-capacity # the highest rate under a TTFT p90 target, poolgate and the peers, and the fleet's ceiling: section 7
 make bench-saturation # every front at saturation with wrk (a C client), fixed rates, SSE relay, and poolgate's profile: section 9 (~14 min)
+make bench-precise  # precise vs approximate vs round-robin prefix routing with KV caches too small for every prefix: section 10
 python -m benchmarks.suite --quick            # the same in ~2 minutes, smaller samples
 python -m benchmarks.suite --only routing     # one section; the others are kept as saved
 python -m benchmarks.suite --render-only      # rewrite this file from the saved JSON
@@ -272,6 +274,7 @@ def summary_checks(sections: Mapping[str, Section]) -> list[tuple[str, Check]]:
                                            sections.get("peers-routing"))]
     out += [("17", c) for c in capacity_report.capacity_checks(sections.get("capacity"))]
     out += [("17", c) for c in replicas_report.replica_checks(sections.get("replicas"))]
+    out += [("17", c) for c in precise_report.precise_checks(sections.get("precise"))]
     if sections.get("saturation") is not None:
         out += [("18", c) for c in saturation_report.saturation_checks(
             sections.get("saturation"), sections.get("pick"))]
@@ -307,4 +310,5 @@ def render(sections: Mapping[str, Section], machine: Machine, generated_at: str)
         replicas_report.markdown(sections.get("replicas")),
         saturation_report.markdown(sections.get("saturation"), sections.get("saturation-profile"),
                                    sections.get("pick")),
+        precise_report.markdown(sections.get("precise")),
     ])

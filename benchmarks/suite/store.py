@@ -9,7 +9,7 @@ from benchmarks.suite.model import Section
 
 SECTION_NAMES = ("overhead", "routing", "pick", "multicluster", "peers-overhead", "peers-routing",
                  "epp-cost", "epp-routing", "capacity", "replicas", "saturation",
-                 "saturation-profile")
+                 "saturation-profile", "precise")
 
 
 def data_dir(report: Path) -> Path:

@@ -72,8 +72,9 @@ def test_render_full_report_with_checks_plots_and_missing_sections() -> None:
 def test_render_with_nothing_measured() -> None:
     text = render({}, MACHINE, "now")
     assert "No section with a target has been measured yet." in text
-    # sections 6 and 9 (saturation) have two parts each; 7 (capacity) and 8 (replicas) one
-    assert text.count("Not measured yet") == 12
+    # sections 6 and 9 (saturation) have two parts each; 7 (capacity), 8 (replicas) and 10
+    # (precise) one
+    assert text.count("Not measured yet") == 13
 
 
 def test_routing_says_whether_the_simulator_was_busy() -> None:
