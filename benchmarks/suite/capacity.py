@@ -20,9 +20,10 @@ partitioned replicas serve under the target without any balancing between them.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,6 +73,7 @@ class CapacitySettings:
     replica_start: float
     replica_resolution: float
     saturated_seconds: float  # the closed-loop run on one replica
+    rounds: int = 1  # independent searches per front, their steps interleaved; the median counts
     growth: float = 2.0
 
     @property
@@ -95,7 +97,7 @@ def capacity_settings(quick: bool) -> CapacitySettings:
         warmup=0, start=4.0, resolution=2.0 if quick else 1.0,
         replica_trial=10.0 if quick else 30.0, replica_start=0.5,
         replica_resolution=0.25 if quick else 0.125,
-        saturated_seconds=10.0 if quick else 30.0)
+        saturated_seconds=10.0 if quick else 30.0, rounds=1 if quick else 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +182,13 @@ class Searched:
     name: str
     kind: str
     search: RateSearch
+    label: str = ""  # the search's own name when a front has several (rounds); else `name`
     trials: list[Trial] = field(default_factory=list)
     broken: str | None = None  # why the search stopped early (the front did not start, ...)
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
 
     @property
     def best(self) -> Trial | None:
@@ -220,9 +227,9 @@ async def search_all(items: list[tuple[Searched, RunSpec]], spec: SimSpec, base:
     """Run every search to its end, one trial of each live search per step, a fresh fleet per
     trial; returns every trial's outcome merged (rows, results, commands, notes)."""
     merged = Outcome()
-    by_name = {s.name: (s, run) for s, run in items}
+    by_name = {s.key: (s, run) for s, run in items}
     step = 0
-    while live := [s.name for s, _ in items if s.broken is None and not s.search.done]:
+    while live := [s.key for s, _ in items if s.broken is None and not s.search.done]:
         runs: list[RunSpec] = []
         rates: dict[str, float] = {}
         for name in step_order(live, step):
@@ -332,30 +339,71 @@ async def run(s: CapacitySettings, workdir: Path, peers_venv: Path | None, cwd: 
     _say("  the ceiling: one replica, every request cached")
     ceiling = await measure_ceiling(s, workdir / "ceiling")
     cap = fleet_cap(s, ceiling)
-    items = [(Searched(f.name, f.kind, RateSearch(s.start, s.resolution, cap, s.growth)), f.spec)
-             for f in fronts(s, peers_venv, cwd)]
+    items = [(Searched(f.name, f.kind, RateSearch(s.start, s.resolution, cap, s.growth),
+                       label=f"{f.name} (round {n + 1})" if s.rounds > 1 else ""), f.spec)
+             for n in range(s.rounds) for f in fronts(s, peers_venv, cwd)]
     base = zipf_config(s.routing)
     merged = await search_all(items, s.fleet, base, s.trial, s.warmup, workdir / "fronts")
     notes = list(dict.fromkeys([*ceiling.notes, *merged.notes]))
     if peers_venv is None:
         notes.append("the peer routers are not installed (.venv-peers): run `make bench-peers` "
                      "once, then this section again, to add their rows")
-    searched = [s_ for s_, _ in items]
+    results = by_front([x for x, _ in items])
     shown_trial = shown_command(trial_config(base, s.start, s.trial, s.warmup))
     return Section(
         name=SECTION, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         duration_s=round(time.monotonic() - started, 1), settings=_settings(s, cap),
         commands=[sim_command(s.fleet), WARMUP_SHOWN, shown_trial, *merged.commands,
                   *ceiling.commands],
-        rows=_rows(searched, ceiling), notes=notes,
-        extra={"fronts": {x.name: x.to_dict() for x in searched},
+        rows=_rows(results, ceiling), notes=notes,
+        extra={"fronts": {name: r.to_dict() for name, r in results.items()},
                "ceiling": _ceiling_dict(s, ceiling)})
 
 
-def _rows(searched: list[Searched], ceiling: Ceiling) -> list[RunRow]:
-    """Each front's row at its highest passing rate, then the ceiling's measured runs."""
-    rows = [dataclasses.replace(best.row, name=x.name)
-            for x in searched if (best := x.best) is not None]
+def median_low(rates: Sequence[float | None]) -> float | None:
+    """The median of the rounds' highest passing rates, a rate one of them found (the lower
+    middle of an even count); a round where nothing passed counts as the lowest."""
+    ordered = sorted(rates, key=lambda r: -math.inf if r is None else r)
+    return ordered[(len(ordered) - 1) // 2] if ordered else None
+
+
+@dataclass
+class FrontResult:
+    """A front's searches (one per round) and the one whose result is the median."""
+
+    name: str
+    kind: str
+    rounds: list[Searched]
+
+    @property
+    def rates(self) -> list[float | None]:
+        return [None if (b := x.best) is None else b.verdict.rate for x in self.rounds]
+
+    @property
+    def median(self) -> Searched:
+        """The first round whose highest passing rate is the median."""
+        middle = median_low(self.rates)
+        return next(x for x, r in zip(self.rounds, self.rates, strict=True) if r == middle)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The median round's search, with every round's highest rate and search."""
+        return {**self.median.to_dict(), "max_rates": self.rates,
+                "rounds": [x.to_dict() for x in self.rounds]}
+
+
+def by_front(searched: Sequence[Searched]) -> dict[str, FrontResult]:
+    """The searches grouped by front, in the order the fronts first appear."""
+    out: dict[str, FrontResult] = {}
+    for x in searched:
+        out.setdefault(x.name, FrontResult(x.name, x.kind, [])).rounds.append(x)
+    return out
+
+
+def _rows(results: Mapping[str, FrontResult], ceiling: Ceiling) -> list[RunRow]:
+    """Each front's row at its highest passing rate in its median round, then the ceiling's
+    measured runs."""
+    rows = [dataclasses.replace(best.row, name=name)
+            for name, r in results.items() if (best := r.median.best) is not None]
     if ceiling.saturated_row is not None:
         rows.append(dataclasses.replace(ceiling.saturated_row, kind="ceiling"))
     if ceiling.partitioned is not None and (best := ceiling.partitioned.best) is not None:
@@ -388,4 +436,4 @@ def _settings(s: CapacitySettings, cap: float) -> dict[str, Any]:
             "trial": s.trial, "warmup": s.warmup, "start": s.start, "growth": s.growth,
             "resolution": s.resolution, "cap": cap, "replica_trial": s.replica_trial,
             "replica_resolution": s.replica_resolution,
-            "saturated_seconds": s.saturated_seconds}
+            "saturated_seconds": s.saturated_seconds, "rounds": s.rounds}

@@ -42,7 +42,17 @@ def _rate_text(front: Mapping[str, Any]) -> str:
         lowest = min((float(t["rate"]) for t in trials), default=None)
         return fmt.MISSING if lowest is None else f"< {fmt.rate(lowest, 'req/s')}"
     text = fmt.rate(float(rate), "req/s")
-    return f">= {text} (the cap)" if front.get("reached_cap") else text
+    text = f">= {text} (the cap)" if front.get("reached_cap") else text
+    rounds = front.get("max_rates") or []
+    if len(rounds) > 1:
+        text += " (median of " + ", ".join(fmt.MISSING if r is None else f"{float(r):g}"
+                                            for r in rounds) + ")"
+    return text
+
+
+def _rounds(front: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every round's search of a front (the front itself when it ran once)."""
+    return list(front.get("rounds") or [front])
 
 
 def _first_failure(front: Mapping[str, Any]) -> str:
@@ -65,8 +75,9 @@ def capacity_table(section: Section) -> str:
     body = []
     for name, front in fronts.items():
         row = rows_by_name.get(name)
+        trials = sum(len(r.get("trials", [])) for r in _rounds(front))
         body.append([name, _rate_text(front), _first_failure(front), *_figures(row),
-                     _share(front.get("max_rate"), ceiling), str(len(front.get("trials", [])))])
+                     _share(front.get("max_rate"), ceiling), str(trials)])
     c = _ceiling(section)
     n = c.get("replicas", section.settings.get("replicas"))
     saturated = rows_by_name.get(SATURATED)
@@ -110,13 +121,13 @@ def trials_table(section: Section) -> str:
         searches["one replica (x8 in the table above)"] = one
     body = []
     for name, front in searches.items():
-        steps = []
-        for t in front.get("trials", []):
-            p90 = t.get("ttft_p90")
-            mark = "pass" if t.get("passed") else "fail"
-            steps.append(f"{float(t['rate']):g}: {fmt.ms(p90, 0)} {mark}")
-        body.append([name, ", ".join(steps) or fmt.MISSING,
-                     fmt.MISSING if front.get("broken") is None else str(front["broken"])])
+        rounds = _rounds(front)
+        for n, search in enumerate(rounds, 1):
+            steps = [f"{float(t['rate']):g}: {fmt.ms(t.get('ttft_p90'), 0)} "
+                     f"{'pass' if t.get('passed') else 'fail'}" for t in search.get("trials", [])]
+            body.append([name if len(rounds) == 1 else f"{name}, round {n}",
+                         ", ".join(steps) or fmt.MISSING,
+                         fmt.MISSING if search.get("broken") is None else str(search["broken"])])
     return markdown_table(["search", "trials in order (req/s: TTFT p90, verdict)",
                            "stopped early"], body)
 
@@ -180,13 +191,14 @@ def _intro(st: Mapping[str, Any], uncached: object = None) -> str:
         f"every trial the same arrival pattern, scaled to its rate. The search starts at {st.get('start')} requests/s and doubles until a trial "
         f"fails, never above the cap ({st.get('cap')} requests/s: the fleet ceiling below, "
         f"rounded up), then bisects between the highest pass and the lowest failure to "
-        f"{st.get('resolution')} request/s. Each step runs one trial of every front still "
-        f"searching, in an order rotated by one per step, so a slow spell of the shared "
-        f"machine touches every front alike. The row of a front shows its trial at its highest "
-        f"passing rate; the lowest failing rate says why it failed. Short trials are noisy "
-        f"(a rate can pass after a higher one failed in another search), and a backlog that "
-        f"grows slowly can take longer than {st.get('trial')} s to show, so a rate is "
-        f"meaningful to about one step of the bisection; every trial is listed below.\n\n"
+        f"{st.get('resolution')} request/s. Every front is searched {st.get('rounds', 1)} "
+        f"time(s), independently; each step runs one trial of every search still going, in an "
+        f"order rotated by one per step, so a slow spell of the shared machine touches every "
+        f"front alike. A front's highest rate is the median of its searches' (the rounds' "
+        f"figures in brackets), and its row shows that search's trial at that rate and, as the "
+        f"lowest failing rate, why the next step up failed. Short trials are noisy (near its "
+        f"limit a front passes or fails a rate by chance), and a backlog that grows slowly can "
+        f"take longer than {st.get('trial')} s to show; every trial is listed below.\n\n"
         f"**The ceiling** is measured on one replica of the same fleet, with the client calling "
         f"it directly and sending only its share of the groups under a perfect partition "
         f"({st.get('groups')} over {st.get('replicas')} replicas: two, uniformly), so every "

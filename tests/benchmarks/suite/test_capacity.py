@@ -15,8 +15,11 @@ from benchmarks.suite.capacity import (
     POOLGATE_DEFAULT,
     SATURATED,
     Searched,
+    Trial,
+    by_front,
     capacity_settings,
     fronts,
+    median_low,
     partition_config,
     search_all,
     shown_command,
@@ -33,6 +36,7 @@ from benchmarks.suite.capacity_report import (
 )
 from benchmarks.suite.capacity_search import (
     RateSearch,
+    Verdict,
     grid_up,
     judge,
     keep_up,
@@ -115,6 +119,38 @@ def test_steps_rotate_the_order_of_the_fronts() -> None:
     assert [step_order(names, k) for k in range(4)] == [
         ["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
     assert step_order([], 3) == []
+
+
+def test_the_median_round_is_a_rate_a_round_found() -> None:
+    assert median_low([17.0, 16.0, 18.0]) == 17.0
+    assert median_low([17.0, None, 16.0]) == 16.0
+    assert median_low([None, None, 16.0]) is None
+    assert median_low([9.0, 8.0]) == 8.0
+    assert median_low([]) is None
+
+
+def _searched(name: str, rates: list[tuple[float, bool]], label: str = "") -> Searched:
+    x = Searched(name, "peer", RateSearch(4, 1, 28), label=label)
+    for rate, passed in rates:
+        x.search.record(rate, passed)
+        verdict = Verdict(rate, passed, 0.1 if passed else 0.9, 1.0, 0, "" if passed else "no")
+        x.trials.append(Trial(verdict, row(trial_name(x.key, rate), ttft_p90=verdict.ttft_p90)))
+    return x
+
+
+def test_rounds_of_a_front_are_grouped_and_the_median_one_reported() -> None:
+    rounds = [_searched("a", [(4, True), (8, False), (6, True)], "a (round 1)"),
+              _searched("b", [(4, False)], "b (round 1)"),
+              _searched("a", [(4, True), (8, True), (9, False)], "a (round 2)"),
+              _searched("a", [(4, True), (8, False), (7, True)], "a (round 3)")]
+    results = by_front(rounds)
+    assert list(results) == ["a", "b"]
+    a = results["a"]
+    assert a.rates == [6, 8, 7] and a.median.key == "a (round 3)"
+    data = a.to_dict()
+    assert data["max_rate"] == 7 and data["max_rates"] == [6, 8, 7]
+    assert [len(r["trials"]) for r in data["rounds"]] == [3, 3, 3]
+    assert results["b"].rates == [None] and results["b"].to_dict()["max_rate"] is None
 
 
 # -- one trial's verdict -----------------------------------------------------------------------
@@ -253,7 +289,12 @@ def _capacity_section(ours: float | None, peer: float | None) -> Section:
     fronts_data = {
         POOLGATE_DEFAULT: {"kind": "poolgate", "max_rate": ours, "reached_cap": False,
                            "trials": [_trial(16, True, 0.2), _trial(24, False, 0.9,
-                                                                    "TTFT p90 900 ms")]},
+                                                                    "TTFT p90 900 ms")],
+                           "max_rates": [ours, 20.0],
+                           "rounds": [{"trials": [_trial(16, True, 0.2),
+                                                  _trial(24, False, 0.9, "TTFT p90 900 ms")]},
+                                      {"trials": [_trial(20, True, 0.3)],
+                                       "broken": "gateway exited"}]},
         "sglang-router cache_aware": {"kind": "peer", "max_rate": peer, "reached_cap": False,
                                       "trials": [_trial(4, peer is not None, 0.3)]},
     }
@@ -287,8 +328,9 @@ def test_the_table_shows_each_front_and_both_ceiling_rows() -> None:
     sec = _capacity_section(ours=21.0, peer=None)
     table = capacity_table(sec)
     lines = table.splitlines()
-    assert lines[2].startswith("| poolgate default | 21.0 req/s | 24 req/s: TTFT p90 900 ms | 80 ms")
-    assert "77.2%" in lines[2]
+    assert lines[2].startswith("| poolgate default | 21.0 req/s (median of 21, 20) | 24 req/s: "
+                               "TTFT p90 900 ms | 80 ms")
+    assert "77.2%" in lines[2] and lines[2].endswith("| 3 |")
     assert lines[3].startswith("| sglang-router cache_aware | < 4.0 req/s | 4 req/s")
     assert "fleet ceiling: 8 x one replica saturated (16 in flight" in lines[4]
     assert "27.2 req/s" in lines[4] and "analytic: 27.8 req/s" in lines[4]
@@ -296,7 +338,10 @@ def test_the_table_shows_each_front_and_both_ceiling_rows() -> None:
     assert "20.0 req/s" in lines[5] and "one replica at 2.625 req/s: TTFT p90 600 ms" in lines[5]
     assert fleet_ceiling(sec) == 27.2
     trials = trials_table(sec)
-    assert "16: 200 ms pass, 24: 900 ms fail" in trials and "2.5: 300 ms pass" in trials
+    assert "| poolgate default, round 1 | 16: 200 ms pass, 24: 900 ms fail | - |" in trials
+    assert "| poolgate default, round 2 | 20: 300 ms pass | gateway exited |" in trials
+    assert "| sglang-router cache_aware | 4: 300 ms fail | - |" in trials
+    assert "2.5: 300 ms pass" in trials
 
 
 def test_the_section_is_registered_saved_and_rendered(tmp_path: Path) -> None:
