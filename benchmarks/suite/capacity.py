@@ -3,7 +3,10 @@ Zipf-skewed shared-prefix workload, for poolgate and the peer routers side by si
 fleet's own capacity on that workload as the ceiling.
 
 The fleet and workload are the epp section's routing part (8 simulated H100s with 8 batch slots
-each, 16 system prompts whose popularity is Zipf-skewed, the hottest about a quarter). Every
+each, 16 system prompts whose popularity is Zipf-skewed, the hottest about a quarter). The
+fronts: poolgate's default profile, the precise profile (the default's plugins with the precise
+prefix scorer, on the same fleet publishing KV events), each peer's cache_aware and one
+round_robin. Every
 front's rate is searched separately (`RateSearch`: double until a trial fails, then bisect), each
 trial on a fresh fleet that first gets one request of every group through the front
 (`capacity_warmup`); one step of the search runs one trial of every front still searching, in an
@@ -39,20 +42,27 @@ from benchmarks.suite.capacity_search import (
     replica_bound,
     saturated_throughput,
 )
-from benchmarks.suite.capacity_warmup import warmed
+from benchmarks.suite.capacity_trial import (
+    StartTrial,
+    event_fleet_command,
+    on_fleet,
+    precise_gateway,
+    run_trial,
+)
 from benchmarks.suite.commands import PEERS, SimSpec, time_scaled_gateway_flags
 from benchmarks.suite.epp import GROUP_ZIPF, bench_command, replica_capacity, zipf_config
 from benchmarks.suite.epp import zipf_routing_settings as skewed_settings
-from benchmarks.suite.harness import Outcome, RunSpec, fresh_fleet_each, sim_command
+from benchmarks.suite.harness import sim_command, slug
 from benchmarks.suite.model import RunRow, Section
 from benchmarks.suite.settings import RoutingSettings
 from benchmarks.suite.stack import direct, gateway, peer
-from poolgate.bench import BenchConfig, BenchResult, LoadConfig
+from poolgate.bench import BenchConfig, BenchError, BenchResult, LoadConfig
 from poolgate.sim.profiles import PROFILES
 
 SECTION = "capacity"
 PARTITIONED = "8 partitioned replicas"
 POOLGATE_DEFAULT = "poolgate default"
+POOLGATE_PRECISE = "poolgate precise"  # on a fleet publishing KV events
 ONE_REPLICA = "one replica"  # the ceiling's rate search
 SATURATED = "one replica, saturated"  # the ceiling's closed-loop run
 # A round-robin baseline from one peer is enough: the policy is the same in both.
@@ -102,27 +112,27 @@ def capacity_settings(quick: bool) -> CapacitySettings:
 
 @dataclass(frozen=True, slots=True)
 class CapacityFront:
-    """A front whose capacity is searched."""
+    """A front whose capacity is searched, and how a trial starts its fleet and it."""
 
     name: str
     kind: str  # "poolgate" or "peer"
-    spec: RunSpec
+    start: StartTrial
 
 
 def fronts(s: CapacitySettings, peers_venv: Path | None, cwd: Path) -> list[CapacityFront]:
-    """poolgate's default profile, each peer's cache_aware and one round_robin baseline."""
-    flags = time_scaled_gateway_flags(s.fleet.time_scale)
+    """poolgate's default and precise profiles, each peer's cache_aware and one round_robin
+    baseline."""
+    ts = s.fleet.time_scale
     out = [CapacityFront(POOLGATE_DEFAULT, "poolgate",
-                         RunSpec(POOLGATE_DEFAULT, "poolgate", gateway("default", flags)))]
+                         on_fleet(gateway("default", time_scaled_gateway_flags(ts)))),
+           CapacityFront(POOLGATE_PRECISE, "poolgate", precise_gateway(ts))]
     if peers_venv is None:
         return out
     policies = [(p, "cache_aware") for p in PEERS]
     policies += [(p, policy) for p in PEERS for policy in p.policies
                  if (p.name, policy) == BASELINE_PEER]
-    for p, policy in policies:
-        name = f"{p.name} {policy}"
-        out.append(CapacityFront(name, "peer", RunSpec(name, "peer", peer(p, peers_venv, policy,
-                                                                           cwd))))
+    out += [CapacityFront(f"{p.name} {policy}", "peer", on_fleet(peer(p, peers_venv, policy, cwd)))
+            for p, policy in policies]
     return out
 
 
@@ -207,50 +217,56 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _record(searched: Searched, rate: float, outcome: Outcome, name: str) -> None:
-    """Judge the trial called `name` in `outcome` and feed the verdict to the search."""
-    found = [(row, res) for row, res in zip(outcome.rows, outcome.results, strict=True)
-             if row.name == name]
-    if not found:
-        note = next((n for n in outcome.notes if n.startswith(name)), f"{name}: not measured")
-        searched.broken = note.partition(": not measured: ")[2] or note
+@dataclass
+class Collected:
+    """What the trials of some searches showed on the way: commands and notes."""
+
+    commands: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def command(self, shown: str | None) -> None:
+        if shown and shown not in self.commands:
+            self.commands.append(shown)
+
+
+async def _trial(searched: Searched, start: StartTrial, rate: float, spec: SimSpec,
+                 config: BenchConfig, workdir: Path, out: Collected) -> None:
+    """One trial of `searched` at `rate`, judged and fed to its search; a front that does not
+    start (or whose warm-up fails) ends its search with a note."""
+    name = trial_name(searched.key, rate)
+    try:
+        row, result, front = await run_trial(name, searched.kind, start, spec, config,
+                                             workdir / slug(name))
+    except BenchError as e:
+        lines = str(e).strip().splitlines()
+        searched.broken = lines[0] if lines else type(e).__name__
+        out.notes.append(f"{searched.key}: stopped at {rate:g} req/s: {searched.broken}")
         return
-    row, result = found[0]
+    out.command(front.shown)
     verdict = judge(rate, result.records, row.ttft_p90)
     searched.search.record(rate, verdict.passed)
     searched.trials.append(Trial(verdict, row))
     _say(f"  {name}: {'pass' if verdict.passed else 'fail: ' + verdict.reason}")
 
 
-async def search_all(items: list[tuple[Searched, RunSpec]], spec: SimSpec, base: BenchConfig,
-                     duration: float, warmup: int, workdir: Path) -> Outcome:
-    """Run every search to its end, one trial of each live search per step, a fresh fleet per
-    trial; returns every trial's outcome merged (rows, results, commands, notes)."""
-    merged = Outcome()
-    by_name = {s.key: (s, run) for s, run in items}
+async def search_all(items: list[tuple[Searched, StartTrial]], spec: SimSpec, base: BenchConfig,
+                     duration: float, warmup: int, workdir: Path) -> Collected:
+    """Run every search to its end, one trial of each live search per step (in an order rotated
+    per step), a fresh fleet per trial."""
+    out = Collected()
+    by_key = {s.key: (s, start) for s, start in items}
     step = 0
     while live := [s.key for s, _ in items if s.broken is None and not s.search.done]:
-        runs: list[RunSpec] = []
-        rates: dict[str, float] = {}
-        for name in step_order(live, step):
-            searched, run = by_name[name]
-            rate = searched.search.next_rate()
+        order = step_order(live, step)
+        rates = {key: by_key[key][0].search.next_rate() for key in order}
+        _say(f"  step {step + 1}: " + ", ".join(f"{k} {r:g}" for k, r in rates.items() if r))
+        for key, rate in rates.items():
             assert rate is not None
-            rates[name] = rate
-            runs.append(dataclasses.replace(run, name=trial_name(name, rate),
-                                            start=warmed(run.start, base),
-                                            config=trial_config(base, rate, duration, warmup)))
-        _say(f"  step {step + 1}: " + ", ".join(f"{n} {r:g}" for n, r in rates.items()))
-        outcome = await fresh_fleet_each(spec, runs, base, workdir / f"step-{step + 1}",
-                                         scrape=False)
-        for name, rate in rates.items():
-            _record(by_name[name][0], rate, outcome, trial_name(name, rate))
-        merged.rows += outcome.rows
-        merged.results += outcome.results
-        merged.commands += [c for c in outcome.commands if c not in merged.commands]
-        merged.notes += outcome.notes
+            searched, start = by_key[key]
+            await _trial(searched, start, rate, spec, trial_config(base, rate, duration, warmup),
+                         workdir / f"step-{step + 1}", out)
         step += 1
-    return merged
+    return out
 
 
 def partition_config(s: CapacitySettings) -> BenchConfig:
@@ -281,17 +297,17 @@ async def measure_ceiling(s: CapacitySettings, workdir: Path) -> Ceiling:
     base = partition_config(s)
     closed = dataclasses.replace(base, load=LoadConfig(
         concurrency=s.saturating_concurrency, duration=s.saturated_seconds, warmup=0))
-    saturating = RunSpec(SATURATED, "direct", warmed(direct, base), closed)
-    outcome = await fresh_fleet_each(s.replica, [saturating], closed, workdir / "saturated",
-                                     scrape=False)
-    ceiling.notes += outcome.notes
     ceiling.commands += [sim_command(s.replica), WARMUP_SHOWN, shown_command(closed)]
-    if outcome.results:
-        result: BenchResult = outcome.results[0]
+    try:
+        row, result, _ = await run_trial(SATURATED, "ceiling", on_fleet(direct), s.replica,
+                                         closed, workdir / "saturated")
+    except BenchError as e:
+        ceiling.notes.append(f"{SATURATED}: not measured: {str(e).strip().splitlines()[0]}")
+    else:
         # The first quarter is the start-up; until the end every slot is kept busy.
         ceiling.saturated = saturated_throughput(result.records, s.saturated_seconds / 4,
                                                  s.saturated_seconds)
-        ceiling.saturated_row = outcome.rows[0]
+        ceiling.saturated_row = row
         ceiling.uncached_tokens, ceiling.analytic = _analytic(s, result)
     one = ceiling.saturated or ceiling.analytic
     if one is None:
@@ -302,10 +318,10 @@ async def measure_ceiling(s: CapacitySettings, workdir: Path) -> Ceiling:
                         RateSearch(s.replica_start, s.replica_resolution, cap, s.growth))
     _say(f"  one replica saturated: {ceiling.saturated or 0:.2f} req/s "
          f"(analytic {ceiling.analytic or 0:.2f}); its rate search up to {cap:g}")
-    merged = await search_all([(searched, RunSpec(searched.name, "direct", direct))], s.replica,
-                              base, s.replica_trial, s.warmup, workdir / "one-replica")
+    found = await search_all([(searched, on_fleet(direct))], s.replica, base, s.replica_trial,
+                             s.warmup, workdir / "one-replica")
     ceiling.partitioned = searched
-    ceiling.notes += merged.notes
+    ceiling.notes += found.notes
     ceiling.commands.append(shown_command(trial_config(base, s.replica_start, s.replica_trial,
                                                        s.warmup)))
     return ceiling
@@ -340,11 +356,11 @@ async def run(s: CapacitySettings, workdir: Path, peers_venv: Path | None, cwd: 
     ceiling = await measure_ceiling(s, workdir / "ceiling")
     cap = fleet_cap(s, ceiling)
     items = [(Searched(f.name, f.kind, RateSearch(s.start, s.resolution, cap, s.growth),
-                       label=f"{f.name} (round {n + 1})" if s.rounds > 1 else ""), f.spec)
+                       label=f"{f.name} (round {n + 1})" if s.rounds > 1 else ""), f.start)
              for n in range(s.rounds) for f in fronts(s, peers_venv, cwd)]
     base = zipf_config(s.routing)
-    merged = await search_all(items, s.fleet, base, s.trial, s.warmup, workdir / "fronts")
-    notes = list(dict.fromkeys([*ceiling.notes, *merged.notes]))
+    found = await search_all(items, s.fleet, base, s.trial, s.warmup, workdir / "fronts")
+    notes = list(dict.fromkeys([*ceiling.notes, *found.notes]))
     if peers_venv is None:
         notes.append("the peer routers are not installed (.venv-peers): run `make bench-peers` "
                      "once, then this section again, to add their rows")
@@ -353,8 +369,8 @@ async def run(s: CapacitySettings, workdir: Path, peers_venv: Path | None, cwd: 
     return Section(
         name=SECTION, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         duration_s=round(time.monotonic() - started, 1), settings=_settings(s, cap),
-        commands=[sim_command(s.fleet), WARMUP_SHOWN, shown_trial, *merged.commands,
-                  *ceiling.commands],
+        commands=[sim_command(s.fleet), event_fleet_command(s.fleet), WARMUP_SHOWN, shown_trial,
+                  *found.commands, *ceiling.commands],
         rows=_rows(results, ceiling), notes=notes,
         extra={"fronts": {name: r.to_dict() for name, r in results.items()},
                "ceiling": _ceiling_dict(s, ceiling)})

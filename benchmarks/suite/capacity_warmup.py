@@ -15,9 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from benchmarks.suite.processes import ProcessGroup
-from benchmarks.suite.stack import Fleet, Front, StartFront
-from poolgate.bench import BenchConfig, BenchError, BenchRequest, Target, Workload
+from poolgate.bench import BenchConfig, BenchError, BenchRequest, Workload
 from poolgate.bench.client import make_session, send_request
 
 # How far into the warm-up stream to look for a request of every group.
@@ -51,15 +49,3 @@ async def send_each(url: str, config: BenchConfig, requests: list[BenchRequest])
     if failed:
         raise BenchError(f"group warm-up: {len(failed)} of {len(records)} requests failed "
                          f"({failed[0].error}: {failed[0].error_detail})")
-
-
-def warmed(start: StartFront, config: BenchConfig) -> StartFront:
-    """`start`, then one request of every group of `config`'s workload through the front."""
-
-    async def start_and_warm(group: ProcessGroup, fleet: Fleet) -> Front:
-        front = await start(group, fleet)
-        await send_each(Target("warm-up", front.url).endpoint(config.api), config,
-                        one_per_group(config))
-        return front
-
-    return start_and_warm

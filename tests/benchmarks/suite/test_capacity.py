@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.suite import capacity
 from benchmarks.suite.capacity import (
     ONE_REPLICA,
     POOLGATE_DEFAULT,
+    POOLGATE_PRECISE,
     SATURATED,
     Searched,
     Trial,
@@ -44,16 +44,18 @@ from benchmarks.suite.capacity_search import (
     saturated_throughput,
     token_times,
 )
+from benchmarks.suite.capacity_trial import TrialFront, on_fleet, precise_gateway
 from benchmarks.suite.capacity_warmup import one_per_group
 from benchmarks.suite.commands import SimSpec
 from benchmarks.suite.epp import zipf_config
-from benchmarks.suite.harness import Outcome, RunSpec
 from benchmarks.suite.machine import Machine
 from benchmarks.suite.main import parse_sections
 from benchmarks.suite.model import Section
+from benchmarks.suite.processes import ProcessGroup
 from benchmarks.suite.report import render, summary_checks
 from benchmarks.suite.stack import direct
 from benchmarks.suite.store import load_sections, save_section
+from poolgate.bench import BenchError
 from poolgate.bench.records import RequestRecord
 from poolgate.sim.profiles import H100_LLAMA3_8B
 from tests.benchmarks.suite._rows import row, section
@@ -236,10 +238,10 @@ def test_the_step_time_model_of_a_saturated_replica() -> None:
 
 def test_fronts_are_poolgate_then_each_peer_cache_aware_and_one_round_robin(tmp_path: Path) -> None:
     s = capacity_settings(quick=True)
-    assert [f.name for f in fronts(s, None, tmp_path)] == [POOLGATE_DEFAULT]
+    assert [f.name for f in fronts(s, None, tmp_path)] == [POOLGATE_DEFAULT, POOLGATE_PRECISE]
     names = [f.name for f in fronts(s, tmp_path / "venv", tmp_path)]
-    assert names == [POOLGATE_DEFAULT, "vllm-router cache_aware", "sglang-router cache_aware",
-                     "vllm-router round_robin"]
+    assert names == [POOLGATE_DEFAULT, POOLGATE_PRECISE, "vllm-router cache_aware",
+                     "sglang-router cache_aware", "vllm-router round_robin"]
 
 
 def test_settings_use_the_skewed_fleet_and_partition_its_groups() -> None:
@@ -271,11 +273,17 @@ def test_the_group_warm_up_has_one_request_of_every_group() -> None:
     assert len(warm) == 16
 
 
-def test_a_front_that_did_not_start_stops_its_search() -> None:
-    searched = Searched("x", "peer", RateSearch(4, 1, 28))
-    outcome = Outcome(notes=[f"{trial_name('x', 4)}: not measured: router exited with status 1"])
-    capacity._record(searched, 4, outcome, trial_name("x", 4))
+async def test_a_front_that_does_not_start_ends_its_search_with_a_note(tmp_path: Path) -> None:
+    async def exits(group: ProcessGroup, spec: SimSpec, workdir: Path) -> TrialFront:
+        raise BenchError("router exited with status 1\nits log")
+
+    searched = Searched("x", "peer", RateSearch(4, 1, 28), label="x (round 2)")
+    other = Searched("y", "peer", RateSearch(4, 1, 4))
+    found = await search_all([(searched, exits), (other, exits)], SimSpec(1, "zero"),
+                             partition_config(capacity_settings(quick=True)), 1.0, 0, tmp_path)
     assert searched.broken == "router exited with status 1" and searched.trials == []
+    assert found.notes == ["x (round 2): stopped at 4 req/s: router exited with status 1",
+                           "y: stopped at 4 req/s: router exited with status 1"]
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -372,10 +380,27 @@ async def test_a_short_search_against_a_real_replica(tmp_path: Path) -> None:
     spec = SimSpec(replicas=1, profile="zero", time_scale=1.0)
     searched = Searched(ONE_REPLICA, "direct", RateSearch(start=2, resolution=2, cap=4))
     base = partition_config(s)
-    outcome = await search_all([(searched, RunSpec(ONE_REPLICA, "direct", direct))], spec,
-                               base, 1.5, 2, tmp_path)
+    found = await search_all([(searched, on_fleet(direct))], spec, base, 1.5, 2, tmp_path)
     assert [t.verdict.rate for t in searched.trials] == [2, 4]
     assert all(t.verdict.passed for t in searched.trials), [t.verdict for t in searched.trials]
     assert searched.search.reached_cap and searched.best is not None
-    assert [r.name for r in outcome.rows] == [trial_name(ONE_REPLICA, 2), trial_name(ONE_REPLICA, 4)]
-    assert all(r.completed == r.requests > 0 for r in outcome.rows)
+    rows = [t.row for t in searched.trials]
+    assert [r.name for r in rows] == [trial_name(ONE_REPLICA, 2), trial_name(ONE_REPLICA, 4)]
+    assert all(r.completed == r.requests > 0 for r in rows)
+    assert found.notes == [] and found.commands == []  # no front: the client calls the replica
+
+
+@pytest.mark.e2e
+async def test_a_trial_of_the_precise_front_on_a_fleet_publishing_events(tmp_path: Path) -> None:
+    """The precise profile's gateway in front of a replica publishing KV events: the group
+    warm-up and one trial go through it, and its command is collected for the report."""
+    s = capacity_settings(quick=True)
+    spec = SimSpec(replicas=1, profile="zero", time_scale=1.0)
+    searched = Searched(POOLGATE_PRECISE, "poolgate", RateSearch(start=2, resolution=2, cap=2))
+    found = await search_all([(searched, precise_gateway(1.0))], spec, partition_config(s), 1.5,
+                             0, tmp_path)
+    assert searched.broken is None, found.notes
+    [trial] = searched.trials
+    assert trial.verdict.passed, trial.verdict
+    assert trial.row.completed == trial.row.requests > 0
+    assert any("--scheduler-config precise-profile.yaml" in c for c in found.commands)
