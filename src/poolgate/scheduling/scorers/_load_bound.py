@@ -9,7 +9,10 @@ endpoint. The formulas (documented in `prefix_cache.py`):
   `load > loadBoundAbs + loadBoundMean x mean_load`) loses its match; `load` is
   `waiting + in_flight` or, with `loadSignal: in-flight`, the gateway's own in-flight count;
 - prefill bound (off when `prefillBound` is unset): an endpoint with more than `prefillBound`
-  streamed requests awaiting their first token loses its match, unless no candidate has fewer.
+  streamed requests awaiting their first token loses its match, unless no candidate has fewer;
+- hot prefixes (off when `hotPrefix` is unset; `prefix/replication.py`): a prefix group with
+  more demand than a fraction of the load bound's limit gets a second holder before the first
+  one reaches the bound.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from poolgate.scheduling._params import PluginParams
 from poolgate.scheduling.interfaces import Endpoint
+from poolgate.scheduling.prefix.replication import HotPrefixParams, HotPrefixPolicy
 
 
 class LoadBoundParams(PluginParams):
@@ -31,6 +35,23 @@ class LoadBoundParams(PluginParams):
     load_bound_mean: float | None = Field(None, ge=0.0)
     load_signal: Literal["waiting+in-flight", "in-flight"] = "waiting+in-flight"
     prefill_bound: int | None = Field(None, ge=0)
+    hot_prefix: HotPrefixParams | None = None
+
+    @model_validator(mode="after")
+    def _hot_prefix_has_a_target(self) -> LoadBoundParams:
+        hot = self.hot_prefix
+        if hot is None:
+            return self
+        if self.load_bound_abs is None and hot.replica_concurrency is None:
+            raise ValueError(
+                "hotPrefix needs loadBoundAbs (a holder's target is hotPrefix.replicateAt x the "
+                "load bound's limit) or hotPrefix.replicaConcurrency")
+        max_blocks = getattr(self, "max_blocks", None)
+        if isinstance(max_blocks, int) and hot.group_blocks > max_blocks:
+            raise ValueError(
+                f"hotPrefix.groupBlocks ({hot.group_blocks}) is more than maxBlocks "
+                f"({max_blocks}): no request would belong to a group")
+        return self
 
 
 def endpoint_load(e: Endpoint) -> int:
@@ -53,6 +74,34 @@ class LoadBound:
         self.load_of: Callable[[Endpoint], int] = (
             gateway_load if params.load_signal == "in-flight" else endpoint_load)
         self.prefill = params.prefill_bound
+        self.hot_prefix = params.hot_prefix
+
+    def limit(self, loads: Sequence[float]) -> float | None:
+        """The load above which an endpoint loses its match, for candidates with `loads`
+        (None without a load bound)."""
+        bound_abs = self.abs
+        if bound_abs is None or not loads:
+            return None
+        min_load = min(loads)
+        limit = min_load + max(bound_abs, self.rel * min_load)
+        if self.mean is not None:
+            # Both bounds apply: the mean bound stops one endpoint running ahead of the fleet,
+            # the least-loaded bound stops a prefix shared by most endpoints starving the rest.
+            limit = min(limit, bound_abs + self.mean * sum(loads) / len(loads))
+        return limit
+
+    def hot_prefixes(self) -> HotPrefixPolicy | None:
+        """A new hot-prefix policy over this bound (None when `hotPrefix` is unset)."""
+        if self.hot_prefix is None:
+            return None
+        return HotPrefixPolicy(self.hot_prefix, self.limit, self.loads)
+
+    def loads(self, endpoints: Sequence[Endpoint]) -> list[int]:
+        """Every candidate's load, in order (what `load_of` gives, without a call each)."""
+        if self.load_of is gateway_load:
+            return [e.in_flight for e in endpoints]
+        return [(e.signals.waiting if e.signals is not None else 0) + e.in_flight
+                for e in endpoints]
 
     def apply(self, matches: dict[str, int], endpoints: Sequence[Endpoint]) -> dict[str, int]:
         """`matches` (address -> leading blocks held) without the endpoints over a bound."""
@@ -70,14 +119,9 @@ class LoadBound:
         # lightly loaded case needs no pass over every candidate.
         if max(loads.values()) <= bound_abs:
             return matches
-        all_loads = [load_of(e) for e in endpoints]
-        min_load = min(all_loads)
-        limit = min_load + max(bound_abs, self.rel * min_load)
-        if self.mean is not None:
-            # Both bounds apply: the mean bound stops one endpoint running ahead of the fleet,
-            # the least-loaded bound stops a prefix shared by most endpoints starving the rest.
-            mean = sum(all_loads) / len(all_loads)
-            limit = min(limit, bound_abs + self.mean * mean)
+        limit = self.limit([load_of(e) for e in endpoints])
+        if limit is None:
+            return matches
         return {a: n for a, n in matches.items() if loads[a] <= limit}
 
     @staticmethod

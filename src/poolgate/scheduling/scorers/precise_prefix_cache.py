@@ -18,6 +18,7 @@ and events never fail a request.
 Load bounds: the same hotspot bounds as `prefix-cache-scorer` (`loadBoundAbs`,
 `loadBoundRel`, `loadBoundMean`, `loadSignal`, `prefillBound`; `_load_bound.py`): an endpoint
 over a bound gets score 0, so load decides instead of affinity piling onto a hot endpoint.
+`hotPrefix` (`prefix/replication.py`) spreads a hot prefix group over more holders early.
 Category: affinity. Intent: reuse the servers' prefix caches as they really are, including
 blocks cached by requests that did not come through this gateway replica.
 Inputs: the request body, target model's LoRA adapter; the KV-event index; `Endpoint.in_flight`,
@@ -172,6 +173,7 @@ class PrecisePrefixCacheScorer:
         self.block_size = params.token_processor_config.block_size
         self.max_blocks = params.max_blocks
         self.bound = LoadBound(params)
+        self.hot = self.bound.hot_prefixes()
         self.approx = PrefixIndex()
         self._ids_memo = f"precise-ids:{tokenizer.name}"
         self._mismatched: set[str] = set()
@@ -218,6 +220,8 @@ class PrecisePrefixCacheScorer:
                 matches.update(guessed)
         if not matches:
             return {}
+        if self.hot is not None:
+            matches = self.hot.shape(keys, matches, endpoints)
         matches = self.bound.apply(matches, endpoints)
         total = len(keys)
         return {a: n / total for a, n in matches.items()}
@@ -247,10 +251,14 @@ class PrecisePrefixCacheScorer:
         keys = self.keys(req, self.current_block_size())
         if keys:
             self.approx.add(address, keys)
+            if self.hot is not None:
+                self.hot.observe(keys)
 
     def retain(self, addresses: Sequence[str]) -> None:
         """Forget endpoints that left the pool (the event index follows the subscriptions)."""
         self.approx.retain(addresses)
+        if self.hot is not None:
+            self.hot.retain(addresses)
         self._mismatched.intersection_update(addresses)
 
     def _mismatch(self, address: str, announced: int, configured: int) -> None:

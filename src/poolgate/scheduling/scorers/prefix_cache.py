@@ -23,7 +23,9 @@ Inputs: the request's messages / prompt and target model; `Signals.waiting`; `En
 `Endpoint.awaiting_first_token`.
 Configuration: `blockSize` (64), `maxBlocks` (128; GIE's `maxPrefixBlocksToMatch` is accepted), `maxBlocksPerEndpoint` (16384; also `lruCapacityPerServer`),
 `maxBlocksTotal` (131072), `loadBoundAbs` (unset), `loadBoundRel` (0.5), `loadBoundMean`
-(unset), `loadSignal` (`waiting+in-flight`), `missSpread` (0), `prefillBound` (unset).
+(unset), `loadSignal` (`waiting+in-flight`), `missSpread` (0), `prefillBound` (unset),
+`hotPrefix` (unset: off; `prefix/replication.py`: a prefix group more popular than one replica
+serves gets a second holder before the first reaches the load bound).
 
 Prefill bound (off when `prefillBound` is unset): an endpoint with more than `prefillBound`
 streamed requests from this gateway still awaiting their first token (queued or prefilling on
@@ -88,6 +90,7 @@ class PrefixCacheScorer:
         self.block_size = p.block_size
         self.max_blocks = p.max_blocks
         self.bound = LoadBound(p)
+        self.hot = self.bound.hot_prefixes()
         self.miss_spread = p.miss_spread
         self.index = PrefixIndex(p.max_blocks_per_endpoint, p.max_blocks_total)
         self._memo_key = f"prefix-hashes:{p.block_size}:{p.max_blocks}"
@@ -108,6 +111,8 @@ class PrefixCacheScorer:
         matches = self.index.match_lengths(hashes, {e.address for e in endpoints})
         if not matches:
             return self._least_cached(endpoints) if self.miss_spread > 0 else {}
+        if self.hot is not None:
+            matches = self.hot.shape(hashes, matches, endpoints)
         matches = self.bound.apply(matches, endpoints)
         total = len(hashes)
         return {a: n / total for a, n in matches.items()}
@@ -134,10 +139,14 @@ class PrefixCacheScorer:
         hashes = self.hashes(req)
         if hashes:
             self.index.add(address, hashes)
+            if self.hot is not None:
+                self.hot.observe(hashes)
 
     def retain(self, addresses: Sequence[str]) -> None:
         """Forget endpoints that left the pool."""
         self.index.retain(addresses)
+        if self.hot is not None:
+            self.hot.retain(addresses)
 
 
 def create(name: str, params: Params, ctx: BuildContext) -> Scorer:
