@@ -159,6 +159,18 @@ def stream_table(section: Section) -> str:
                            "stream p50 (whole stream)", "simulator CPU / stream", "errors"], body)
 
 
+def _stream_limit(section: Section) -> str:
+    """What limits the streamed runs: the one-process simulator, when direct is no faster."""
+    direct = find(section, DIRECT, STREAM)
+    chunks = _point(section, direct).get("chunks") if direct else None
+    if direct is None or not chunks:
+        return ""
+    return (f". The simulator writes about {direct.request_throughput * chunks:,.0f} chunks/s "
+            "to the client on its own (the `direct` row) from one core, so it, not the front, "
+            "sets the pace here: chunks/s per core is the chunks a front relayed over the CPU "
+            "it spent on them, its relay cost per core rather than a saturation point")
+
+
 def saturation_checks(section: Section | None, pick: Section | None) -> list[Check]:
     """Issue 18's targets: CPU per request and requests/s at saturation against vllm-router's
     round_robin (same run), the pick cost, the SSE relay's chunks per core."""
@@ -238,8 +250,8 @@ def saturation_md(section: Section | None, pick: Section | None) -> str:
             "fixed rates, against the client calling a backend at the same rate.\n\n")
     out += "**At fixed rates**\n\n" + rates_table(section) + "\n\n"
     out += (f"**SSE relay** ({st.get('stream_tokens')}-token streams, `-c"
-            f"{st.get('connections', 64)}`; a chunk is one SSE event)\n\n"
-            + stream_table(section) + "\n\n")
+            f"{st.get('connections', 64)}`; a chunk is one SSE event){_stream_limit(section)}"
+            "\n\n" + stream_table(section) + "\n\n")
     out += checks_md(saturation_checks(section, pick)) + "\n\n"
     out += _commands(section.commands) + "\n" + "".join(f"- {n}\n" for n in section.notes)
     return out + _rounds_note(section)

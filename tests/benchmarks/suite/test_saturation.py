@@ -326,6 +326,15 @@ def _measured() -> Section:
         _point("poolgate round-robin", "stream", 2500.0, 300.0, chunks=100.0)])
 
 
+def _points_of(sec: Section) -> list[sat.Point]:
+    """The points a section was made of, back from its saved form."""
+    saved = sec.extra["points"]
+    return [sat.Point(r, saved[r.name]["front"], saved[r.name]["workload"],
+                      saved[r.name]["rate"], {}, saved[r.name]["cpu_us"],
+                      saved[r.name]["backend_cpu_us"], saved[r.name]["chunks"])
+            for r in sec.rows]
+
+
 def test_checks_compare_with_vllm_router_round_robin_in_the_same_run() -> None:
     pick = section("pick", [], extra={"us_per_pick": {"default": {"64": 45.0, "512": 300.0}}})
     checks = {c.what: c for c in saturation_checks(_measured(), pick)}
@@ -367,6 +376,11 @@ def test_markdown_and_the_targets_table(tmp_path: Path) -> None:
     md = markdown(sec, None, None)
     assert "Which question this answers" in md and "Envoy 1.40.0 alone" in md
     assert "poolgate default [saturation] 90 / 110" in md
+    assert "The simulator writes" not in md  # no direct stream row: nothing said of its limit
+    with_direct = _section([*(p for p in _points_of(sec)),
+                            _point("direct", "stream", None, 500.0, chunks=100.0)])
+    assert "writes about 50,000 chunks/s to the client on its own" in markdown(with_direct, None,
+                                                                                None)
     save_section(tmp_path, sec)
     loaded = load_sections(tmp_path)
     assert loaded["saturation"] == sec
