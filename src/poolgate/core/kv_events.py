@@ -1,18 +1,19 @@
 """vLLM's KV-cache events on the wire: the event types, and msgpack encoding and decoding.
 
 Shared by the simulator, which publishes them, and the gateway, which reads them. vLLM defines
-them as msgspec structs (`vllm/distributed/kv_events.py`); over time they have been encoded in
-two shapes, and both are read here:
+them as msgspec structs (`vllm/distributed/kv_events.py`); their encoding has changed between
+releases, and every shape is read here:
 
-- positional arrays (`array_like=True`, vLLM 0.32): a batch is `[ts, [event, ...], rank]`, an
-  event a tagged array `["BlockStored", block_hashes, parent_block_hash, token_ids,
-  block_size, lora_id, medium, lora_name]`, `["BlockRemoved", block_hashes, medium]`,
-  `["AllBlocksCleared"]`; older releases stop earlier (no rank, no medium, no lora_name), so
-  missing trailing fields take their defaults;
-- maps (newer vLLM, no `array_like`): a batch is `{"ts", "events", "data_parallel_rank"}`, an
-  event `{"type": "BlockStored", "block_hashes": ..., ...}` (msgspec's default tag field is
-  `type`, the tag the class name); fields at their default may be left out, and fields this
-  module does not know (`extra_keys`, `kv_cache_spec_kind`, ...) are ignored.
+- events as maps tagged by `type` (vLLM 0.32, captured in `tests/fixtures/vllm-kv-events.json`,
+  and later): `{"type": "BlockStored", "block_hashes": ..., ...}`; fields at their default may be
+  left out, and fields this module does not know (`extra_keys`, `group_idx`,
+  `kv_cache_spec_kind`, ...) are ignored;
+- events as tagged positional arrays (older releases): `["BlockStored", block_hashes,
+  parent_block_hash, token_ids, block_size, lora_id, medium, lora_name]`, `["BlockRemoved",
+  block_hashes, medium]`, `["AllBlocksCleared"]`; the oldest stop earlier (no medium, no
+  lora_name), so missing trailing fields take their defaults;
+- the batch as a positional array `[ts, [event, ...], data_parallel_rank]` (vLLM 0.32; older
+  releases without the rank) or as a map `{"ts", "events", "data_parallel_rank"}`.
 
 Block hashes are ints (vLLM 0.32, and later with `VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES`) or
 bytes (newer vLLM's default); both are kept as they come, as hashable keys that are only ever
