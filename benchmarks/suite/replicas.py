@@ -10,12 +10,18 @@ section 2's shared prefixes with Zipf-skewed group popularity, on replicas with 
 where a router must spill the hottest group without scattering the others. Every run gets a
 fresh fleet (and Redis) with the same seed; the list runs `rounds` times, interleaved, and each
 row holds the medians.
+
+Each comparison runs once per profile: `default` (the approximate prefix index, one per gateway
+process) and, where this build has `precise-prefix-cache-scorer`, `precise`: the default
+profile with the precise scorer in the prefix scorer's place, on a fleet publishing vLLM's KV
+events (`--kv-events-config`), so every gateway reads the same events and holds the same index.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import shutil
 import statistics
 import sys
@@ -34,8 +40,11 @@ from benchmarks.suite.commands import (
     CONFIG_DIR,
     HOST,
     PORT,
+    SIM_PORT,
+    SimSpec,
     display,
     serve_argv,
+    sim_argv,
     time_scaled_gateway_flags,
 )
 from benchmarks.suite.epp import (
@@ -51,17 +60,31 @@ from benchmarks.suite.epp import (
 )
 from benchmarks.suite.epp_stack import ENVOY, Stack, StartStack, envoy_argv, envoy_version
 from benchmarks.suite.harness import sim_command, slug
+from benchmarks.suite.manifests import ENDPOINTS_FILE, write_config_dir
 from benchmarks.suite.model import Section, median_row
-from benchmarks.suite.processes import Managed, ProcessGroup, free_port, wait_ready
+from benchmarks.suite.processes import (
+    Managed,
+    ProcessGroup,
+    free_port,
+    free_port_range,
+    wait_file,
+    wait_ready,
+)
 from benchmarks.suite.settings import RoutingSettings
 from benchmarks.suite.stack import Fleet, start_fleet
 from poolgate.bench import BenchError
+from poolgate.scheduling.profiles import BUILTIN_PROFILES
+from poolgate.scheduling.registry import REGISTRY
 
 REDIS = "redis-server"
 FRONT_BOOTSTRAP = Path("front.yaml")
 REDIS_PORT = "$REDIS_PORT"
 # The issue's target: three replicas keep one's TTFT p90 and throughput within this fraction.
 TOLERANCE = 0.10
+PRECISE = "precise"
+PRECISE_SCORER = "precise-prefix-cache-scorer"
+SCHEDULER_FILE = "scheduler.yaml"  # beside the fleet's config directory, not in it
+EVENTS_PORT, REPLAY_PORT = "$EVENTS_PORT", "$REPLAY_PORT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +99,60 @@ class ReplicaSettings:
 
 
 def replica_settings(quick: bool) -> ReplicaSettings:
-    return ReplicaSettings(routing=zipf_routing_settings(quick), rounds=1 if quick else 3)
+    profiles = ("default", PRECISE) if PRECISE_SCORER in REGISTRY else ("default",)
+    return ReplicaSettings(routing=zipf_routing_settings(quick), profiles=profiles,
+                           rounds=1 if quick else 3)
+
+
+def events_config(pub: int | str, replay: int | str) -> str:
+    """vLLM's `--kv-events-config` for the simulator: replica i publishes on `pub + i` and
+    answers replays on `replay + i`."""
+    return json.dumps({"enable_kv_cache_events": True, "publisher": "zmq",
+                       "endpoint": f"tcp://*:{pub}", "replay_endpoint": f"tcp://*:{replay}",
+                       "topic": "kv"}, separators=(",", ":"))
+
+
+def precise_profile(addresses: list[str], pub: list[str], replay: list[str]) -> dict[str, Any]:
+    """The default profile with `precise-prefix-cache-scorer` (same weight and load bounds) in
+    place of `prefix-cache-scorer`, subscribed to each replica's events (`pub[i]`, replays
+    `replay[i]` for `addresses[i]`)."""
+    plugins: list[dict[str, Any]] = []
+    for plugin in BUILTIN_PROFILES["default"]:
+        if plugin["type"] != "prefix-cache-scorer":
+            plugins.append(plugin)
+            continue
+        params = {k: v for k, v in plugin.get("params", {}).items() if k != "missSpread"}
+        params |= {"tokenizer": "simulator", "kvEventsConfig": {
+            "topicFilter": "kv",
+            "endpoints": dict(zip(addresses, pub, strict=True)),
+            "replayEndpoints": dict(zip(addresses, replay, strict=True))}}
+        plugins.append({"type": PRECISE_SCORER, "weight": plugin["weight"], "params": params})
+    return {"profile": PRECISE, "plugins": plugins}
+
+
+async def start_fleet_with_events(group: ProcessGroup, spec: SimSpec, workdir: Path) -> Fleet:
+    """`start_fleet` with every replica publishing KV events, and the `precise` profile for
+    its addresses written to `workdir / SCHEDULER_FILE`."""
+    config_dir = workdir / "config"
+    endpoints = write_config_dir(config_dir)
+    endpoints.unlink(missing_ok=True)
+    port, pub, replay = (free_port_range(spec.replicas) for _ in range(3))
+    proc = group.start("sim", [*sim_argv(spec, port, endpoints),
+                               "--kv-events-config", events_config(pub, replay)])
+    urls = tuple(f"http://{HOST}:{port + i}" for i in range(spec.replicas))
+    await wait_file(endpoints, proc)
+    await wait_ready([f"{u}/health" for u in urls], proc)
+    n = range(spec.replicas)
+    profile = precise_profile([f"{HOST}:{port + i}" for i in n],
+                              [f"tcp://{HOST}:{pub + i}" for i in n],
+                              [f"tcp://{HOST}:{replay + i}" for i in n])
+    (workdir / SCHEDULER_FILE).write_text(yaml.safe_dump(profile, sort_keys=False))
+    return Fleet(proc, urls, config_dir)
+
+
+def precise_sim_command(spec: SimSpec) -> str:
+    return display([*sim_argv(spec, SIM_PORT, CONFIG_DIR / ENDPOINTS_FILE),
+                    "--kv-events-config", events_config(EVENTS_PORT, REPLAY_PORT)])
 
 
 def one_row(profile: str) -> str:
@@ -171,9 +247,15 @@ def behind_front(n: int, profile: str, shared: bool, time_scale: float,
                  interval: float) -> StartStack:
     """A starter for Envoy round robin over `n` `poolgate serve` with `profile` (and, with
     `shared`, a redis-server for their shared in-flight view)."""
-    flags = time_scaled_gateway_flags(time_scale)
+    scaled = time_scaled_gateway_flags(time_scale)
 
     async def start(group: ProcessGroup, fleet: Fleet) -> Stack:
+        flags = scaled
+        shown_flags = scaled
+        if profile == PRECISE:
+            path = fleet.config_dir.parent / SCHEDULER_FILE
+            flags += ("--scheduler-config", str(path))
+            shown_flags += ("--scheduler-config", SCHEDULER_FILE)
         roles: list[tuple[str, int]] = []
         redis = None
         if shared:
@@ -193,7 +275,7 @@ def behind_front(n: int, profile: str, shared: bool, time_scale: float,
         config = front_bootstrap([p for p, _, _ in gateways], port, admin)
         envoy = await _start_front(group, config, port, admin)
         roles.insert(0, (ENVOY, envoy.pid))
-        shown_extra = flags + (shared_flags(REDIS_PORT, 1, interval) if shared else ())
+        shown_extra = shown_flags + (shared_flags(REDIS_PORT, 1, interval) if shared else ())
         shown = [display(serve_argv(CONFIG_DIR, PORT, ADMIN_PORT, profile, shown_extra))
                  + (f"  # x{n}, replica id gateway-1..{n}, each on its own ports" if n > 1
                     else ""),
@@ -256,7 +338,10 @@ async def run_once(front: Front, s: ReplicaSettings, workdir: Path, runs: Runs,
     pids: list[int] = []
     with ProcessGroup(where / "logs") as group:
         try:
-            fleet = await start_fleet(group, s.routing.fleet, where)
+            if front.name.startswith(f"{PRECISE}: "):
+                fleet = await start_fleet_with_events(group, s.routing.fleet, where)
+            else:
+                fleet = await start_fleet(group, s.routing.fleet, where)
             stack = await front.start(group, fleet)
             runs.add_commands(stack)
             scraped = dataclasses.replace(config, scrape_urls=fleet.metrics_urls)
@@ -336,13 +421,29 @@ async def run(s: ReplicaSettings, workdir: Path) -> Section:
                 "rounds": s.rounds, "shared_interval": s.shared_interval,
                 "envoy": envoy_version(), "envoy_concurrency": 1}
     shares = next((m.group_shares for m in runs.measured if m.group_shares), [])
+    commands = [sim_command(f), bench_command(zipf_config(r))]
+    extra: dict[str, Any] = {}
+    if PRECISE in s.profiles:
+        commands.insert(1, precise_sim_command(f) + "  # the precise runs' fleet")
+        each = range(f.replicas)
+        extra["precise_profile"] = precise_profile(
+            [f"{HOST}:$(({SIM_PORT[1:]}+{i}))" for i in each],
+            [f"tcp://{HOST}:$(({EVENTS_PORT[1:]}+{i}))" for i in each],
+            [f"tcp://{HOST}:$(({REPLAY_PORT[1:]}+{i}))" for i in each])
+        runs.notes.append(
+            f"`{SCHEDULER_FILE}` of the precise runs: the `default` profile with "
+            f"`{PRECISE_SCORER}` (same weight and load bounds; `missSpread` is the approximate "
+            "scorer's own) in place of `prefix-cache-scorer`, `tokenizer: simulator`, "
+            "`kvEventsConfig.endpoints` / `replayEndpoints` mapping replica i to "
+            "`tcp://127.0.0.1:$((EVENTS_PORT+i))` / `$((REPLAY_PORT+i))`, topic `kv` (the whole "
+            "file is in the section's JSON, `extra.precise_profile`)")
     return Section(
         name="replicas", created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         duration_s=round(time.monotonic() - started, 1), settings=settings,
-        commands=[sim_command(f), bench_command(zipf_config(r)), *runs.commands],
+        commands=[*commands, *runs.commands],
         rows=[m.row for m in runs.measured], notes=runs.notes,
         extra={"runs": {m.row.name: m.to_dict() for m in runs.measured},
                "sim_cpu_share": {m.row.name: m.sim_share for m in runs.measured
                                  if m.sim_share is not None},
                "group_shares": shares, "per_round": per_round, "shared_view": views,
-               "tolerance": TOLERANCE})
+               "tolerance": TOLERANCE, **extra})

@@ -19,6 +19,9 @@ from benchmarks.suite.model import Section
 from benchmarks.suite.replicas_report import markdown, replica_checks
 from benchmarks.suite.store import load_sections, save_section
 from poolgate.bench import BenchError
+from poolgate.scheduling.profile_file import load_profile_file
+from poolgate.scheduling.profiles import BUILTIN_PROFILES
+from poolgate.sim.kv_events import parse_kv_events_config
 from tests.benchmarks.suite._rows import row, section
 
 
@@ -48,6 +51,7 @@ def test_the_front_passes_envoys_own_validation(tmp_path: Path) -> None:
 
 
 def test_each_profile_runs_one_gateway_then_several_with_and_without_sharing() -> None:
+    assert replicas.replica_settings(quick=True).profiles == ("default", "precise")
     s = dataclasses.replace(replicas.replica_settings(quick=True), profiles=("default", "x"))
     assert [f.name for f in replicas.fronts(s)] == [
         "default: 1 gateway", "default: 3 gateways, own counts",
@@ -57,6 +61,27 @@ def test_each_profile_runs_one_gateway_then_several_with_and_without_sharing() -
     assert replicas.shared_flags(6379, 2, 0.05) == (
         "--shared-load-redis", "127.0.0.1:6379", "--shared-load-replica-id", "gateway-2",
         "--shared-load-interval", "0.05")
+
+
+def test_the_precise_profile_is_the_default_with_the_precise_scorer(tmp_path: Path) -> None:
+    addresses = ["127.0.0.1:8000", "127.0.0.1:8001"]
+    profile = replicas.precise_profile(addresses, ["tcp://127.0.0.1:5557", "tcp://127.0.0.1:5558"],
+                                       ["tcp://127.0.0.1:5657", "tcp://127.0.0.1:5658"])
+    types = [p["type"] for p in profile["plugins"]]
+    default = [p["type"] for p in BUILTIN_PROFILES["default"]]
+    assert types == [replicas.PRECISE_SCORER if t == "prefix-cache-scorer" else t
+                     for t in default]
+    precise = profile["plugins"][types.index(replicas.PRECISE_SCORER)]
+    assert precise["params"]["loadBoundAbs"] == 12 and "missSpread" not in precise["params"]
+    assert precise["params"]["kvEventsConfig"]["endpoints"] == {
+        "127.0.0.1:8000": "tcp://127.0.0.1:5557", "127.0.0.1:8001": "tcp://127.0.0.1:5558"}
+    # poolgate's own loader takes the file (every parameter checked), and the simulator its
+    # events flag.
+    path = tmp_path / "scheduler.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    assert set(load_profile_file(path)) == {"precise"}
+    config = parse_kv_events_config(replicas.events_config(5557, 5657))
+    assert config.endpoint == "tcp://*:5557" and config.replay_endpoint == "tcp://*:5657"
 
 
 def _measured(name: str, ttft: float, cpu: dict[str, float]) -> Measured:
