@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import Field
@@ -117,6 +117,31 @@ class GroupView:
 LimitOf = Callable[[Sequence[float]], float | None]
 # The candidates' loads, in order.
 LoadsOf = Callable[[Sequence[Endpoint]], list[int]]
+
+
+class _Loads:
+    """The candidates' loads of one pick, by address only when asked (most picks need none)."""
+
+    __slots__ = ("_addresses", "_by_address", "counts", "endpoints")
+
+    def __init__(self, endpoints: Sequence[Endpoint], counts: list[int]) -> None:
+        self.endpoints = endpoints
+        self.counts = counts
+        self._by_address: dict[str, int] | None = None
+        self._addresses: set[str] | None = None
+
+    def by_address(self) -> dict[str, int]:
+        if self._by_address is None:
+            self._by_address = dict(zip([e.address for e in self.endpoints], self.counts,
+                                        strict=True))
+        return self._by_address
+
+    def addresses(self) -> Collection[str]:
+        if self._by_address is not None:
+            return self._by_address.keys()
+        if self._addresses is None:
+            self._addresses = {e.address for e in self.endpoints}
+        return self._addresses
 
 
 class HotPrefixPolicy:
@@ -213,19 +238,19 @@ class HotPrefixPolicy:
         counts = self.loads_of(endpoints)
         demand = share * sum(counts)
         target = self.target(counts)
-        loads = dict(zip([e.address for e in endpoints], counts, strict=True))
+        loads = _Loads(endpoints, counts)
         ratio = demand / target
         settle = self.settle
         g.ratio += (ratio - g.ratio) / settle
         if g.holders:
             pressure = ratio / len(g.holders)
         else:
-            pressure = max(ratio, self._busy(demand, target, matches, loads))
+            pressure = max(ratio, self._busy(demand, target, matches, loads.by_address()))
         g.pressure += (pressure - g.pressure) / settle
         self._adjust(key, g, share * n, demand, target, matches, endpoints, loads)
         if not g.holders:
             return matches
-        return self._restrict(g.holders, matches, keys, loads)
+        return self._restrict(g.holders, matches, keys, loads.addresses())
 
     def _busy(self, demand: float, target: float, matches: Mapping[str, int],
               loads: Mapping[str, int]) -> float:
@@ -245,19 +270,20 @@ class HotPrefixPolicy:
 
     def _adjust(self, key: int, g: _Group, shares: float, demand: float, target: float,
                 matches: Mapping[str, int], endpoints: Sequence[Endpoint],
-                loads: Mapping[str, int]) -> None:
+                lazy: _Loads) -> None:
         """Add or drop at most one holder (`shares`: the group's share x candidates)."""
         holders = g.holders
         k = max(len(holders), 1)
         since = g.seen - g.changed
         if (g.pressure > 1.0 and shares > k and k < len(endpoints)
                 and (not holders or since >= self.settle)):
-            self._grow(key, g, demand, target, matches, endpoints, loads)
+            self._grow(key, g, demand, target, matches, endpoints, lazy.by_address())
         elif (len(holders) >= 2 and since >= self.shrink_after
               and (g.ratio < self.shrink_below * (k - 1)
                    or shares < self.shrink_below * (k - 1))):
             # The most loaded holder goes (the latest added among equals); the rest keep
             # the group, all of them already holding its prefix.
+            loads = lazy.by_address()
             order = {a: i for i, a in enumerate(holders)}
             drop = max(holders, key=lambda a: (loads.get(a, -1), order[a]))
             holders.remove(drop)
@@ -306,7 +332,7 @@ class HotPrefixPolicy:
         return counts
 
     def _restrict(self, holders: Sequence[str], matches: dict[str, int], keys: Sequence[int],
-                  candidates: Mapping[str, int]) -> dict[str, int]:
+                  candidates: Collection[str]) -> dict[str, int]:
         """Only the holders keep the group's affinity; one not holding the prefix yet counts as
         holding it as deeply as the best holder does."""
         out: dict[str, int] = {}
