@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from poolgate.state.interfaces import KVTimeout, KVUnavailable
 from poolgate.state.shared_load import (
+    MAX_BACKOFF,
     Counts,
     LinkState,
     PeerView,
@@ -109,7 +110,18 @@ class SharedLoadSync:
 
     async def _run(self) -> None:
         while True:
-            delay = await self.tick()
+            try:
+                delay = await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A bug must not leave the last peers' counts applied for ever: drop them,
+                # say so, and keep trying at the longest back-off.
+                log.exception("shared in-flight view: exchange failed unexpectedly; using this "
+                              "replica's own counts until the next successful exchange")
+                self.apply({})
+                self._applied = {}
+                delay = MAX_BACKOFF
             await asyncio.sleep(delay)
 
     async def tick(self) -> float:
@@ -136,9 +148,10 @@ class SharedLoadSync:
             self._succeeded()
         now = self.clock()
         totals = self.view.totals(now)
-        if totals != self._applied:
-            self.apply(totals)
-            self._applied = totals
+        # Every tick, not only on a change: an endpoint the store learnt since (first scraped)
+        # gets its peers' counts too. O(endpoints) every interval, off the request path.
+        self.apply(totals)
+        self._applied = totals
         if self.metrics is not None:
             self.metrics.peers.set(len(self.view.live(now)))
         delay = s.backoff(self.link.failures)
