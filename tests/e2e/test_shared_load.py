@@ -151,7 +151,10 @@ async def test_a_replica_sends_new_requests_away_from_what_others_hold(
             mine = await _live_endpoint(s, two.admin, x)
             assert (mine["in_flight"], mine["peer_in_flight"]) == (0, HELD)
             assert await _metric(s, two.admin, "poolgate_shared_load_up") == 1
-            assert await _metric(s, two.admin, "poolgate_shared_load_peers") == 2
+            # Replica 1 and the picker: an idle peer is counted once its report advanced (its
+            # idle exchanges are staleness / 2 apart), so this may take a moment.
+            await _until(lambda: _metric_at_least(s, two.admin, "poolgate_shared_load_peers", 2),
+                         "both peers counted")
 
             for _ in range(6):
                 assert await _complete(s, two.url) == 200
