@@ -42,7 +42,7 @@ make bench          # overhead, routing, pick and multicluster sections (~11 min
 make bench-peers    # installs vllm-router and sglang-router into .venv-peers/, runs the peer sections (~10 min)
 make bench-epp      # Envoy + poolgate epp against poolgate serve, Envoy alone and the peers: section 6 (~16 min)
 make bench-capacity # the highest rate under a TTFT p90 target, poolgate and the peers, and the fleet's ceiling: section 7
-make bench-saturation # every front at saturation with wrk (a C client), fixed rates, SSE relay, and poolgate's profile: section 9 (~14 min)
+make bench-saturation # every front at saturation with wrk (a C client), fixed rates, SSE relay, and poolgate's profile: section 9 (~11 min)
 make bench-precise  # precise vs approximate vs round-robin prefix routing with KV caches too small for every prefix: section 10
 python -m benchmarks.suite --quick            # the same in ~2 minutes, smaller samples
 python -m benchmarks.suite --only routing     # one section; the others are kept as saved
