@@ -104,8 +104,8 @@ bench-capacity: $(VENV)/.installed-bench
 # profiles and, once `make bench-peers` has installed them, the peer routers, driven by Debian's
 # wrk (installed by apt-get when missing) at saturation, at fixed rates and relaying SSE; then
 # py-spy's profile of poolgate serve there (py-spy is in the bench extra), and the pick cost the
-# issue's targets name (~14 min on 2 cores; `python -m benchmarks.suite --only saturation --quick`
-# in ~4).
+# issue's targets name (11 min on 2 cores with the peers; `python -m benchmarks.suite --only
+# saturation --quick` runs one round of shorter runs).
 .PHONY: bench-saturation wrk
 wrk:
 	@command -v wrk >/dev/null 2>&1 || { \
