@@ -117,8 +117,8 @@ bench-saturation: $(VENV)/.installed-bench wrk
 	$(BIN)/python -m benchmarks.suite --only pick,saturation --peers-venv $(PEERS_VENV) --out docs/benchmarks.md
 
 # Precise against approximate prefix routing (issue 17): poolgate's default profile, the same
-# with precise-prefix-cache-scorer (KV events) and round-robin, on 64 prefix groups that need
-# twice the fleet's KV cache, without and with traffic sent around the gateway (~40 min on 2
+# with precise-prefix-cache-scorer (KV events) and round-robin, on 128 prefix groups that need
+# twice the fleet's KV cache, without and with traffic sent around the gateway (~30 min on 2
 # cores; `python -m benchmarks.suite --only precise --quick` in ~5).
 .PHONY: bench-precise
 bench-precise: $(VENV)/.installed-bench

@@ -75,6 +75,11 @@ class CacheHistory:
     def counts(self) -> CacheCounts:
         return self._counts
 
+    def prefixes_per_replica(self) -> dict[str, int]:
+        """Per replica, the distinct prompt roots it ever stored: every prefix it was ever sent
+        (the first request of a prefix on a replica always stores its root)."""
+        return {name: len(r.roots_ever) for name, r in self._replicas.items()}
+
     def held_roots(self, replica: str) -> int:
         """Prompt roots `replica` holds now."""
         r = self._replicas.get(replica)

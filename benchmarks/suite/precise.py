@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -65,9 +66,14 @@ from poolgate.bench import (
     LengthSpec,
     LoadConfig,
     Target,
+    Workload,
     WorkloadConfig,
     run_benchmark,
 )
+from poolgate.bench.cpu import cpu_seconds
+from poolgate.scheduling.interfaces import LLMRequest
+from poolgate.scheduling.prefix.hashing import block_hashes, prefix_text
+from poolgate.scheduling.scorers.prefix_cache import Params as ApproximateParams
 
 PROFILE_FILE = Path(__file__).with_name("precise-profile.yaml")
 PRECISE = "precise"
@@ -81,8 +87,9 @@ HITS = "vllm:prefix_cache_hits"
 SUCCESS = "vllm:request_success"
 # vLLM's default KV block size, which the simulator uses unless told otherwise.
 BLOCK_SIZE = 16
-# Closed-loop concurrency of the warm-up (the measured phase is open loop).
-WARMUP_CONCURRENCY = 8
+# Closed-loop concurrency of the warm-up, as `poolgate bench --warmup N --rate R` warms up (the
+# shown bench command is then exact; the measured phase is open loop).
+WARMUP_CONCURRENCY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,14 +105,14 @@ class PreciseSettings:
 
 
 def precise_settings(quick: bool) -> PreciseSettings:
-    """64 system prompts of 2,048 tokens (128 blocks each: 8,192 blocks) on 8 replicas of 512
+    """128 system prompts of 1,024 tokens (64 blocks each: 8,192 blocks) on 8 replicas of 512
     blocks (4,096 in all): every prefix twice over, before counting the blocks of the requests
     being served (about 9 each). Why these numbers: docs/scheduling.md, "When precise beats
     approximate"."""
     routing = RoutingSettings(
         fleet=SimSpec(replicas=8, profile="h100-llama3-8b", time_scale=0.2, kv_cache_blocks=512),
-        rate=14.0, duration=15.0 if quick else 45.0, warmup=64 if quick else 128, groups=64,
-        prompts_per_group=16, system_prompt_len=2048, question_len=64, output_len=64,
+        rate=14.0, duration=15.0 if quick else 45.0, warmup=32 if quick else 64, groups=128,
+        prompts_per_group=16, system_prompt_len=1024, question_len=64, output_len=64,
         profiles=PROFILES)
     return PreciseSettings(routing=routing, group_zipf=0.6, direct_rate=4.0,
                            rounds=1 if quick else 3)
@@ -165,6 +172,38 @@ def kv_events_config(pub: int | str, replay: int | str) -> str:
     return json.dumps({"enable_kv_cache_events": True, "publisher": "zmq",
                        "endpoint": f"tcp://*:{pub}", "replay_endpoint": f"tcp://*:{replay}",
                        "topic": TOPIC}, separators=(",", ":"))
+
+
+# -- what the approximate index can hold -------------------------------------------------------
+
+def approximate_keys_per_group(config: BenchConfig, warmup: int, measured: int) -> list[int]:
+    """Per group, largest first, the distinct keys `prefix-cache-scorer` (at its default block
+    size and `maxBlocks`) files for the requests of the group the gateway sends: the warm-up's
+    `warmup` and the measured phase's first `measured`."""
+    params = ApproximateParams()
+    workload = Workload(config)
+    keys: dict[int | None, set[int]] = {}
+    for r in [*workload.requests(warmup, warmup=True), *workload.requests(measured)]:
+        body = orjson.loads(r.body)
+        req = LLMRequest(model=body["model"], messages=body.get("messages"),
+                         prompt_text=body.get("prompt"))
+        keys.setdefault(r.group, set()).update(
+            block_hashes(req.model, prefix_text(req), params.block_size, params.max_blocks))
+    return sorted((len(v) for v in keys.values()), reverse=True)
+
+
+def approximate_index_bound(keys_per_group: list[int],
+                            prefixes: dict[str, int]) -> dict[str, Any]:
+    """The most keys the approximate index can have filed per replica, given how many prefixes
+    each replica was sent (the largest groups' keys, that many of them), and whether that fits
+    its bounds: then it never evicted anything, so it still believed in every prefix it sent."""
+    params = ApproximateParams()
+    per = [sum(keys_per_group[:m]) for m in prefixes.values()]
+    most = max(per, default=0)
+    return {"max_prefixes_per_replica": max(prefixes.values(), default=0),
+            "max_keys_per_replica": most, "keys_total": sum(per),
+            "never_forgot": (most <= params.max_blocks_per_endpoint
+                             and sum(per) <= params.max_blocks_total)}
 
 
 # -- one run ---------------------------------------------------------------------------------
@@ -287,6 +326,9 @@ class PreciseRun:
     cache: CacheCounts
     direct_summary: DirectSummary | None = None
     kv_state: dict[str, float] = field(default_factory=dict)  # the precise gateway's view
+    sim_cpu_share: float | None = None  # the simulator's CPU over the measured phase, of 1 core
+    # Prefixes per replica and, for the approximate profile, what its index can have filed.
+    index_bound: dict[str, Any] = field(default_factory=dict)
 
     @property
     def reprefill_share(self) -> float | None:
@@ -300,7 +342,8 @@ class PreciseRun:
                 "reprefill_share": self.reprefill_share,
                 "direct_summary": (None if self.direct_summary is None
                                    else dataclasses.asdict(self.direct_summary)),
-                "kv_state": self.kv_state}
+                "kv_state": self.kv_state, "sim_cpu_share": self.sim_cpu_share,
+                "index_bound": self.index_bound}
 
 
 def bench_config(s: PreciseSettings) -> BenchConfig:
@@ -354,7 +397,10 @@ async def run_once(profile: str, direct: bool, s: PreciseSettings,
                 if traffic is not None:
                     traffic.measure_from_now()
                 measured = dataclasses.replace(config, scrape_urls=tuple(metrics))
+                sim_cpu, wall = cpu_seconds(fleet.process.pid, children=True), time.monotonic()
                 result = await run_benchmark(measured, target)
+                sim_cpu = cpu_seconds(fleet.process.pid, children=True) - sim_cpu
+                wall = time.monotonic() - wall
                 if traffic is not None:
                     traffic.measure_until_now()
                     await traffic.stop()
@@ -362,6 +408,7 @@ async def run_once(profile: str, direct: bool, s: PreciseSettings,
                 after, cache_after = await scrape(metrics, SIM_FAMILIES), observer.history.counts()
                 kv = (await scrape([f"{gw.admin}/metrics"], KV_FAMILIES)
                       if profile == PRECISE else {})
+                prefixes = observer.history.prefixes_per_replica()
             finally:
                 if traffic is not None:
                     await traffic.stop()
@@ -370,7 +417,10 @@ async def run_once(profile: str, direct: bool, s: PreciseSettings,
     run = PreciseRun(
         row, profile, direct, server_hit_rate(before, after),
         after.get(SUCCESS, 0.0) - before.get(SUCCESS, 0.0), cache_after - cache_before,
-        DirectSummary.of(traffic.measured()) if traffic is not None else None, kv)
+        DirectSummary.of(traffic.measured()) if traffic is not None else None, kv,
+        sim_cpu / wall if wall > 0 else None,
+        approximate_index_bound(approximate_keys_per_group(config, r.warmup, row.requests),
+                                prefixes))
     print(f"  {name}: {row.completed}/{row.requests} ok, TTFT p90 "
           f"{(row.ttft_p90 or 0) * 1000:.0f} ms, {row.output_throughput:.0f} tok/s, server hits "
           f"{(run.server_hit_rate or 0):.1%}, re-prefills {run.cache.roots_stored_again}",
@@ -400,8 +450,18 @@ def combine(rounds: list[list[PreciseRun]]) -> list[PreciseRun]:
             CacheCounts(*(round(statistics.median(v)) for v in
                           zip(*(r.cache.as_tuple() for r in found), strict=True))),
             _median_direct(directs) if directs else None,
-            first.kv_state))
+            first.kv_state, _median([r.sim_cpu_share for r in found]),
+            _worst_bound([r.index_bound for r in found])))
     return out
+
+
+def _worst_bound(bounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The index bound of the round with the most keys per replica (never_forgot of all)."""
+    present = [b for b in bounds if b]
+    if not present:
+        return {}
+    worst = max(present, key=lambda b: b.get("max_keys_per_replica", 0))
+    return {**worst, "never_forgot": all(b.get("never_forgot") for b in present)}
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -431,8 +491,10 @@ def settings_dict(s: PreciseSettings) -> dict[str, Any]:
 
 def commands(s: PreciseSettings) -> list[str]:
     r = s.routing
-    sim = display(sim_events_argv(r.fleet, "$SIM_PORT", CONFIG_DIR / ENDPOINTS_FILE,
-                                  "$KV_PORT", "$REPLAY_PORT"))
+    # Double quotes, so that the shell expands the port variables inside the JSON.
+    events = kv_events_config("$KV_PORT", "$REPLAY_PORT").replace('"', '\\"')
+    sim = (display(sim_argv(r.fleet, "$SIM_PORT", CONFIG_DIR / ENDPOINTS_FILE))
+           + f' --kv-events-config "{events}"')
     out = [sim, bench_command(bench_config(s)).replace("--warmup 0", f"--warmup {r.warmup}")]
     out += [shown_commands(p, r.fleet.time_scale) for p in s.profiles]
     return out

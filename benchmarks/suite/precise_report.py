@@ -57,14 +57,16 @@ def precise_table(section: Section) -> str:
             fmt.rate(r.output_throughput, "tok/s"), fmt.rate(r.request_throughput, "req/s"),
             fmt.pct(r.prefix_cache_hit_rate), fmt.pct(run.get("server_hit_rate")),
             fmt.pct(run.get("reprefill_share")),
+            str(run.get("index_bound", {}).get("max_prefixes_per_replica", "-")),
             "-" if not direct else (f"{fmt.ms(direct.get('ttft_p90'), 0)} / "
                                     f"{fmt.pct(direct.get('hit_rate'))}"),
-            fmt.us(r.cpu_us_per_request), errors_text(r)])
+            fmt.us(r.cpu_us_per_request), fmt.pct(run.get("sim_cpu_share")), errors_text(r)])
     return markdown_table(
         ["run", "TTFT p50", "TTFT p90", "TTFT p99", "output tokens/s", "requests/s",
          "hits (gateway's requests)", "hits (servers' counters)",
-         "prefixes prefilled again / request", "direct traffic: TTFT p90 / hits",
-         "gateway CPU / req", "errors"], body)
+         "prefixes prefilled again / request", "prefixes sent to a replica (most)",
+         "direct traffic: TTFT p90 / hits",
+         "gateway CPU / req", "sim CPU (of 1 core)", "errors"], body)
 
 
 def _per_round(section: Section) -> str:
@@ -74,6 +76,27 @@ def _per_round(section: Section) -> str:
     parts = [f"{name} " + " / ".join(fmt.ms(x.get("ttft_p90"), 0) for x in rounds)
              for name, rounds in per.items()]
     return f"TTFT p90 by round (rows are medians): {'; '.join(parts)}.\n\n"
+
+
+def _index_note(section: Section) -> str:
+    """Whether the approximate index can have forgotten a prefix it sent (then a prefix stored
+    again is not necessarily a wrong belief)."""
+    lines = []
+    for r in section.rows:
+        if not r.name.startswith(APPROXIMATE):
+            continue
+        bound: Mapping[str, Any] = _run(section, r.name).get("index_bound", {})
+        if not bound:
+            continue
+        verdict = ("so it never forgot a prefix it sent, and every prefix stored again was a "
+                   "pick it believed was a hit" if bound.get("never_forgot") else
+                   "more than its bounds (16,384 per endpoint, 131,072 in all), so it may have "
+                   "forgotten prefixes: prefixes stored again are not all wrong beliefs")
+        lines.append(f"- {r.name}: at most {bound.get('max_prefixes_per_replica')} prefixes "
+                     f"went to one replica; the approximate index can have filed at most "
+                     f"{bound.get('max_keys_per_replica'):,} keys for one replica and "
+                     f"{bound.get('keys_total'):,} in all, {verdict}\n")
+    return "".join(lines) + ("\n" if lines else "")
 
 
 def _kv_state(section: Section) -> str:
@@ -140,7 +163,7 @@ def markdown(section: Section | None) -> str:
     checks = precise_checks(section)
     if checks:
         out += checks_table(checks) + "\n\n"
-    out += _per_round(section) + _kv_state(section)
+    out += _per_round(section) + _index_note(section) + _kv_state(section)
     out += ("Commands (`$SIM_PORT`, `$KV_PORT`, `$REPLAY_PORT`, `$PORT`, `$ADMIN_PORT` are free "
             "ports picked per run; replica i listens on `$SIM_PORT + i` and publishes on "
             "`$KV_PORT + i`):\n\n```bash\n" + "\n".join(section.commands) + "\n```\n\n")

@@ -89,6 +89,26 @@ def test_the_full_settings_need_more_prefix_blocks_than_the_fleet_holds() -> Non
     assert precise.cases(dataclasses.replace(s, direct_rate=0.0)) == precise.cases(s)[:3]
 
 
+def test_the_approximate_index_never_forgets_a_prefix_at_the_full_settings() -> None:
+    """What makes a prefix stored again a wrong belief of the approximate index: with its
+    default bounds it holds every key the gateway files, even if every replica were sent every
+    group."""
+    s = precise.precise_settings(quick=False)
+    r = s.routing
+    requests = round(r.rate * r.duration * 1.5)  # a Poisson count well above the mean
+    keys = precise.approximate_keys_per_group(precise.bench_config(s), r.warmup, requests)
+    assert len(keys) <= r.groups and keys == sorted(keys, reverse=True)
+    # Each group: the system prompt's blocks, then a few blocks per question.
+    assert keys[-1] >= r.system_prompt_len * 4 // 64
+    everywhere = {str(i): r.groups for i in range(r.fleet.replicas)}
+    bound = precise.approximate_index_bound(keys, everywhere)
+    assert bound["never_forgot"] and bound["max_prefixes_per_replica"] == r.groups
+    # ... and one that files more than an endpoint may hold has forgotten something.
+    assert not precise.approximate_index_bound([20_000], {"a": 1})["never_forgot"]
+    assert not precise.approximate_index_bound([10_000] * 2, {str(i): 2 for i in range(8)})[
+        "never_forgot"]
+
+
 def _stored(hashes: list[int], parent: int | None) -> BlockStored:
     return BlockStored(block_hashes=hashes, parent_block_hash=parent,
                        token_ids=list(range(16 * len(hashes))), block_size=16)
@@ -200,6 +220,8 @@ def _section() -> precise.Section:
     runs = [_run("default", 0.9, 0.4, 30), _run("precise", 0.5, 0.6, 5),
             _run("round-robin", 2.0, 0.1, 60), _run("default + direct traffic", 0.8, 0.4, 30),
             _run("precise + direct traffic", 1.0, 0.5, 8)]
+    runs[0].index_bound = {"max_prefixes_per_replica": 30, "max_keys_per_replica": 3000,
+                           "keys_total": 5000, "never_forgot": True}
     runs[1].kv_state = {"poolgate_kv_events_endpoints{state=consistent}": 8.0,
                         "poolgate_kv_events_gaps": 0.0}
     runs[4].direct_summary = DirectSummary(40, 40, 0.1, 0.3, 0.8)
@@ -228,6 +250,7 @@ def test_report_shows_the_table_the_checks_the_events_and_the_profile_file() -> 
     assert "--kv-events-config" in text and "--scheduler-config precise-profile.yaml" in text
     assert "tcp://127.0.0.1:$((KV_PORT+7))" in text
     assert "8192 KV blocks" in text and "hold 4096 (2.0x)" in text
+    assert "never forgot" in text
     assert "Not measured yet" in markdown(None)
 
 
@@ -256,6 +279,7 @@ async def test_a_precise_run_with_direct_traffic_reads_every_replicas_events(
     assert run.served >= run.row.completed
     assert run.server_hit_rate is not None and 0 < run.server_hit_rate < 1
     assert run.direct_summary is not None and run.direct_summary.completed > 0
+    assert run.sim_cpu_share is not None and run.sim_cpu_share > 0
     # The gateway used the events of both replicas (none waiting, none degraded).
     assert run.kv_state["poolgate_kv_events_endpoints{state=consistent}"] == 2
     assert run.kv_state.get("poolgate_kv_events_gaps", 0.0) == 0
