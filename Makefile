@@ -95,7 +95,8 @@ bench-epp: $(VENV)/.installed-bench
 
 # Capacity (issue 17): the highest Poisson rate with TTFT p90 under 500 ms on the skewed workload
 # for poolgate's default and precise profiles and the peer routers (when `make bench-peers` has
-# installed them), and the fleet's own ceiling (~55 min on 2 cores; `--quick` in ~10).
+# installed them), and the fleet's own ceiling (~46 min on 2 cores with the peers; `--quick`
+# in ~6).
 .PHONY: bench-capacity
 bench-capacity: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.suite --only capacity --peers-venv $(PEERS_VENV) --out docs/benchmarks.md
