@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.suite.capacity_warmup import one_per_group, send_each
-from benchmarks.suite.commands import CONFIG_DIR, SimSpec, display
+from benchmarks.suite.commands import CONFIG_DIR, SimSpec, display, sim_argv
 from benchmarks.suite.manifests import ENDPOINTS_FILE
 from benchmarks.suite.model import RunRow
 from benchmarks.suite.precise import (
     PRECISE,
+    kv_events_config,
     shown_commands,
-    sim_events_argv,
     start_event_fleet,
     start_gateway,
 )
@@ -65,9 +65,11 @@ def precise_gateway(time_scale: float) -> StartTrial:
 
 
 def event_fleet_command(spec: SimSpec) -> str:
-    """The simulator's command of the precise front's trials (ports as shell variables)."""
-    return display(sim_events_argv(spec, "$SIM_PORT", CONFIG_DIR / ENDPOINTS_FILE, "$KV_PORT",
-                                   "$REPLAY_PORT"))
+    """The simulator's command of the precise front's trials, with the ports as shell variables
+    that expand (the JSON in double quotes, its own quotes escaped)."""
+    plain = display(sim_argv(spec, "$SIM_PORT", CONFIG_DIR / ENDPOINTS_FILE))
+    config = kv_events_config("$KV_PORT", "$REPLAY_PORT").replace('"', '\\"')
+    return f'{plain} --kv-events-config "{config}"'
 
 
 async def run_trial(name: str, kind: str, start: StartTrial, spec: SimSpec,

@@ -5,6 +5,8 @@ simulator."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -44,7 +46,12 @@ from benchmarks.suite.capacity_search import (
     saturated_throughput,
     token_times,
 )
-from benchmarks.suite.capacity_trial import TrialFront, on_fleet, precise_gateway
+from benchmarks.suite.capacity_trial import (
+    TrialFront,
+    event_fleet_command,
+    on_fleet,
+    precise_gateway,
+)
 from benchmarks.suite.capacity_warmup import one_per_group
 from benchmarks.suite.commands import SimSpec
 from benchmarks.suite.epp import zipf_config
@@ -404,3 +411,15 @@ async def test_a_trial_of_the_precise_front_on_a_fleet_publishing_events(tmp_pat
     assert trial.verdict.passed, trial.verdict
     assert trial.row.completed == trial.row.requests > 0
     assert any("--scheduler-config precise-profile.yaml" in c for c in found.commands)
+
+
+def test_the_event_fleet_command_pastes_into_a_shell() -> None:
+    """The shown `--kv-events-config` JSON reaches the simulator as JSON with the ports filled."""
+    command = event_fleet_command(capacity_settings(quick=True).fleet)
+    script = (f"SIM_PORT=8000; KV_PORT=5557; REPLAY_PORT=5600; set -- {command}; "
+              'for a in "$@"; do printf "%s\\n" "$a"; done')
+    args = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True,
+                          timeout=30).stdout.splitlines()
+    config = json.loads(args[args.index("--kv-events-config") + 1])
+    assert config["endpoint"] == "tcp://*:5557" and config["replay_endpoint"] == "tcp://*:5600"
+    assert args[args.index("--port") + 1] == "8000"
