@@ -52,6 +52,21 @@ def replica_checks(section: Section | None) -> list[Check]:
     return checks
 
 
+def _summary(section: Section) -> str:
+    """Per profile, one sentence: the several gateways' TTFT p90 against one's, without and
+    with the shared view."""
+    lines = []
+    for profile, one, many in _pairs(section):
+        if not one.ttft_p90:
+            continue
+        parts = [f"{r.name.partition(': ')[2]} {fmt.ms(r.ttft_p90, 0)} "
+                 f"({fmt.ratio(r.ttft_p90 / one.ttft_p90)})"
+                 for r in many if r.ttft_p90 is not None]
+        lines.append(f"- `{profile}`: TTFT p90 with one gateway {fmt.ms(one.ttft_p90, 0)}; "
+                     + "; ".join(parts) + "\n")
+    return "".join(lines) + ("\n" if lines else "")
+
+
 def _cpu_table(section: Section) -> str:
     """Front CPU per request by process: Envoy, the gateways together, redis-server."""
     runs: Mapping[str, Mapping[str, Any]] = section.extra.get("runs", {})
@@ -126,6 +141,7 @@ def markdown(section: Section | None) -> str:
     pairs = _pairs(section)
     base = pairs[0][1].name if pairs else None
     out += routing_table(section.rows, base, section.extra.get("sim_cpu_share", {})) + "\n\n"
+    out += _summary(section)
     out += checks_table(replica_checks(section)) + "\n\n"
     out += "Front CPU per request, by process:\n\n" + _cpu_table(section) + "\n\n"
     out += _per_round(section) + _views(section)

@@ -135,6 +135,8 @@ def test_report_shows_the_table_the_checks_the_cpu_split_and_the_view() -> None:
     assert "| default: 3 gateways, shared in-flight view | 100 µs | 150 µs | 5.0 µs | 255 µs |" \
         in text
     assert "**MISS**" in text and "**PASS**" in text
+    assert ("- `default`: TTFT p90 with one gateway 200 ms; 3 gateways, own counts 500 ms "
+            "(2.50x); 3 gateways, shared in-flight view 215 ms (1.07x)") in text
     assert "3 of 3 gateways had the view up, seeing 2 to 2 peers; 3 failed exchanges" in text
     assert "Not measured yet: run `python -m benchmarks.suite --only replicas`" in markdown(None)
 
