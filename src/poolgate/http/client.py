@@ -89,8 +89,8 @@ class UpstreamResponse:
     """A response being received: status and headers now, the body as it arrives."""
 
     __slots__ = (
-        "_chunks", "_conn", "_done", "_error", "_size", "_waiter", "content_length",
-        "content_type", "headers", "reason", "status",
+        "_chunks", "_conn", "_done", "_error", "_size", "_waiter", "connection",
+        "content_length", "content_type", "headers", "reason", "status",
     )
 
     def __init__(self, conn: UpstreamConnection) -> None:
@@ -100,6 +100,7 @@ class UpstreamResponse:
         self.headers: list[tuple[str, str]] = []
         self.content_length: int | None = None
         self.content_type = ""
+        self.connection: str | None = None  # the `Connection` field's value, if any
         self._chunks: collections.deque[bytes] = collections.deque()
         self._size = 0
         self._done = False
@@ -147,6 +148,16 @@ class UpstreamResponse:
         self._size = 0
         self._conn.resume_reading()
         return data
+
+    def received(self) -> bytes | None:
+        """The whole body when all of it has arrived already (None while more is to come, or
+        when it broke off): what `read()` would return, without waiting."""
+        if not self._done or self._error is not None:
+            return None
+        chunks = self._chunks
+        if not chunks:
+            return b""
+        return self._take()
 
     async def read(self, limit: int | None = None) -> bytes:
         """The whole body; with `limit`, raises `BodyTooLarge` (and closes the connection) as
@@ -270,6 +281,8 @@ class UpstreamConnection(asyncio.Protocol):
                 response.content_type = value
             elif low == "transfer-encoding":
                 self._chunked = "chunked" in value.lower()
+            elif low == "connection" and response.connection is None:
+                response.connection = value
         waiter = self._headers_ready
         if waiter is not None and not waiter.done():
             waiter.set_result(response)

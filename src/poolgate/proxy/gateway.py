@@ -296,8 +296,10 @@ class Gateway:
             raise BodyTooLarge("The request body is larger than the gateway's limit of "
                                f"{self.options.max_body_bytes} bytes.")
         ctx.body = request.body
-        ctx.path, ctx.headers = apply_request_filters(decision.rule, decision, ctx.path,
-                                                      ctx.headers)
+        rule = decision.rule
+        # (The filters `apply_request_filters` applies; without any, it would only copy.)
+        if rule.header_modifier is not None or rule.url_rewrite is not None:
+            ctx.path, ctx.headers = apply_request_filters(rule, decision, ctx.path, ctx.headers)
         if backend.pool is not None:
             self._resolve_inference(ctx, backend.pool)
 
@@ -443,10 +445,15 @@ class Gateway:
         failure without a response, what failed and the error to answer if it is not retried."""
         request = ctx.request
         try:
-            async with _deadline_scope(deadline):
+            if deadline is None:
                 upstream = await self.upstreams.request(
                     attempt.endpoint, request.method, ctx.path, ctx.headers, ctx.body,
                     cluster.connections)
+            else:
+                async with asyncio.timeout_at(deadline):
+                    upstream = await self.upstreams.request(
+                        attempt.endpoint, request.method, ctx.path, ctx.headers, ctx.body,
+                        cluster.connections)
         except TimeoutError:
             self.metrics.upstream_errors.labels(cluster.key, "timeout").inc()
             attempt.failure = FailureKind.TIMEOUT.value

@@ -77,7 +77,11 @@ async def relay(request: Responder, upstream: UpstreamResponse,
     event_stream = is_event_stream(upstream)
     if length is not None and length <= _BUFFER_LIMIT and not event_stream:
         try:
-            if deadline is None:
+            # A small body has usually arrived with the head: no need to wait for it.
+            body = upstream.received()
+            if body is not None:
+                pass
+            elif deadline is None:
                 body = await upstream.read()
             else:
                 async with asyncio.timeout_at(deadline):
@@ -151,9 +155,7 @@ async def _stream_until(request: Responder, upstream: UpstreamResponse, deadline
 def response_headers(upstream: UpstreamResponse,
                      extra_headers: list[tuple[str, str]] | None) -> list[tuple[str, str]]:
     """The upstream's headers as they go to the client, then `extra_headers`."""
-    connection = next((v for k, v in upstream.headers if k.lower() == "connection"), None)
-    headers = downstream_response_headers(upstream.headers,
-                                          {"connection": connection} if connection else {})
+    headers = downstream_response_headers(upstream.headers, upstream.connection)
     if extra_headers:
         headers.extend(extra_headers)
     return headers
