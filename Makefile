@@ -64,6 +64,18 @@ lint: $(VENV)/.installed-test
 test: $(VENV)/.installed-test os-deps $(VENV)/.kube-tools lint
 	$(BIN)/pytest
 
+# The same suite on the hot modules compiled by mypyc (setup.py), which `make test` runs as plain
+# Python (the editable install): a wheel built as `pip install .` builds it, unpacked into
+# build/compiled and put first on PYTHONPATH, which the processes the e2e tests start inherit.
+COMPILED := build/compiled
+.PHONY: test-compiled
+test-compiled: $(VENV)/.installed-test os-deps $(VENV)/.kube-tools
+	rm -rf $(COMPILED) build/compiled-wheel
+	$(PIP) wheel --no-deps -w build/compiled-wheel .
+	$(BIN)/python -m zipfile -e build/compiled-wheel/poolgate-*.whl $(COMPILED)
+	PYTHONPATH=$(COMPILED) $(BIN)/python -c 'import sys, poolgate.http.server as m; sys.exit(0 if m.__file__.endswith(".so") else "not compiled: " + m.__file__)'
+	PYTHONPATH=$(COMPILED) $(BIN)/pytest
+
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.suite --out docs/benchmarks.md
 

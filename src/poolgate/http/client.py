@@ -15,7 +15,7 @@ import enum
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 import httptools
 
@@ -85,6 +85,21 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+class ResponseSource(Protocol):
+    """What an `UpstreamResponse` needs of the connection it arrives on
+    (`UpstreamConnection`)."""
+
+    loop: asyncio.AbstractEventLoop
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def response_released(self, response: UpstreamResponse) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class UpstreamResponse:
     """A response being received: status and headers now, the body as it arrives."""
 
@@ -93,7 +108,7 @@ class UpstreamResponse:
         "content_length", "content_type", "headers", "reason", "status",
     )
 
-    def __init__(self, conn: UpstreamConnection) -> None:
+    def __init__(self, conn: ResponseSource) -> None:
         self._conn = conn
         self.status = 0
         self.reason = ""
@@ -115,6 +130,8 @@ class UpstreamResponse:
     # -- fed by the connection -------------------------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
+        if not data:
+            return  # (`next_chunk` answers b"" only at the end)
         self._chunks.append(data)
         self._size += len(data)
         if self._size > _HIGH_WATER:
@@ -181,17 +198,22 @@ class UpstreamResponse:
                 return parts[0] if len(parts) == 1 else b"".join(parts)
             await self._wait()
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        """Body bytes as they arrive (what is buffered is joined into one chunk)."""
+    async def next_chunk(self) -> bytes:
+        """The body bytes that arrived since the last call (what is buffered, joined into one
+        chunk), waiting for some when there are none yet; b"" once the body is over. Raises
+        `BodyError` when the upstream broke off."""
         while True:
             if self._chunks:
-                yield self._take()
-                continue
+                return self._take()
             if self._done:
                 if self._error is not None:
                     raise BodyError(str(self._error)) from self._error
-                return
+                return b""
             await self._wait()
+
+    def iter_chunks(self) -> AsyncIterator[bytes]:
+        """Body bytes as they arrive (what is buffered is joined into one chunk)."""
+        return _Chunks(self)
 
     def release(self) -> None:
         """Done with the response: the connection goes back to the pool if it can be reused,
@@ -201,6 +223,25 @@ class UpstreamResponse:
     def close(self) -> None:
         """Abandon the response and close its connection: the model server sees the disconnect."""
         self._conn.close()
+
+
+class _Chunks:
+    """`UpstreamResponse.iter_chunks()`: an async iterator over `next_chunk()` (a class, not an
+    async generator, so that the module compiles with mypyc)."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: UpstreamResponse) -> None:
+        self._response = response
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._response.next_chunk()
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -361,6 +402,16 @@ class UpstreamConnection(asyncio.Protocol):
 
     def __repr__(self) -> str:
         return f"<UpstreamConnection {self.address} {self.state.value} requests={self.requests}>"
+
+
+class Upstreams(Protocol):
+    """Where the gateway sends its requests (`UpstreamPool`)."""
+
+    async def request(self, address: str, method: str, path: str,
+                      headers: Sequence[tuple[str, str]], body: bytes,
+                      settings: ConnectionSettings | None = None) -> UpstreamResponse: ...
+
+    async def close(self) -> None: ...
 
 
 class UpstreamPool:

@@ -391,7 +391,7 @@ class _Connection(asyncio.Protocol):
             # is read here.
             self._ignore_input = True
             rest = data[e.args[0]:]
-            if self._upgrade is not None and rest:
+            if self._upgrading() is not None and rest:
                 self._upgrade_body(rest)
         except httptools.HttpParserCallbackError as e:
             # An exception from one of the callbacks below, as its context.
@@ -522,6 +522,12 @@ class _Connection(asyncio.Protocol):
             request.body = body[0] if len(body) == 1 else b"".join(body)
             self._body = []
         self._enqueue(request)
+
+    def _upgrading(self) -> DownstreamRequest | None:
+        """The request that asked to upgrade, if its body is still to come. (A method, so that
+        after `feed_data`, whose callbacks set it, it is read again rather than taken as
+        narrowed by a check made before: compiled with mypyc, that would fail.)"""
+        return self._upgrade
 
     def _upgrade_body(self, data: bytes) -> None:
         """Body bytes of a request that asked to upgrade (llhttp does not read them)."""

@@ -38,7 +38,7 @@ from poolgate.core.pools import Pool
 from poolgate.datalayer import EndpointStore
 from poolgate.datalayer.health import HealthTracker
 from poolgate.datalayer.kv_events import KVEventsHub
-from poolgate.http.client import UpstreamFailure, UpstreamPool, UpstreamResponse
+from poolgate.http.client import UpstreamFailure, UpstreamPool, UpstreamResponse, Upstreams
 from poolgate.observability.access_log import AccessLog
 from poolgate.observability.kv_events import KVEventsCollector
 from poolgate.observability.live import LiveWindow
@@ -122,7 +122,7 @@ class Gateway:
         self.saturation = SaturationDetector(options.saturation_queue, options.saturation_kv,
                                              options.staleness)
         self.rnd = random.Random(options.seed)
-        self.upstreams = UpstreamPool(options.connect_timeout)
+        self.upstreams: Upstreams = UpstreamPool(options.connect_timeout)
         self.steering = Steering(self.store, self.health, options.staleness,
                                  BalancingMetrics(metrics.registry))
         self.active_requests = 0

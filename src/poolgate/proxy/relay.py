@@ -108,7 +108,7 @@ async def _stream(request: Responder, upstream: UpstreamResponse,
                   meter: ResponseMeter | None) -> RelayOutcome:
     sent = 0
     try:
-        async for chunk in upstream.iter_chunks():
+        while chunk := await upstream.next_chunk():
             if meter is not None:
                 meter.chunk(chunk)
             await request.write(chunk)
@@ -125,13 +125,11 @@ async def _stream_until(request: Responder, upstream: UpstreamResponse, deadline
                         cut_frame: bytes | None, meter: ResponseMeter | None) -> RelayOutcome:
     sent = 0
     tail = EVENT_END
-    chunks = upstream.iter_chunks()
     try:
         while True:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    chunk = await anext(chunks)
-            except StopAsyncIteration:
+            async with asyncio.timeout_at(deadline):
+                chunk = await upstream.next_chunk()
+            if not chunk:
                 break
             if meter is not None:
                 meter.chunk(chunk)
