@@ -115,27 +115,88 @@ class Frame:
         return self.file.startswith("libc") and self.name in SYSCALLS
 
 
-def parse_frame(text: str) -> Frame:
+def parse_frame(text: str, compiled: Mapping[str, str] | None = None) -> Frame:
     """`Gateway.pick (poolgate/proxy/gateway.py:391)` -> Frame("Gateway.pick", "poolgate/...");
-    an unresolved native address is folded into one frame per object file."""
+    an unresolved native address is folded into one frame per object file; a C function mypyc
+    compiled from one of `compiled`'s modules (see `mypyc_prefixes`) becomes the Python
+    function it was compiled from, in `FILE, compiled`."""
     m = _FRAME.match(text.strip())
     if m is None:
         return Frame(text.strip() or "?", "?")
     name, file = m.group("name"), m.group("file")
     if _HEX.match(name):
         name = "(unresolved)"
+    elif compiled and file.startswith(_MYPYC_SOURCE):
+        found = compiled_function(name, compiled)
+        if found is not None:
+            return Frame(found[0], f"{found[1]}, compiled")
     return Frame(name, file)
 
 
-def parse_raw(text: str) -> list[tuple[tuple[Frame, ...], int]]:
-    """py-spy's `--format raw` (collapsed stacks: `root;...;leaf COUNT` per line)."""
+def parse_raw(text: str, compiled: Iterable[str] = ()) -> list[tuple[tuple[Frame, ...], int]]:
+    """py-spy's `--format raw` (collapsed stacks: `root;...;leaf COUNT` per line); `compiled`:
+    the modules mypyc compiled (dotted names), whose C frames are read as their Python ones."""
+    prefixes = mypyc_prefixes(compiled)
     out: list[tuple[tuple[Frame, ...], int]] = []
     for line in text.splitlines():
         stack, _, count = line.rstrip().rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        out.append((tuple(parse_frame(f) for f in stack.split(";")), int(count)))
+        out.append((tuple(parse_frame(f, prefixes) for f in stack.split(";")), int(count)))
     return out
+
+
+# mypyc writes one C file per build (`__native_<hash>.c`), and names each function after its
+# module (the shortest dotted suffix that tells the build's modules apart, dots as `___`), then
+# `___` and the class and method, the function, or an async function's generator class
+# (`<function>_<Class>_gen`, with its own methods after it).
+_MYPYC_SOURCE = "__native_"
+_MYPYC_WRAPPERS = ("CPyDef_", "CPyPy_", "CPyDunder_am_send", "CPyDunder_")
+_GENERATOR = re.compile(r"^(?P<func>.+?)_(?:(?P<cls>_?[A-Z][A-Za-z0-9]*)_)?gen(?:_.*)?$")
+_METHOD = re.compile(r"^(?P<cls>_?[A-Z][A-Za-z0-9]*)___(?P<meth>.+)$")
+_TYPE_SLOT = re.compile(r"^(?P<cls>_?[A-Z][A-Za-z0-9]*)_(?:dealloc|traverse|clear|setup)$")
+
+
+def mypyc_prefixes(modules: Iterable[str]) -> dict[str, str]:
+    """mypyc's name of each module in a build (`gateway`, `observability___inference`) -> its
+    file (`poolgate/proxy/gateway.py`)."""
+    names = list(modules)
+    out: dict[str, str] = {}
+    for name in names:
+        parts = name.split(".")
+        for n in range(1, len(parts) + 1):
+            suffix = parts[-n:]
+            if sum(1 for other in names if other.split(".")[-n:] == suffix) == 1:
+                out["___".join(suffix)] = name.replace(".", "/") + ".py"
+                break
+    return out
+
+
+def compiled_function(symbol: str, prefixes: Mapping[str, str]) -> tuple[str, str] | None:
+    """The Python function (`Gateway.attempt`) and file a mypyc C function was compiled from
+    (`CPyDef_gateway___attempt_Gateway_gen_____mypyc_generator_helper__`), or None."""
+    for wrapper in _MYPYC_WRAPPERS:
+        if symbol.startswith(wrapper):
+            symbol = symbol[len(wrapper):]
+            break
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        if symbol.startswith(prefix + "___"):
+            return _python_name(symbol[len(prefix) + 3:]), prefixes[prefix]
+    return None
+
+
+def _python_name(rest: str) -> str:
+    for pattern in (_GENERATOR, _TYPE_SLOT):
+        m = pattern.match(rest)
+        if m is not None:
+            cls, func = m.group("cls"), m.groupdict().get("func")
+            if func is None:
+                return str(cls)
+            return f"{cls}.{func}" if cls else str(func)
+    m = _METHOD.match(rest)
+    if m is not None:
+        return f"{m.group('cls')}.{m.group('meth')}"
+    return rest
 
 
 def _matches(frame: Frame, rule: Rule) -> bool:

@@ -31,6 +31,7 @@ import aiohttp
 import orjson
 
 from benchmarks.suite.commands import PEERS, SimSpec
+from benchmarks.suite.compiled import build_compiled, compiled_env
 from benchmarks.suite.epp import Front, peers_available
 from benchmarks.suite.epp_stack import (
     Stack,
@@ -54,6 +55,10 @@ DIRECT = "direct"
 ENVOY = "Envoy round robin"
 POOLGATE_DEFAULT = "poolgate default"
 POOLGATE_RR = "poolgate round-robin"
+# The same, compiled with mypyc (what `pip install .` installs; `make` installs plain Python).
+COMPILED = " (mypyc)"
+POOLGATE_DEFAULT_COMPILED = POOLGATE_DEFAULT + COMPILED
+POOLGATE_RR_COMPILED = POOLGATE_RR + COMPILED
 VLLM_ROUTER_RR = "vllm-router round_robin"
 SATURATION = "saturation"
 STREAM = "stream"
@@ -103,11 +108,19 @@ def saturation_settings(quick: bool) -> SaturationSettings:
                               rounds=2)
 
 
-def saturation_fronts(peers_venv: Path | None, cwd: Path) -> list[Front]:
-    """direct, Envoy alone, poolgate's two profiles, and each peer policy when installed."""
+def saturation_fronts(peers_venv: Path | None, cwd: Path,
+                      compiled: Path | None = None) -> list[Front]:
+    """direct, Envoy alone, poolgate's two profiles (also compiled, from the `compiled` tree,
+    when there is one), and each peer policy when installed."""
     fronts = [Front(DIRECT, "direct", no_front), Front(ENVOY, "envoy", envoy_round_robin()),
               Front(POOLGATE_DEFAULT, "poolgate", single("poolgate", gateway("default"))),
               Front(POOLGATE_RR, "poolgate", single("poolgate", gateway("round-robin")))]
+    if compiled is not None:
+        env = compiled_env(compiled)
+        fronts += [Front(name + COMPILED, "poolgate",
+                         single("poolgate", gateway(profile, env=env)))
+                   for name, profile in ((POOLGATE_DEFAULT, "default"),
+                                         (POOLGATE_RR, "round-robin"))]
     if peers_venv is not None:
         fronts += [Front(f"{p.name} {policy}", "peer", single(p.name, peer(p, peers_venv, policy,
                                                                           cwd)))
@@ -303,7 +316,8 @@ async def run(s: SaturationSettings, workdir: Path, peers_venv: Path | None,
     `s.rounds` interleaved rounds of every front."""
     started = time.monotonic()
     wrk_binary()  # fail before anything starts when the client is missing
-    fronts = saturation_fronts(peers_venv, cwd)
+    compiled, notes = await compiled_tree(workdir / "compiled")
+    fronts = saturation_fronts(peers_venv, cwd, compiled)
     rounds: list[Runs] = []
     with ProcessGroup(workdir / "fleet-logs") as fleets:
         sim = await start_fleet(fleets, s.fleet, workdir / "sim")
@@ -314,12 +328,13 @@ async def run(s: SaturationSettings, workdir: Path, peers_venv: Path | None,
                 print(f"  round {n + 1} of {s.rounds}", file=sys.stderr, flush=True)
             rounds.append(await run_round(fronts, instant, sim, s, workdir / f"round-{n}"))
     runs = combine(rounds)
-    notes = list(runs.notes)
+    notes += runs.notes
     if peers_venv is None:
         notes.append("the peer routers are not installed (.venv-peers): run `make bench-peers` "
                      "once, then this section again, to add their rows")
     tiny, stream = tiny_loads(s), stream_loads(s)
     commands = [sim_command(s.fleet) + "  # its answers are recorded for the instant backends",
+                *([COMPILED_COMMAND] if compiled is not None else []),
                 instant_command() + "  # the instant backends: one listener per backend",
                 f"BODY='{s.tiny_body()}'", *(ld.run.shown() for ld in tiny),
                 f"BODY='{s.stream_body()}'  # the SSE case, on the simulator",
@@ -339,6 +354,21 @@ async def run(s: SaturationSettings, workdir: Path, peers_venv: Path | None,
                "per_round_cpu_us": per_round_cpu(rounds),
                "fronts": [f.name for f in fronts], "cores": os.cpu_count(),
                "workloads": [ld.key for ld in tiny] + [STREAM]})
+
+
+COMPILED_COMMAND = ("pip wheel --no-deps -w wheel . && python -m zipfile -e wheel/poolgate-*.whl "
+                    "$COMPILED  # the (mypyc) rows: poolgate serve with PYTHONPATH=$COMPILED")
+
+
+async def compiled_tree(workdir: Path) -> tuple[Path | None, list[str]]:
+    """poolgate built as `pip install .` builds it (hot modules compiled), for the (mypyc)
+    rows; None, with a note saying why, when it cannot be built compiled here."""
+    print("  building the compiled wheel", file=sys.stderr, flush=True)
+    try:
+        return await build_compiled(workdir), []
+    except BenchError as e:
+        lines = str(e).strip().splitlines()
+        return None, [f"the (mypyc) rows were not measured: {lines[0] if lines else e}"]
 
 
 def available_peers(venv: Path) -> Path | None:

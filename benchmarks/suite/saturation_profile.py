@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.suite.commands import display
+from benchmarks.suite.compiled import compiled_env, hot_modules
 from benchmarks.suite.epp import Front
 from benchmarks.suite.epp_stack import cpu_between, read_cpu, single
 from benchmarks.suite.harness import slug
@@ -37,13 +38,15 @@ from benchmarks.suite.profiling import (
     record,
     record_argv,
 )
-from benchmarks.suite.saturation import SaturationSettings, check_front
+from benchmarks.suite.saturation import SaturationSettings, check_front, compiled_tree
 from benchmarks.suite.stack import Fleet, gateway, start_fleet
 from benchmarks.suite.wrk import WrkRun, run_wrk, wrk_binary
 from poolgate.bench import BenchError
 
 NAME = "saturation-profile"
 PROFILES = ("default", "round-robin")
+# Each profile also as `pip install .` installs it: the hot modules compiled by mypyc.
+COMPILED = " (mypyc)"
 # Samples a second. py-spy stops the gateway for each native sample (1-2 ms of unwinding here:
 # at 200 a second it was stopped a third of the time), so more would slow what is measured.
 SAMPLE_RATE = 100
@@ -78,10 +81,12 @@ class Measured:
 
 
 async def measure_profile(profile: str, fleet: Fleet, s: ProfileSettings, body: str,
-                          log_dir: Path) -> Measured:
-    """Start `poolgate serve --scheduler-profile profile` on `fleet`, saturate it once without
-    and once under py-spy."""
-    front = Front(f"poolgate {profile}", "poolgate", single("poolgate", gateway(profile)))
+                          log_dir: Path, compiled: Path | None = None) -> Measured:
+    """Start `poolgate serve --scheduler-profile profile` on `fleet` (from the `compiled` tree
+    when given), saturate it once without and once under py-spy."""
+    env = None if compiled is None else compiled_env(compiled)
+    front = Front(f"poolgate {profile}", "poolgate",
+                  single("poolgate", gateway(profile, env=env)))
     with ProcessGroup(log_dir) as group:
         stack = await front.start(group, fleet)
         pid = stack.processes[0][1]
@@ -135,10 +140,11 @@ async def _measure(profile: str, pid: int, base_url: str, s: ProfileSettings, bo
 
 
 def summarize(found: Sequence[Measured]) -> dict[str, Any]:
-    """Medians of the rounds' figures and the samples of every round folded together."""
+    """Medians of the rounds' figures and the samples of every round folded together (the C
+    frames of modules mypyc compiled read as the Python functions they come from)."""
     folded = Profile()
     for m in found:
-        folded.add(parse_raw(m.stacks))
+        folded.add(parse_raw(m.stacks, hot_modules()))
 
     def med(values: Sequence[float | None]) -> float | None:
         present = [v for v in values if v is not None]
@@ -161,8 +167,11 @@ async def run(s: ProfileSettings, sat: SaturationSettings, workdir: Path) -> Sec
     wrk_binary()
     pyspy_binary()
     body = sat.tiny_body()
-    found: dict[str, list[Measured]] = {p: [] for p in PROFILES}
-    notes: list[str] = []
+    tree, notes = await compiled_tree(workdir / "compiled")
+    variants: list[tuple[str, str, Path | None]] = [(p, p, None) for p in PROFILES]
+    if tree is not None:
+        variants += [(p + COMPILED, p, tree) for p in PROFILES]
+    found: dict[str, list[Measured]] = {name: [] for name, _, _ in variants}
     with ProcessGroup(workdir / "sim-logs") as recording:
         sim = await start_fleet(recording, dataclasses.replace(sat.fleet, replicas=1),
                                 workdir / "sim")
@@ -170,15 +179,16 @@ async def run(s: ProfileSettings, sat: SaturationSettings, workdir: Path) -> Sec
     with ProcessGroup(workdir / "fleet-logs") as fleets:
         instant = await start_instant_fleet(fleets, sat.replicas, answers, workdir / "instant")
         for n in range(s.rounds):
-            for profile in PROFILES:
+            for name, profile, compiled in variants:
                 try:
-                    found[profile].append(await measure_profile(
-                        profile, instant, s, body, workdir / f"round-{n}" / slug(profile)))
+                    found[name].append(await measure_profile(
+                        profile, instant, s, body, workdir / f"round-{n}" / slug(name),
+                        compiled))
                 except BenchError as e:
                     lines = str(e).strip().splitlines()
-                    notes.append(f"poolgate {profile}, round {n + 1}: not measured: "
+                    notes.append(f"poolgate {name}, round {n + 1}: not measured: "
                                  f"{lines[0] if lines else type(e).__name__}")
-    profiles = {p: summarize(m) for p, m in found.items() if m}
+    profiles = {name: summarize(m) for name, m in found.items() if m}
     if not profiles:
         raise BenchError("no profile was measured: " + "; ".join(notes))
     commands = [

@@ -11,6 +11,7 @@ from benchmarks.suite.checks import added
 from benchmarks.suite.model import Check, RunRow, Section
 from benchmarks.suite.profiling import STAGES, frame_us, stage_table
 from benchmarks.suite.saturation import (
+    COMPILED,
     DIRECT,
     POOLGATE_DEFAULT,
     POOLGATE_RR,
@@ -49,8 +50,9 @@ vllm-router's render/tokenize calls) for about 16 µs of CPU each. The **SSE rel
 streams {tokens}-token completions from the simulator itself (`--profile zero`), whose chunks \
 are written one by one. Fronts: the client calling one backend (`direct`), Envoy {envoy} alone \
 (`--concurrency 1`, round robin, the bootstrap `poolgate envoy-config` renders without the \
-picker: the floor), `poolgate serve` with the default and the round-robin scheduler profiles, \
-and vllm-router and sglang-router in `round_robin` and `cache_aware` (from `.venv-peers/`). \
+picker: the floor), `poolgate serve` with the default and the round-robin scheduler profiles \
+(as `make` installs it, plain Python, and, in the **(mypyc)** rows, as `pip install .` installs \
+it: the request path's hot modules compiled by mypyc, `setup.py`), and vllm-router and sglang-router in `round_robin` and `cache_aware` (from `.venv-peers/`). \
 Everything shares the machine's {cores} cores, unpinned, as a gateway sized by requests per \
 core would. Front CPU is the front's whole process tree (every thread, from \
 `/proc/PID/task/*/schedstat`) over the measured window, divided by the requests (or SSE \
@@ -177,8 +179,12 @@ def saturation_checks(section: Section | None, pick: Section | None) -> list[Che
     checks: list[Check] = []
     base = find(section, VLLM_ROUTER_RR, SATURATION) if section else None
     theirs = base.cpu_us_per_request if base else None
-    for front, limit in ((POOLGATE_RR, MAX_RR_CPU_VS_VLLM_ROUTER),
-                         (POOLGATE_DEFAULT, MAX_DEFAULT_CPU_VS_VLLM_ROUTER)):
+    # The compiled build's rows (what `pip install .` installs) when the run has them.
+    compiled = section is not None and find(section, POOLGATE_RR + COMPILED, SATURATION) is not None
+    builds = ("", COMPILED) if compiled else ("",)
+    for front, limit in [(name + build, limit) for build in builds
+                         for name, limit in ((POOLGATE_RR, MAX_RR_CPU_VS_VLLM_ROUTER),
+                                             (POOLGATE_DEFAULT, MAX_DEFAULT_CPU_VS_VLLM_ROUTER))]:
         ours = find(section, front, SATURATION) if section else None
         cpu = ours.cpu_us_per_request if ours else None
         ratio = None if cpu is None or not theirs else cpu / theirs
@@ -188,7 +194,7 @@ def saturation_checks(section: Section | None, pick: Section | None) -> list[Che
                             f"{fmt.us(cpu)} ({fmt.ratio(ratio)})",
                             None if ratio is None else ratio <= limit))
     rps = base.request_throughput if base else None
-    for front in (POOLGATE_RR, POOLGATE_DEFAULT):
+    for front in [name + build for build in builds for name in (POOLGATE_RR, POOLGATE_DEFAULT)]:
         ours = find(section, front, SATURATION) if section else None
         mine = ours.request_throughput if ours else None
         checks.append(Check(
@@ -203,7 +209,7 @@ def saturation_checks(section: Section | None, pick: Section | None) -> list[Che
         checks.append(Check(f"pick cost at {size} endpoints (default profile, warm index)",
                             f"<= {fmt.us(limit)}", fmt.us(value),
                             None if value is None else float(value) <= limit))
-    for front in (POOLGATE_DEFAULT, POOLGATE_RR):
+    for front in [name + build for build in builds for name in (POOLGATE_DEFAULT, POOLGATE_RR)]:
         row = find(section, front, STREAM) if section else None
         per_core = chunks_per_core(section, row) if section and row else None
         checks.append(Check(f"SSE relay, {front}: chunks/s per core",

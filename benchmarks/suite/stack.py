@@ -78,13 +78,15 @@ async def direct(group: ProcessGroup, fleet: Fleet) -> Front:
     return Front(fleet.urls[0], None, None)
 
 
-def gateway(profile: str | None, extra: tuple[str, ...] = ()) -> StartFront:
-    """A starter for `poolgate serve` over the fleet's pool with scheduler `profile`."""
+def gateway(profile: str | None, extra: tuple[str, ...] = (),
+            env: dict[str, str] | None = None) -> StartFront:
+    """A starter for `poolgate serve` over the fleet's pool with scheduler `profile` (`env`:
+    added to its environment)."""
 
     async def start(group: ProcessGroup, fleet: Fleet) -> Front:
         port, admin = free_port(), free_port()
         argv = serve_argv(fleet.config_dir, port, admin, profile, extra)
-        proc = group.start(f"gateway-{profile or 'builtin'}", argv)
+        proc = group.start(f"gateway-{profile or 'builtin'}", argv, env)
         await wait_ready([f"http://{HOST}:{admin}/readyz"], proc)
         shown = display(serve_argv(CONFIG_DIR, PORT, ADMIN_PORT, profile, extra))
         return Front(f"http://{HOST}:{port}", proc.pid, shown)

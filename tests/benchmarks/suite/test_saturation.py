@@ -17,6 +17,7 @@ import yaml
 
 from benchmarks.suite import saturation as sat
 from benchmarks.suite import saturation_profile as sp
+from benchmarks.suite.compiled import check_compiled, compiled_env, hot_modules
 from benchmarks.suite.epp_stack import envoy_binary
 from benchmarks.suite.instant import (
     Answer,
@@ -39,7 +40,9 @@ from benchmarks.suite.profiling import (
     UPSTREAM_WRITE,
     Frame,
     Profile,
+    compiled_function,
     frame_us,
+    mypyc_prefixes,
     parse_frame,
     parse_raw,
     record_argv,
@@ -191,6 +194,40 @@ def test_frames_lose_their_line_and_native_addresses_fold() -> None:
         "__create_fn__.<locals>.__init__"
 
 
+def test_mypyc_functions_read_as_the_python_functions_they_were_compiled_from() -> None:
+    modules = ["poolgate.http.server", "poolgate.proxy.gateway", "poolgate.proxy.inference",
+               "poolgate.observability.inference", "poolgate.proxy.relay"]
+    prefixes = mypyc_prefixes(modules)
+    assert prefixes == {"server": "poolgate/http/server.py",
+                        "gateway": "poolgate/proxy/gateway.py",
+                        "proxy___inference": "poolgate/proxy/inference.py",
+                        "observability___inference": "poolgate/observability/inference.py",
+                        "relay": "poolgate/proxy/relay.py"}
+    cases = {
+        "CPyDef_gateway___attempt_Gateway_gen_____mypyc_generator_helper__": "Gateway.attempt",
+        "CPyDunder_am_sendserver____run__Connection_gen": "_Connection._run",
+        "CPyPy_server____Connection___data_received": "_Connection.data_received",
+        "CPyDef_gateway___Gateway____resolve_inference": "Gateway._resolve_inference",
+        "CPyDef_server___DownstreamRequest_____init__": "DownstreamRequest.__init__",
+        "server___DownstreamRequest_dealloc": "DownstreamRequest",
+        "CPyDef_relay___relay_gen_____mypyc_generator_helper__": "relay",
+        "CPyDef_relay____stream_until_gen": "_stream_until",
+        "CPyDef_observability___inference___ObjectiveSeries___answered":
+            "ObjectiveSeries.answered",
+        "CPyDef_proxy___inference___route_inference": "route_inference",
+    }
+    for symbol, name in cases.items():
+        found = compiled_function(symbol, prefixes)
+        assert found is not None and found[0] == name, symbol
+    assert compiled_function("CPyIter_Send", prefixes) is None  # mypyc's runtime
+    frame = parse_frame("CPyDef_gateway___Gateway___pick (__native_2ac9.c:7)", prefixes)
+    assert frame == Frame("Gateway.pick", "poolgate/proxy/gateway.py, compiled")
+    assert stage_of((frame,)) == PICK
+    assert parse_frame("CPyDef_gateway___Gateway___pick (__native_2ac9.c:7)").file == \
+        "__native_2ac9.c"  # without the build's modules, left as it is
+    assert "poolgate.http.server" in hot_modules()  # read from setup.py
+
+
 def test_each_sample_counts_to_the_innermost_stage_on_its_stack() -> None:
     stacks = {";".join(f.label for f in s): s for s, _ in parse_raw(RAW)}
     assert len(parse_raw(RAW)) == 8  # the blank and the garbage line are skipped
@@ -294,6 +331,9 @@ def test_settings_loads_and_fronts() -> None:
     with_peers = [f.name for f in sat.saturation_fronts(Path("/v"), Path.cwd())]
     assert with_peers[4:] == ["vllm-router round_robin", "vllm-router cache_aware",
                               "sglang-router round_robin", "sglang-router cache_aware"]
+    compiled = [f.name for f in sat.saturation_fronts(None, Path.cwd(), Path("/tree"))]
+    assert compiled[4:] == ["poolgate default (mypyc)", "poolgate round-robin (mypyc)"]
+    assert compiled_env(Path("/tree"))["PYTHONPATH"].split(os.pathsep)[0] == "/tree"
 
 
 def test_the_suite_knows_the_section() -> None:
@@ -350,6 +390,29 @@ def test_checks_compare_with_vllm_router_round_robin_in_the_same_run() -> None:
     assert checks["SSE relay, poolgate round-robin: chunks/s per core"].passed is False
     unmeasured = saturation_checks(None, None)
     assert unmeasured and all(c.passed is None for c in unmeasured)
+    assert not any("(mypyc)" in c.what for c in checks.values())  # no compiled rows: no checks
+
+
+async def test_a_tree_of_plain_modules_is_not_taken_for_a_compiled_build(tmp_path: Path) -> None:
+    (tmp_path / "poolgate").symlink_to(Path(__file__).parents[3] / "src" / "poolgate")
+    with pytest.raises(BenchError, match="not compiled"):
+        await check_compiled(tmp_path)
+    with pytest.raises(BenchError, match="not compiled"):
+        await check_compiled(tmp_path / "missing")  # poolgate then comes from the venv
+
+
+def test_the_compiled_rows_get_the_same_targets() -> None:
+    points = [*_points_of(_measured()),
+              _point("poolgate round-robin (mypyc)", "saturation", 30.0, 16000.0),
+              _point("poolgate default (mypyc)", "saturation", 55.0, 12000.0),
+              _point("poolgate default (mypyc)", "stream", 800.0, 300.0, chunks=100.0)]
+    checks = {c.what: c for c in saturation_checks(_section(points), None)}
+    rr = checks["CPU per request at saturation, poolgate round-robin (mypyc) (C client)"]
+    assert rr.passed is True and rr.measured == "30.0 µs (0.67x)"
+    assert checks["CPU per request at saturation, poolgate default (mypyc) (C client)"].passed
+    assert checks["requests/s at saturation, poolgate round-robin (mypyc) (C client)"].passed
+    assert checks["SSE relay, poolgate default (mypyc): chunks/s per core"].measured == "125,000"
+    assert checks["SSE relay, poolgate round-robin (mypyc): chunks/s per core"].passed is None
 
 
 def test_tables_show_ratios_added_latency_and_chunks_per_core() -> None:
