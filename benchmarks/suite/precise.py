@@ -94,12 +94,13 @@ WARMUP_CONCURRENCY = 4
 
 @dataclass(frozen=True, slots=True)
 class PreciseSettings:
-    """The fleet and workload (`routing`), the groups' skew, the direct traffic's rate (0: no
-    second case), the profiles and the rounds."""
+    """The fleet and workload (`routing`), the groups' skew, the share of `routing.rate` that
+    goes straight to the replicas in the second case (0: no second case), the profiles and the
+    rounds."""
 
     routing: RoutingSettings
     group_zipf: float
-    direct_rate: float
+    direct_share: float
     rounds: int = 1
     profiles: tuple[str, ...] = PROFILES
 
@@ -114,7 +115,7 @@ def precise_settings(quick: bool) -> PreciseSettings:
         rate=14.0, duration=15.0 if quick else 45.0, warmup=32 if quick else 64, groups=128,
         prompts_per_group=16, system_prompt_len=1024, question_len=64, output_len=64,
         profiles=PROFILES)
-    return PreciseSettings(routing=routing, group_zipf=0.6, direct_rate=4.0,
+    return PreciseSettings(routing=routing, group_zipf=0.6, direct_share=0.25,
                            rounds=1 if quick else 3)
 
 
@@ -125,9 +126,16 @@ def row_name(profile: str, direct: bool) -> str:
 def cases(s: PreciseSettings) -> list[tuple[str, bool]]:
     """(profile, with direct traffic) of every run of one round, in order."""
     out = [(p, False) for p in s.profiles]
-    if s.direct_rate > 0:
+    if s.direct_share > 0:
         out += [(p, True) for p in s.profiles]
     return out
+
+
+def rates(s: PreciseSettings, direct: bool) -> tuple[float, float]:
+    """Requests/s through the gateway and straight to the replicas: the same total in both
+    cases, so that the second differs from the first only in who sends a share of it."""
+    rate = s.routing.rate
+    return (rate * (1 - s.direct_share), rate * s.direct_share) if direct else (rate, 0.0)
 
 
 def prefix_blocks(s: PreciseSettings) -> int:
@@ -346,8 +354,9 @@ class PreciseRun:
                 "index_bound": self.index_bound}
 
 
-def bench_config(s: PreciseSettings) -> BenchConfig:
-    """Open-loop Poisson shared-prefix chat with Zipf-skewed groups, streamed."""
+def bench_config(s: PreciseSettings, rate: float | None = None) -> BenchConfig:
+    """Open-loop Poisson shared-prefix chat with Zipf-skewed groups, streamed, at `rate`
+    (`s.routing.rate` when None)."""
     r = s.routing
     return BenchConfig(
         workload=WorkloadConfig(kind="shared-prefix", seed=r.seed, model=r.fleet.model,
@@ -355,7 +364,8 @@ def bench_config(s: PreciseSettings) -> BenchConfig:
                                 system_prompt_len=r.system_prompt_len, group_zipf=s.group_zipf,
                                 question_len=LengthSpec.fixed(r.question_len),
                                 output_len=LengthSpec.fixed(r.output_len)),
-        load=LoadConfig(rate=r.rate, duration=r.duration, warmup=0, arrival="poisson"),
+        load=LoadConfig(rate=r.rate if rate is None else rate, duration=r.duration, warmup=0,
+                        arrival="poisson"),
         api="chat", stream=True, timeout=600.0, scrape_interval=r.scrape_interval,
         cpu_children=True)
 
@@ -379,14 +389,15 @@ async def run_once(profile: str, direct: bool, s: PreciseSettings,
     r = s.routing
     name = row_name(profile, direct)
     where = workdir / slug(name)
-    config = bench_config(s)
+    gateway_rate, direct_rate = rates(s, direct)
+    config = bench_config(s, gateway_rate)
     with ProcessGroup(where / "logs") as group:
         fleet = await start_event_fleet(group, r.fleet, where)
         async with CacheObserver(publishers(fleet.addresses, fleet.pub), TOPIC) as observer:
             gw = await start_gateway(group, profile, fleet, where, r.fleet.time_scale)
             traffic = None
             if direct:
-                traffic = DirectTraffic(config, fleet.urls, s.direct_rate)
+                traffic = DirectTraffic(config, fleet.urls, direct_rate)
                 traffic.start(horizon=r.duration + 600.0)
             try:
                 print(f"  {name}: warm-up", file=sys.stderr, flush=True)
@@ -485,7 +496,7 @@ def settings_dict(s: PreciseSettings) -> dict[str, Any]:
             "rate": r.rate, "duration": r.duration, "warmup": r.warmup, "groups": r.groups,
             "group_zipf": s.group_zipf, "prompts_per_group": r.prompts_per_group,
             "system_prompt_len": r.system_prompt_len, "question_len": r.question_len,
-            "output_len": r.output_len, "direct_rate": s.direct_rate, "seed": r.seed,
+            "output_len": r.output_len, "direct_share": s.direct_share, "seed": r.seed,
             "api": "chat", "stream": True, "rounds": s.rounds, "profiles": list(s.profiles)}
 
 
@@ -495,14 +506,18 @@ def commands(s: PreciseSettings) -> list[str]:
     events = kv_events_config("$KV_PORT", "$REPLAY_PORT").replace('"', '\\"')
     sim = (display(sim_argv(r.fleet, "$SIM_PORT", CONFIG_DIR / ENDPOINTS_FILE))
            + f' --kv-events-config "{events}"')
-    out = [sim, bench_command(bench_config(s)).replace("--warmup 0", f"--warmup {r.warmup}")]
+    out = [sim]
+    for direct in (False, True) if s.direct_share > 0 else (False,):
+        rate = rates(s, direct)[0]
+        line = bench_command(bench_config(s, rate)).replace("--warmup 0", f"--warmup {r.warmup}")
+        out.append(line + ("  # + direct traffic: the gateway's share" if direct else ""))
     out += [shown_commands(p, r.fleet.time_scale) for p in s.profiles]
     return out
 
 
 def shown_profile(s: PreciseSettings) -> str:
     """precise-profile.yaml as the runs used it (ports as shell variables)."""
-    replicas = [f"{HOST}:$(($SIM_PORT+{i}))" for i in range(s.routing.fleet.replicas)]
+    replicas = [f"{HOST}:$((SIM_PORT+{i}))" for i in range(s.routing.fleet.replicas)]
     return yaml.safe_dump(precise_profile(replicas, "$KV_PORT", "$REPLAY_PORT"), sort_keys=False)
 
 

@@ -116,6 +116,11 @@ def _kv_state(section: Section) -> str:
     return "".join(lines) + ("\n" if lines else "")
 
 
+def _share(st: Mapping[str, Any]) -> str:
+    share = st.get("direct_share")
+    return fmt.pct(float(share)) if isinstance(share, (int, float)) else "a share"
+
+
 def _intro(st: Mapping[str, Any]) -> str:
     fleet, prefixes = st.get("fleet_blocks"), st.get("prefix_blocks")
     times = (f" ({prefixes / fleet:.1f}x)" if isinstance(fleet, int) and isinstance(prefixes, int)
@@ -135,10 +140,14 @@ def _intro(st: Mapping[str, Any]) -> str:
         f"{st.get('rate')} requests/s of streamed chat for {st.get('duration')} s after "
         f"{st.get('warmup')} warm-up requests, {st.get('output_len')} output tokens, the "
         f"simulator at `--time-scale {st.get('time_scale')}` (latencies are wall-clock). The "
-        f"`+ direct traffic` rows add {st.get('direct_rate')} requests/s of the same workload "
-        f"sent straight to the replicas, each group to one fixed replica (another router with "
-        f"static affinity in front of the same fleet): the gateway's own figures are of its "
-        f"requests; the direct stream's TTFT p90 and hits are in their column.\n\n"
+        f"`+ direct traffic` rows send {_share(st)} of the same {st.get('rate')} requests/s "
+        f"straight to the replicas, each group to one fixed replica (another router with "
+        f"static affinity in front of the same fleet; `benchmarks/suite/direct_load.py`, an "
+        f"open-loop Poisson stream of the workload's own prompts), and the rest through the "
+        f"gateway: the "
+        f"same load, but the gateway no longer sees all of it. Their TTFT, throughput and "
+        f"\"hits (gateway's requests)\" are of the gateway's requests; the direct stream's TTFT "
+        f"p90 and hits are in their own column.\n\n"
         f"\"hits (servers' counters)\" is `vllm:prefix_cache_hits` / `vllm:prefix_cache_queries` "
         f"of every replica over the measured phase (all traffic). \"prefixes prefilled again\" "
         f"counts, from the replicas' KV events (the suite subscribes too), prompts whose first "

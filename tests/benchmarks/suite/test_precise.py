@@ -63,10 +63,10 @@ def test_the_run_adds_where_each_replica_publishes_and_poolgate_loads_the_file(
     path.write_text(yaml.safe_dump(profile))
     assert set(load_profile_file(path)) == {precise.PRECISE}
     # The report shows the ports as the shell variables of the shown commands.
-    shown = precise.precise_profile(["127.0.0.1:$(($SIM_PORT+1))"], "$KV_PORT", "$REPLAY_PORT")
+    shown = precise.precise_profile(["127.0.0.1:$((SIM_PORT+1))"], "$KV_PORT", "$REPLAY_PORT")
     (shown_scorer,) = [p for p in shown["plugins"] if "kvEventsConfig" in p.get("params", {})]
     assert shown_scorer["params"]["kvEventsConfig"]["endpoints"] == {
-        "127.0.0.1:$(($SIM_PORT+1))": "tcp://127.0.0.1:$((KV_PORT+0))"}
+        "127.0.0.1:$((SIM_PORT+1))": "tcp://127.0.0.1:$((KV_PORT+0))"}
 
 
 def test_the_simulator_takes_the_events_flag_and_the_ranges_must_not_overlap() -> None:
@@ -83,10 +83,14 @@ def test_the_full_settings_need_more_prefix_blocks_than_the_fleet_holds() -> Non
     s = precise.precise_settings(quick=False)
     fleet = precise.fleet_blocks(s)
     assert fleet is not None and precise.prefix_blocks(s) >= 2 * fleet
-    assert s.rounds > 1 and s.direct_rate > 0
+    assert s.rounds > 1 and s.direct_share > 0
+    # The second case moves a share of the same load around the gateway.
+    gateway, direct = precise.rates(s, True)
+    assert gateway + direct == pytest.approx(s.routing.rate) and direct > 0
+    assert precise.rates(s, False) == (s.routing.rate, 0.0)
     assert precise.cases(s) == [("default", False), ("precise", False), ("round-robin", False),
                                 ("default", True), ("precise", True), ("round-robin", True)]
-    assert precise.cases(dataclasses.replace(s, direct_rate=0.0)) == precise.cases(s)[:3]
+    assert precise.cases(dataclasses.replace(s, direct_share=0.0)) == precise.cases(s)[:3]
 
 
 def test_the_approximate_index_never_forgets_a_prefix_at_the_full_settings() -> None:
@@ -248,7 +252,9 @@ def test_report_shows_the_table_the_checks_the_events_and_the_profile_file() -> 
     assert "**PASS**" in text and "**MISS**" in text
     assert "consistent 8; sequence gaps 0" in text
     assert "--kv-events-config" in text and "--scheduler-config precise-profile.yaml" in text
-    assert "tcp://127.0.0.1:$((KV_PORT+7))" in text
+    assert "127.0.0.1:$((SIM_PORT+7)): tcp://127.0.0.1:$((KV_PORT+7))" in text
+    assert "25.0% of the same 14.0 requests/s straight to the replicas" in text
+    assert "--rate 10.5" in text  # the gateway's share with direct traffic
     assert "8192 KV blocks" in text and "hold 4096 (2.0x)" in text
     assert "never forgot" in text
     assert "Not measured yet" in markdown(None)
@@ -269,7 +275,7 @@ async def test_a_precise_run_with_direct_traffic_reads_every_replicas_events(
         base.routing, fleet=dataclasses.replace(base.routing.fleet, replicas=2, time_scale=1.0,
                                                 profile="fast", kv_cache_blocks=128),
         rate=10.0, duration=2.0, warmup=4, groups=16, system_prompt_len=512, output_len=8)
-    s = dataclasses.replace(base, routing=routing, direct_rate=5.0)
+    s = dataclasses.replace(base, routing=routing, direct_share=0.4)
     run, started = await precise.run_once(precise.PRECISE, True, s, tmp_path)
     assert run.row.completed == run.row.requests > 0
     # 16 groups of 32 blocks on 2 replicas of 128 blocks (the least the fast profile's model
