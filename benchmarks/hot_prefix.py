@@ -16,11 +16,16 @@ Workloads (the benchmark suite's fleets and shared-prefix chat, 8 simulated H100
   0.85`, the hottest about a quarter of the requests), 8 batch slots per replica, so the hottest
   group brings more than one replica serves;
 - `routing`: section 2's (`settings.routing_settings`): every group equally popular, 256 slots;
-- `skewed-256`: section 2's fleet (256 slots) with section 6b's Zipf-skewed groups.
+- `skewed-256`: section 2's fleet (256 slots) with section 6b's Zipf-skewed groups;
+- `skewed-kv512`: `skewed` with 512 KV-cache blocks per replica instead of 1024 (room for three
+  of the 128-block system prompts next to a full batch), so a replica the hot group spills to
+  evicts another group's prefix, and that group's next request is a cold prefill too.
 
 Per run, besides the suite's row (TTFT p50/p90/p99, output tokens/s, prefix-cache hits): the
 requests that found less than the system prompt cached (`cold`: a full prefill), those of the
 hottest group, and the hottest group's TTFT p99. `--out FILE` saves everything as JSON.
+`--trace` runs the simulator with its engine steps traced (`benchmarks.hot_prefix_trace`) and
+prints, per run, what the requests above its TTFT p90 waited for.
 """
 
 from __future__ import annotations
@@ -38,9 +43,11 @@ from typing import Any
 import orjson
 import yaml
 
-from benchmarks.suite.commands import time_scaled_gateway_flags
+from benchmarks import hot_prefix_trace
+from benchmarks.suite import stack
+from benchmarks.suite.commands import SimSpec, sim_argv, time_scaled_gateway_flags
 from benchmarks.suite.epp import zipf_config, zipf_routing_settings
-from benchmarks.suite.harness import RunSpec, fresh_fleet_each
+from benchmarks.suite.harness import RunSpec, fresh_fleet_each, slug
 from benchmarks.suite.model import RunRow
 from benchmarks.suite.sections import routing_config
 from benchmarks.suite.settings import RoutingSettings, routing_settings
@@ -55,12 +62,15 @@ def workload(name: str, duration: float, warmup: int) -> tuple[RoutingSettings, 
     """The fleet and the client's configuration of workload `name` (rate set per run)."""
     if name == "routing":
         s = routing_settings(False)
-    elif name in ("skewed", "skewed-256"):
+    elif name in ("skewed", "skewed-256", "skewed-kv512"):
         s = zipf_routing_settings(False)
         if name == "skewed-256":
             s = dataclasses.replace(s, fleet=routing_settings(False).fleet)
+        elif name == "skewed-kv512":
+            s = dataclasses.replace(s, fleet=dataclasses.replace(s.fleet, kv_cache_blocks=512))
     else:
-        raise SystemExit(f"unknown --workload {name!r}: routing, skewed or skewed-256")
+        raise SystemExit(
+            f"unknown --workload {name!r}: routing, skewed, skewed-256 or skewed-kv512")
     s = dataclasses.replace(s, duration=duration, warmup=warmup)
     config = routing_config(s) if name == "routing" else zipf_config(s)
     return s, config
@@ -108,8 +118,17 @@ def _line(run: dict[str, Any]) -> str:
             f"{_ms(run['hottest_ttft_p99'])} ms)  waiting max {row['queue_max']}")
 
 
+def traced_sim_argv(spec: SimSpec, port: int | str, endpoints_file: Path) -> list[str]:
+    """`sim_argv` through `benchmarks.hot_prefix_trace`, tracing into the run's directory."""
+    argv = sim_argv(spec, port, endpoints_file)
+    trace = endpoints_file.parent.parent / "sim-trace.jsonl"
+    return [argv[0], "-m", "benchmarks.hot_prefix_trace", str(trace), *argv[3:]]
+
+
 async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     settings, config = workload(args.workload, args.duration, args.warmup)
+    if args.trace:
+        stack.sim_argv = traced_sim_argv  # type: ignore[attr-defined]
     flags = time_scaled_gateway_flags(settings.fleet.time_scale)
     runs: list[dict[str, Any]] = []
     extra = ("--log-level", "info") if args.log_info else ()
@@ -140,6 +159,16 @@ async def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                            **extras(outcome.results[0], settings.system_prompt_len)}
                     runs.append(run)
                     print(_line(run), flush=True)
+                    if args.trace:
+                        rundir = workdir / f"r{n}" / slug(spec.name)
+                        records = outcome.results[0].records
+                        (rundir / "records.json").write_bytes(
+                            orjson.dumps([r.to_dict() for r in records]))
+                        run["tail"] = hot_prefix_trace.causes(
+                            records, rundir / "sim-trace.jsonl", settings.system_prompt_len,
+                            settings.fleet.max_num_seqs or 256, settings.fleet.time_scale)
+                        for line in run["tail"]:
+                            print(f"    {line}", flush=True)
     return runs
 
 
@@ -181,6 +210,9 @@ def main(argv: list[str]) -> None:
                         help="keep every process's log here (default: a temporary directory)")
     parser.add_argument("--log-info", action="store_true",
                         help="run the gateway at --log-level info (its holder changes)")
+    parser.add_argument("--trace", action="store_true",
+                        help="trace the simulator's steps and print what the TTFT tail waited "
+                             "for (keeps each run's trace and records in --workdir)")
     args = parser.parse_args(argv)
     runs = asyncio.run(measure(args))
     print("medians (the round column: runs):")
