@@ -95,7 +95,10 @@ def profiles_file(directory: Path, arms: dict[str, dict[str, Any] | None]) -> Pa
 def extras(result: BenchResult, system_prompt_len: int) -> dict[str, Any]:
     """Cold prefills and the hottest group's tail, from the run's records."""
     ok = [r for r in result.records if r.ok]
-    cold = [r for r in ok if r.cached_tokens is not None and r.cached_tokens < system_prompt_len]
+    # A server reports no `prompt_tokens_details` when nothing was cached (vLLM and the
+    # simulator alike): usage without cached tokens is a full prefill.
+    cold = [r for r in ok if r.prompt_tokens is not None
+            and (r.cached_tokens or 0) < system_prompt_len]
     hottest = [r for r in ok if r.group == 0]
     ttfts = sorted(r.ttft for r in hottest if r.ttft is not None)
     p99 = ttfts[min(len(ttfts) - 1, int(0.99 * len(ttfts)))] if ttfts else None

@@ -100,3 +100,20 @@ def test_causes_sorts_the_slow_requests_by_what_they_waited_for(tmp_path: Path) 
     assert table["other"][:1] == ["1 (25 %)"]
     assert lines[7] == "slow requests by group (0 = hottest): 0: 2, 1: 1, 2: 1"
     assert lines[8] == "slow requests by replica: 0: 1, 1: 3"
+
+
+def test_extras_counts_a_response_without_cached_tokens_as_a_cold_prefill() -> None:
+    from types import SimpleNamespace
+
+    from benchmarks.hot_prefix import extras
+
+    def rec(i: int, group: int, cached: int | None, prompt: int | None) -> RequestRecord:
+        return RequestRecord(index=i, model="m", prompt_len=2100, max_tokens=8, scheduled=0.0,
+                             ttft=0.1 * (i + 1), prompt_tokens=prompt, cached_tokens=cached,
+                             group=group)
+
+    records = [rec(0, 0, None, 2124),  # usage without prompt_tokens_details: nothing cached
+               rec(1, 0, 2048, 2124), rec(2, 1, 1024, 2124),
+               rec(3, 1, None, None)]  # no usage at all: unknown, not counted
+    out = extras(SimpleNamespace(records=records), 2048)  # type: ignore[arg-type]
+    assert out["cold"] == 2 and out["cold_hottest"] == 1 and out["hottest"] == 2
