@@ -29,13 +29,17 @@ venv: $(VENV)/.installed-test
 
 # OS packages the test suite needs: a real redis-server for the shared-limit tests, Debian's
 # chromium for the status page's browser test (tests/e2e/test_status_page.py, issue 16), wrk for
-# the saturation section's tests (tests/benchmarks/suite/test_saturation.py, issue 18). Only
+# the saturation section's tests (tests/benchmarks/suite/test_saturation.py, issue 18), a C
+# compiler and Python's headers for the wheel whose hot modules mypyc compiles
+# (tests/e2e/test_compiled_build.py; without them `pip install .` installs plain Python). Only
 # what is missing is installed, so a second run installs nothing.
 os-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	command -v cc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	$(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || missing="$$missing python3-dev"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing (apt-get)"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
