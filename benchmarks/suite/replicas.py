@@ -244,10 +244,16 @@ def shared_flags(redis: int | str, replica: int, interval: float) -> tuple[str, 
 
 
 def behind_front(n: int, profile: str, shared: bool, time_scale: float,
-                 interval: float) -> StartStack:
+                 interval: float, serving: int | None = None) -> StartStack:
     """A starter for Envoy round robin over `n` `poolgate serve` with `profile` (and, with
-    `shared`, a redis-server for their shared in-flight view)."""
+    `shared`, a redis-server for their shared in-flight view). With `serving`, all `n` start
+    alike but Envoy's cluster holds only the first `serving` of them (the others scrape,
+    subscribe and exchange without traffic: the machine's load of `n`, the routing of
+    `serving`)."""
     scaled = time_scaled_gateway_flags(time_scale)
+    routed = n if serving is None else serving
+    if not 1 <= routed <= n:
+        raise ValueError(f"serving must be between 1 and {n} gateways, got {serving}")
 
     async def start(group: ProcessGroup, fleet: Fleet) -> Stack:
         flags = scaled
@@ -272,7 +278,7 @@ def behind_front(n: int, profile: str, shared: bool, time_scale: float,
             await wait_ready([f"http://{HOST}:{admin}/readyz"], proc)
         roles += [(f"gateway {i}", proc.pid) for i, (_, _, proc) in enumerate(gateways, 1)]
         port, admin = free_port(), free_port()
-        config = front_bootstrap([p for p, _, _ in gateways], port, admin)
+        config = front_bootstrap([p for p, _, _ in gateways[:routed]], port, admin)
         envoy = await _start_front(group, config, port, admin)
         roles.insert(0, (ENVOY, envoy.pid))
         shown_extra = shown_flags + (shared_flags(REDIS_PORT, 1, interval) if shared else ())
@@ -280,7 +286,9 @@ def behind_front(n: int, profile: str, shared: bool, time_scale: float,
                  + (f"  # x{n}, replica id gateway-1..{n}, each on its own ports" if n > 1
                     else ""),
                  display(envoy_argv(FRONT_BOOTSTRAP), Path.cwd())
-                 + f"  # {FRONT_BOOTSTRAP}: benchmarks/suite/replicas.py front_bootstrap"]
+                 + f"  # {FRONT_BOOTSTRAP}: benchmarks/suite/replicas.py front_bootstrap"
+                 + (f" (cluster: gateway-1{f'..{routed}' if routed > 1 else ''} only)"
+                    if routed < n else "")]
         if shared:
             shown.insert(0, display(["redis-server", *redis_argv(REDIS_PORT)[1:]]))
         return Stack(f"http://{HOST}:{port}", tuple(roles), tuple(shown),
