@@ -5,8 +5,9 @@ Each variant is a source tree (`--variant NAME=SRC_DIR`, put first on PYTHONPATH
 checkout) with optional environment settings (`--variant NAME=SRC_DIR,VAR=VALUE,...`). Per
 round, every variant in turn (the order rotates from round to round): `poolgate serve` started
 on the instant backends, checked, warmed up at saturation, then `wrk -t1 -c64` for `--seconds`
-while the gateway's user and system time are read from /proc; the gateway is stopped before the
-next variant starts. Printed: every round's figures and each variant's medians.
+while the gateway's user and system time (and its resident set before and after) are read from
+/proc; the gateway is stopped before the next variant starts. Printed: every round's figures and
+each variant's medians.
 
     python -m benchmarks.saturation_ab --variant base=/tmp/base/src --variant new=src \
         --profile round-robin --rounds 5 --seconds 5
@@ -59,6 +60,8 @@ class Result:
     cpu_us: float
     user_us: float
     system_us: float
+    rss_before_kb: int
+    rss_after_kb: int
 
 
 async def measure(variant: Variant, fleet: Fleet, profile: str, body: str, seconds: float,
@@ -76,14 +79,23 @@ async def measure(variant: Variant, fleet: Fleet, profile: str, body: str, secon
         await check_front(base, body, False)
         url = f"{base}/v1/completions"
         await run_wrk(WrkRun(url, body, warmup))
-        times, cpu = CpuTimes.of(proc.pid), read_cpu(proc.pid)
+        times, cpu, rss = CpuTimes.of(proc.pid), read_cpu(proc.pid), resident_kb(proc.pid)
         result = await run_wrk(WrkRun(url, body, seconds))
         used, split = cpu_between(cpu, read_cpu(proc.pid)), CpuTimes.of(proc.pid) - times
+        rss_after = resident_kb(proc.pid)
         requests = result.requests
         if result.failed:
             raise SystemExit(f"{variant.name}: {result.failed} failed requests: {result.errors}")
         return Result(variant.name, n, result.throughput, used * 1e6 / requests,
-                      split.user * 1e6 / requests, split.system * 1e6 / requests)
+                      split.user * 1e6 / requests, split.system * 1e6 / requests, rss, rss_after)
+
+
+def resident_kb(pid: int) -> int:
+    """The process's resident set (VmRSS), kB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise ValueError(f"no VmRSS for process {pid}")
 
 
 async def main(variants: list[Variant], profile: str, rounds: int, seconds: float,
@@ -104,7 +116,8 @@ async def main(variants: list[Variant], profile: str, rounds: int, seconds: floa
                                   workdir / f"round-{n}", n)
                 results.append(r)
                 print(f"round {n + 1} {v.name}: {r.requests_per_s:,.0f} req/s, "
-                      f"{r.cpu_us:.1f} µs/req ({r.user_us:.1f} user, {r.system_us:.1f} system)",
+                      f"{r.cpu_us:.1f} µs/req ({r.user_us:.1f} user, {r.system_us:.1f} system), "
+                      f"RSS {r.rss_before_kb:,} -> {r.rss_after_kb:,} kB",
                       file=sys.stderr, flush=True)
     return results
 
@@ -119,6 +132,7 @@ def summary(results: list[Result], variants: list[Variant]) -> dict[str, dict[st
             "user_us": statistics.median(r.user_us for r in mine),
             "system_us": statistics.median(r.system_us for r in mine),
             "cpu_us_rounds": [round(r.cpu_us, 1) for r in mine],  # type: ignore[dict-item]
+            "rss_growth_kb": statistics.median(r.rss_after_kb - r.rss_before_kb for r in mine),
         }
     return out
 
