@@ -25,10 +25,23 @@ RUN mkdir -p src/poolgate \
  && /opt/poolgate/bin/pip install . \
  && /opt/poolgate/bin/pip uninstall -y poolgate \
  && rm -rf build src/poolgate.egg-info
-COPY README.md ./
+# setup.py compiles the request path's hot modules with mypyc (docs/gateway.md, "Data plane cost
+# at saturation"): a C compiler, and Python's headers where the base lacks them (Debian's
+# python3; python:3.11-slim has its own), in this stage only. The build fails rather than ship
+# plain modules unnoticed.
+RUN missing=""; \
+    command -v cc >/dev/null 2>&1 || missing="gcc libc6-dev"; \
+    python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+      || missing="$missing python3-dev"; \
+    if [ -n "$missing" ]; then \
+      apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
+COPY README.md setup.py ./
 COPY src ./src
 # pip and setuptools are not needed to run (25 MB): the runtime venv gets neither.
 RUN /opt/poolgate/bin/pip install --no-deps . \
+ && /opt/poolgate/bin/python -c 'import sys, poolgate.proxy.gateway as m; sys.exit(0 if m.__file__.endswith(".so") else "not compiled: " + m.__file__)' \
  && /opt/poolgate/bin/python -m pip uninstall -y pip setuptools \
  && /opt/poolgate/bin/poolgate --version
 
