@@ -183,6 +183,7 @@ def summarise(runs: list[ControlRun]) -> list[dict[str, Any]]:
             "output_throughput": med("output_throughput"),
             "request_throughput": med("request_throughput"),
             "prefix_cache_hit_rate": med("prefix_cache_hit_rate"),
+            "queue_mean": med("queue_mean"), "queue_max": med("queue_max"),
             "errors": sum(sum(x.errors.values()) for x in rows),
             "sim_cores": _median([r.core_use.get(SIMULATOR) for r in found]),
             "gateway_cores": _median([sum(v for k, v in r.core_use.items()
@@ -215,6 +216,10 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v * 100:.1f}%"
 
 
+def _num(v: float | None, digits: int) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
 def _cores(v: float | None) -> str:
     return "-" if v is None else f"{v * 100:.0f}%"
 
@@ -222,16 +227,17 @@ def _cores(v: float | None) -> str:
 def markdown(summary: list[dict[str, Any]]) -> str:
     """The runs as a markdown table (CPU as % of one core; machine busy as % of all cores)."""
     lines = ["| run | TTFT p50 | TTFT p90 | TTFT p99 | output tokens/s | requests/s | "
-             "prefix-cache hits | simulator CPU (of 1 core) | gateways CPU | Envoy + gateways "
+             "prefix-cache hits | waiting mean / max | simulator CPU (of 1 core) | gateways CPU | Envoy + gateways "
              "+ Redis CPU | load client CPU | machine busy (of all cores) | rest of machine | "
              "TTFT p90 by round |",
-             "| --- " * 14 + "|"]
+             "| --- " * 15 + "|"]
     for s in summary:
         rounds = " / ".join(_ms(v) for v in s["ttft_p90_by_round"])
         lines.append(
             f"| {s['name']} | {_ms(s['ttft_p50'])} | {_ms(s['ttft_p90'])} | "
             f"{_ms(s['ttft_p99'])} | {s['output_throughput'] or 0:,.1f} | "
             f"{s['request_throughput'] or 0:.1f} | {_pct(s['prefix_cache_hit_rate'])} | "
+            f"{_num(s['queue_mean'], 1)} / {_num(s['queue_max'], 0)} | "
             f"{_cores(s['sim_cores'])} | {_cores(s['gateway_cores'])} | "
             f"{_cores(s['front_cores'])} | {_cores(s['client_cores'])} | "
             f"{_pct(s['machine_busy'])} | {_cores(s['other_cores'])} | {rounds} |")
@@ -246,8 +252,10 @@ def verdict(summary: list[dict[str, Any]], profile: str) -> str:
     share = gap_reproduced(one, shared, control)
     if share is None:
         return "TTFT p90: no gap between one gateway and three sharing (or a run is missing)"
+    where = ("below one gateway's" if share < 0 else "above three sharing's" if share > 1
+             else "between them")
     return (f"TTFT p90: 1 gateway {_ms(one)}, 3 sharing {_ms(shared)}, 3 running / 1 serving "
-            f"{_ms(control)}: the control brings back {share * 100:.0f} % of the gap "
+            f"{_ms(control)}: the control sits at {share * 100:.0f} % of the gap, {where} "
             "(0 %: the routing is what stands in the way; 100 %: the machine)")
 
 

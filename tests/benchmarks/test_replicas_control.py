@@ -82,7 +82,8 @@ def test_serving_more_gateways_than_run_or_none_is_refused(serving: int) -> None
 
 def _run(name: str, round_: int, p90: float, sim: float, busy: float | None) -> rc.ControlRun:
     return rc.ControlRun(
-        name, round_, row(name, ttft_p90=p90, prefix_cache_hit_rate=0.9), 45.0, 2, busy,
+        name, round_, row(name, ttft_p90=p90, prefix_cache_hit_rate=0.9, queue_mean=0.25,
+                          queue_max=round_ + 3.0), 45.0, 2, busy,
         {"envoy": 0.2, "gateway 1": 0.3, "gateway 2": 0.1, "redis": 0.01, rc.SIMULATOR: sim,
          rc.CLIENT: 0.25})
 
@@ -96,6 +97,7 @@ def test_rounds_summarise_into_medians_per_run_in_first_seen_order() -> None:
     assert b["ttft_p90"] == pytest.approx(0.6)
     assert b["ttft_p90_by_round"] == [0.5, 0.7, 0.6]
     assert b["sim_cores"] == pytest.approx(0.32)
+    assert (b["queue_mean"], b["queue_max"], a["queue_max"]) == (0.25, 4.0, 3.5)
     assert b["machine_busy"] == pytest.approx(0.92)
     assert a["machine_busy"] == pytest.approx(0.80)  # a round without a reading is left out
     assert b["gateway_cores"] == pytest.approx(0.4)
@@ -106,6 +108,7 @@ def test_rounds_summarise_into_medians_per_run_in_first_seen_order() -> None:
     assert runs[3].other is None
     table = rc.markdown([b, a])
     assert table.count("\n| b |") == 1 and "600 ms" in table and "500 ms / 700 ms / 600 ms" in table
+    assert "| 0.2 / 4 |" in table
 
 
 def test_the_control_is_placed_between_one_gateway_and_three_sharing() -> None:
@@ -120,6 +123,9 @@ def test_the_control_is_placed_between_one_gateway_and_three_sharing() -> None:
                             _run(rc.control_row("p"), 0, 0.35, 0.2, 0.8)])
     line = rc.verdict(summary, "p")
     assert "300 ms" in line and "500 ms" in line and "350 ms" in line and "25 %" in line
+    assert "between them" in line
+    summary[2]["ttft_p90"] = 0.25
+    assert "-25 %" in rc.verdict(summary, "p") and "below one gateway's" in rc.verdict(summary, "p")
     assert "no gap" in rc.verdict(summary[:1], "p")
 
 
