@@ -37,6 +37,38 @@ def test_runner_clamps_and_weights_scores() -> None:
     assert result.address == "a:1"
 
 
+def test_runner_clamps_a_score_for_every_candidate_too() -> None:
+    # Every candidate scored (the runner's quick path) but with values out of range or NaN.
+    # The NaN sits between in-range values, where min() and max() do not see it.
+    nan = FakePlugin("nan", scores={"a:1": 0.5, "b:1": float("nan"), "c:1": 0.75})
+    over = FakePlugin("over", scores={"a:1": 2.0, "b:1": -1.0, "c:1": 0.5})
+    profile = SchedulerProfile("t", (), (WeightedScorer(nan, 2.0), WeightedScorer(over, 1.0)),
+                               FakePlugin("p"))
+    result = Scheduler(profile, _store()).pick(req(), ADDRS, NOW)
+    assert result.scores == {"a:1": 2.0, "b:1": 0.0, "c:1": 2.0}
+    assert list(result.scores) == ADDRS
+
+
+def test_runner_totals_add_in_scorer_order_whether_or_not_every_candidate_is_scored() -> None:
+    rng = random.Random(7)
+    full = [FakePlugin(f"f{i}", scores={a: rng.random() for a in ADDRS}) for i in range(3)]
+    partial = FakePlugin("part", scores={"b:1": rng.random(), "zzz:1": 0.25})
+    scorers = (WeightedScorer(full[0], 0.3), WeightedScorer(partial, 1.7),
+               WeightedScorer(full[1], 4.0), WeightedScorer(full[2], 0.1))
+    result = Scheduler(SchedulerProfile("t", (), scorers, FakePlugin("p")),
+                       _store()).pick(req(), ADDRS, NOW)
+    expected = {}
+    for a in ADDRS:
+        total = 0.0
+        for w in scorers:
+            score = w.scorer.score(req(), [], None)  # type: ignore[arg-type]
+            if a in score:
+                total += w.weight * score[a]
+        expected[a] = total
+    assert result.scores == expected  # exactly: the same additions in the same order
+    assert list(result.scores) == ADDRS
+
+
 def test_runner_filters_in_order_and_fails_on_empty() -> None:
     keep_ab = FakePlugin("ab", keep={"a:1", "b:1"})
     keep_c = FakePlugin("c", keep={"c:1"})
@@ -171,3 +203,53 @@ def test_least_in_flight_profile() -> None:
     store.begin("c:1")
     scheduler = build_scheduler("least-in-flight", store, seed=1)
     assert scheduler.pick(req(prompt="x"), ADDRS, NOW).address == "b:1"
+
+
+def _expected_views(store: EndpointStore, addresses: list[str], now: float,
+                    staleness: float) -> list[tuple[str, Signals | None, int, int]]:
+    out = []
+    for address in addresses:
+        state = store.get(address)
+        if state is None:
+            out.append((address, None, 0, 0))
+            continue
+        signals = state.signals
+        if signals is not None and signals.scraped_at < now - staleness:
+            signals = None
+        out.append((address, signals, state.seen_in_flight, state.seen_awaiting_first_token))
+    return out
+
+
+def test_views_follow_every_store_change_between_picks() -> None:
+    # The views are kept between picks and rebuilt where the store changed: after any sequence
+    # of scrapes, in-flight changes, peer counts and clock moves (forwards and backwards) they
+    # match what the store says at that moment.
+    rng = random.Random(5)
+    addresses = [f"10.0.0.{i}:8000" for i in range(12)]
+    store = EndpointStore()
+    now = 50.0
+    for address in addresses[:-2]:  # the last two are unknown to the store at first
+        store.update(address, Signals(waiting=0, running=0, kv_usage=0.0, scraped_at=now))
+    scheduler = Scheduler(SchedulerProfile("t", (), (), FakePlugin("p")), store, staleness=2.0)
+    subsets = [addresses, addresses[:5], tuple(addresses[3:])]
+    for step in range(400):
+        action = rng.randrange(6)
+        address = rng.choice(addresses)
+        if action == 0:
+            store.update(address, Signals(waiting=rng.randrange(5), running=0, kv_usage=0.5,
+                                          scraped_at=now - rng.choice([0.0, 1.0, 2.0, 3.0])))
+        elif action == 1:
+            store.begin(address, streamed=rng.random() < 0.5)
+        elif action == 2:
+            store.end(address, unanswered=rng.random() < 0.5)
+        elif action == 3:
+            store.set_peer_counts({a: (rng.randrange(3), rng.randrange(2))
+                                   for a in rng.sample(addresses, 3)})
+        elif action == 4:
+            now += rng.choice([0.1, 0.5, 1.0, 2.5, -1.0])
+        elif step % 50 == 0:
+            scheduler.retain(addresses)
+        chosen = rng.choice(subsets)
+        views = scheduler.endpoints(chosen, now)
+        got = [(e.address, e.signals, e.in_flight, e.awaiting_first_token) for e in views]
+        assert got == _expected_views(store, list(chosen), now, 2.0), step
