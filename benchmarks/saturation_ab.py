@@ -2,7 +2,9 @@
 the gateway, in interleaved rounds, on the saturation section's instant backends.
 
 Each variant is a source tree (`--variant NAME=SRC_DIR`, put first on PYTHONPATH; `.` for this
-checkout) with optional environment settings (`--variant NAME=SRC_DIR,VAR=VALUE,...`). Per
+checkout) with optional environment settings (`--variant NAME=SRC_DIR,VAR=VALUE,...`;
+`POOLGATE_AB_ARGS` adds `poolgate serve` flags, `POOLGATE_AB_PROCESSES=N` runs N gateways
+sharing the port with `--reuse-port`, their CPU summed and the first one's RSS shown). Per
 round, every variant in turn (the order rotates from round to round): `poolgate serve` started
 on the instant backends, checked, warmed up at saturation, then `wrk -t1 -c64` for `--seconds`
 while the gateway's user and system time (and its resident set before and after) are read from
@@ -67,22 +69,34 @@ class Result:
 async def measure(variant: Variant, fleet: Fleet, profile: str, body: str, seconds: float,
                   warmup: float, log_dir: Path, n: int) -> Result:
     with ProcessGroup(log_dir) as group:
-        port, admin = free_port(), free_port()
+        port = free_port()
         extra = tuple(variant.env.get("POOLGATE_AB_ARGS", "").split())
-        env = {k: v for k, v in variant.env.items() if k != "POOLGATE_AB_ARGS"}
+        # POOLGATE_AB_PROCESSES=N: N gateways sharing the port (--reuse-port), CPU summed.
+        processes = int(variant.env.get("POOLGATE_AB_PROCESSES", "1"))
+        if processes > 1:
+            extra += ("--reuse-port",)
+        env = {k: v for k, v in variant.env.items() if not k.startswith("POOLGATE_AB_")}
         pythonpath = os.pathsep.join([str(variant.src), os.environ.get("PYTHONPATH", "")])
-        proc = group.start(f"gateway-{variant.name}",
-                           serve_argv(fleet.config_dir, port, admin, profile, extra),
-                           env={**env, "PYTHONPATH": pythonpath.rstrip(os.pathsep)})
-        await wait_ready([f"http://{HOST}:{admin}/readyz"], proc)
+        procs = []
+        for i in range(processes):
+            admin = free_port()
+            proc = group.start(f"gateway-{variant.name}-{i}",
+                               serve_argv(fleet.config_dir, port, admin, profile, extra),
+                               env={**env, "PYTHONPATH": pythonpath.rstrip(os.pathsep)})
+            await wait_ready([f"http://{HOST}:{admin}/readyz"], proc)
+            procs.append(proc)
         base = f"http://{HOST}:{port}"
         await check_front(base, body, False)
         url = f"{base}/v1/completions"
         await run_wrk(WrkRun(url, body, warmup))
-        times, cpu, rss = CpuTimes.of(proc.pid), read_cpu(proc.pid), resident_kb(proc.pid)
+        pids = [p.pid for p in procs]
+        times, cpu = [CpuTimes.of(p) for p in pids], [read_cpu(p) for p in pids]
+        rss = resident_kb(pids[0])
         result = await run_wrk(WrkRun(url, body, seconds))
-        used, split = cpu_between(cpu, read_cpu(proc.pid)), CpuTimes.of(proc.pid) - times
-        rss_after = resident_kb(proc.pid)
+        used = sum(cpu_between(c, read_cpu(p)) for c, p in zip(cpu, pids, strict=True))
+        split = sum((CpuTimes.of(p) - t for t, p in zip(times, pids, strict=True)),
+                    CpuTimes(0.0, 0.0))
+        rss_after = resident_kb(pids[0])
         requests = result.requests
         if result.failed:
             raise SystemExit(f"{variant.name}: {result.failed} failed requests: {result.errors}")

@@ -333,6 +333,9 @@ class CpuTimes:
     def __sub__(self, other: CpuTimes) -> CpuTimes:
         return CpuTimes(self.user - other.user, self.system - other.system)
 
+    def __add__(self, other: CpuTimes) -> CpuTimes:
+        return CpuTimes(self.user + other.user, self.system + other.system)
+
 
 def _split(profile: Mapping[str, Any]) -> tuple[int, int]:
     """Samples in user space and samples in system calls, over the whole profile."""

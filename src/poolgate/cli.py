@@ -193,6 +193,7 @@ def serve(
     port: int | None = typer.Option(None, "--port", help="Bind the Gateway's HTTP listener on this port instead of the declared one."),
     port_map: list[str] = typer.Option([], "--port-map", help="DECLARED=BOUND for Gateways with several listener ports (repeatable)."),
     host: str = typer.Option("0.0.0.0", "--host", help="Address the listeners bind."),
+    reuse_port: bool = typer.Option(False, "--reuse-port", help="Bind the listeners with SO_REUSEPORT, so that several poolgate serve processes (each a gateway of its own, as replicas behind a Service; each with its own --admin-port) share their ports and the kernel spreads connections among them (docs/gateway.md, 'One process per gateway')."),
     admin_port: int = typer.Option(9901, "--admin-port", help="Admin listener port (/metrics /healthz /readyz /status)."),
     admin_host: str = typer.Option("127.0.0.1", "--admin-host", help="Admin listener address."),
     access_log: str = typer.Option("-", "--access-log", help="'-' for stdout, 'off', or a file path."),
@@ -253,7 +254,7 @@ def serve(
                                         shared_load_key)
     options = ServeOptions(
         paths=list(files), host=host, port=port, port_map=_parse_port_map(port_map),
-        admin_host=admin_host, admin_port=admin_port, access_log=access_log, watch=watch,
+        reuse_port=reuse_port, admin_host=admin_host, admin_port=admin_port, access_log=access_log, watch=watch,
         drain_seconds=drain_seconds, scrape_interval=scrape_interval,
         scrape_idle_interval=scrape_idle_interval, scrape_idle_after=scrape_idle_after,
         discovery="kubernetes" if source == "kubernetes" else discovery, kubeconfig=kubeconfig,

@@ -710,11 +710,13 @@ class HttpServer:
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def start(self, host: str, port: int) -> None:
-        """Listen on host:port (raises OSError when that is not possible)."""
+    async def start(self, host: str, port: int, reuse_port: bool = False) -> None:
+        """Listen on host:port (raises OSError when that is not possible); with `reuse_port`,
+        SO_REUSEPORT: other processes that set it too listen on the same port, and the kernel
+        spreads the new connections among them."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Connection(self, loop), host, port,
-                                                reuse_address=True)
+                                                reuse_address=True, reuse_port=reuse_port)
         self._sweeper = loop.create_task(self._sweep(), name="poolgate-idle-connections")
 
     def stop_accepting(self) -> None:

@@ -70,12 +70,14 @@ class Listeners:
     """The listeners serving `handle(request, declared_port)`, by the port the Gateway declares.
 
     `port` replaces a single declared port and `port_map` maps declared ports to the ports
-    actually bound (the command line's --port and --port-map)."""
+    actually bound (the command line's --port and --port-map); `reuse_port`: bound with
+    SO_REUSEPORT, shared with other processes that do the same (--reuse-port)."""
 
     def __init__(self, handle: Callable[[DownstreamRequest, int], Awaitable[None]], *,
                  host: str, port: int | None, port_map: Mapping[int, int],
-                 max_body: int) -> None:
+                 max_body: int, reuse_port: bool = False) -> None:
         self._handle = handle
+        self._reuse_port = reuse_port
         self._host = host
         self._port = port
         self._port_map = port_map
@@ -107,7 +109,7 @@ class Listeners:
             bound = self._bind_port(declared)
             listener = HttpServer(self._handler_for(declared), max_body=self._max_body)
             try:
-                await listener.start(self._host, bound)
+                await listener.start(self._host, bound, self._reuse_port)
             except OSError as e:
                 flag = (f"--port-map {declared}=PORT"
                         if len(wanted) > 1 or declared in self._port_map else "--port")

@@ -46,6 +46,8 @@ class ServeOptions:
     host: str = "0.0.0.0"
     port: int | None = None  # replaces the Gateway's HTTP listener port
     port_map: dict[int, int] = field(default_factory=dict)  # declared port -> bound port
+    # SO_REUSEPORT on the listeners: several processes, each a gateway of its own, share them.
+    reuse_port: bool = False
     admin_host: str = "127.0.0.1"
     admin_port: int = 9901
     access_log: str = "-"
@@ -111,7 +113,8 @@ class GatewayServer:
             ExtProcFront(EndpointPicker(self.gateway), host=options.host, port=options.grpc_port)
             if options.front == "ext_proc" else
             Listeners(self.gateway.handle, host=options.host, port=options.port,
-                      port_map=options.port_map, max_body=options.gateway.max_body_bytes))
+                      port_map=options.port_map, max_body=options.gateway.max_body_bytes,
+                      reuse_port=options.reuse_port))
         self.kube = None if options.source != "kubernetes" else KubeMode(
             options.kube, self._cluster_changed, seed=options.gateway.seed)
         self._cluster_reloads: set[asyncio.Task[bool]] = set()
