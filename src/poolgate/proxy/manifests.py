@@ -22,14 +22,22 @@ class ConfigError(Exception):
 
 
 def load(paths: Sequence[Path], profiles: Collection[str] = PROFILE_NAMES,
-         cluster: EndpointSource | None = None, warn: bool = True) -> Snapshot:
+         cluster: EndpointSource | None = None, warn: bool = True,
+         warned: set[str] | None = None) -> Snapshot:
     """Load and resolve the manifests; raise `ConfigError` listing every error. `profiles`:
     the scheduler profile names pools may ask for; `cluster`: discovered endpoints (pods);
-    `warn`: log the warnings (off for a load that is redone as soon as the pods are known)."""
+    `warn`: log the warnings (off for a load that is redone as soon as the pods are known);
+    `warned`: the warnings the previous load of the same manifests logged: only the others are
+    logged, and it becomes this load's (a reload for every pod change repeats none of them)."""
     result = load_snapshot(paths, profiles=profiles, cluster=cluster)
-    for p in result.problems:
-        if warn and p.severity == "warning":
-            log.warning("%s", p)
+    warnings = [str(p) for p in result.problems if p.severity == "warning"]
+    if warn:
+        for line in warnings:
+            if warned is None or line not in warned:
+                log.warning("%s", line)
+    if warned is not None:
+        warned.clear()
+        warned.update(warnings)
     errors = [str(p) for p in result.problems if p.severity == "error"]
     if errors or result.snapshot is None:
         raise ConfigError(errors or ["the configuration could not be resolved"])

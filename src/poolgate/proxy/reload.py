@@ -61,6 +61,7 @@ class Reloader:
         self._sync_listeners = sync_listeners
         self._apply = apply
         self._lock = asyncio.Lock()
+        self._warned: set[str] = set()  # the warnings logged so far, not repeated
         self._watch_task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -88,7 +89,7 @@ class Reloader:
                     self._source.prepare(self._paths, self._profiles, pods))
             else:
                 snapshot = await asyncio.to_thread(_load_settled, self._paths, self._profiles,
-                                                   pods)
+                                                   pods, self._warned)
             if snapshot is None:
                 # A file changed while it was read: the watch reports that change, and the
                 # reload after it reads what was finally written.
@@ -135,10 +136,11 @@ class Reloader:
 
 
 def _load_settled(paths: Sequence[Path], profiles: Collection[str],
-                  pods: PodCache | None) -> Snapshot | None:
-    """`load`, or None when a manifest changed while it was being read (a write in progress)."""
+                  pods: PodCache | None, warned: set[str]) -> Snapshot | None:
+    """`load`, or None when a manifest changed while it was being read (a write in progress);
+    logs only the warnings not in `warned` (updated)."""
     before = _stamp(paths)
-    snapshot = load(paths, profiles, pods)
+    snapshot = load(paths, profiles, pods, warned=warned)
     return snapshot if _stamp(paths) == before else None
 
 
