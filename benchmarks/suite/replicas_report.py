@@ -142,7 +142,14 @@ def markdown(section: Section | None) -> str:
     base = pairs[0][1].name if pairs else None
     out += routing_table(section.rows, base, section.extra.get("sim_cpu_share", {})) + "\n\n"
     out += _summary(section)
-    out += checks_table(replica_checks(section)) + "\n\n"
+    checks = replica_checks(section)
+    out += checks_table(checks) + "\n\n"
+    if any(c.passed is False for c in checks):
+        out += ("What stands in the way of the target, measured apart (one gateway's routing "
+                "on a machine carrying three gateways: `python -m benchmarks.replicas_control`): "
+                "[scheduling.md, \"What stands between three replicas and one\"]"
+                "(scheduling.md#what-stands-between-three-replicas-and-one-the-routing-not-the-"
+                "machine).\n\n")
     out += "Front CPU per request, by process:\n\n" + _cpu_table(section) + "\n\n"
     out += _per_round(section) + _views(section)
     out += ("Commands (`$SIM_PORT`, `$PORT`, ... are free ports picked per run):\n\n```bash\n"

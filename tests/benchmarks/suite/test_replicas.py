@@ -141,6 +141,16 @@ def test_report_shows_the_table_the_checks_the_cpu_split_and_the_view() -> None:
     assert "Not measured yet: run `python -m benchmarks.suite --only replicas`" in markdown(None)
 
 
+def test_a_missed_target_points_to_what_stands_in_the_way() -> None:
+    pointer = "python -m benchmarks.replicas_control"
+    assert pointer in markdown(_section())  # a MISS among the checks
+    passing = _section()
+    passing.rows[:] = [r for r in passing.rows if "own counts" not in r.name]
+    passing.rows[-1] = dataclasses.replace(passing.rows[-1], output_throughput=1000.0)
+    assert all(c.passed for c in replica_checks(passing))
+    assert pointer not in markdown(passing)
+
+
 def test_the_suite_knows_the_section(tmp_path: Path) -> None:
     assert parse_sections("replicas") == ("replicas",)
     save_section(tmp_path, _section())
