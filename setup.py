@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -37,6 +38,29 @@ HOT_MODULES = [
     "src/poolgate/observability/meter.py",
     "src/poolgate/observability/metrics.py",
     "src/poolgate/observability/usage.py",
+    # The pick (Scheduler.pick and the default profile's plugins, the endpoint views they read);
+    # the plugins' pydantic parameter models stay in plain modules (mypyc cannot compile them).
+    "src/poolgate/datalayer/store.py",
+    "src/poolgate/scheduling/interfaces.py",
+    "src/poolgate/scheduling/pick_log.py",
+    "src/poolgate/scheduling/scheduler.py",
+    "src/poolgate/scheduling/timed.py",
+    "src/poolgate/scheduling/filters/fresh_metrics.py",
+    "src/poolgate/scheduling/filters/lora_capable.py",
+    "src/poolgate/scheduling/pickers/_seeded.py",
+    "src/poolgate/scheduling/pickers/max_score.py",
+    "src/poolgate/scheduling/pickers/random_choice.py",
+    "src/poolgate/scheduling/pickers/round_robin.py",
+    "src/poolgate/scheduling/pickers/weighted_random.py",
+    "src/poolgate/scheduling/prefix/hashing.py",
+    "src/poolgate/scheduling/prefix/index.py",
+    "src/poolgate/scheduling/scorers/_load_bound.py",
+    "src/poolgate/scheduling/scorers/_minmax.py",
+    "src/poolgate/scheduling/scorers/in_flight.py",
+    "src/poolgate/scheduling/scorers/kv_cache_utilization.py",
+    "src/poolgate/scheduling/scorers/lora_affinity.py",
+    "src/poolgate/scheduling/scorers/prefix_cache.py",
+    "src/poolgate/scheduling/scorers/queue_depth.py",
 ]
 # mypy types the modules for mypyc without the project's configuration (its pydantic plugin, like
 # the other runtime dependencies, is not installed where wheels are built): imports that are not
@@ -79,6 +103,7 @@ class OptionalBuildExt(build_ext):
     import)."""
 
     def run(self) -> None:
+        self._drop_stale()
         try:
             super().run()
         except Exception as e:  # CompileError, LinkError, PlatformError (setuptools' own types)
@@ -86,6 +111,18 @@ class OptionalBuildExt(build_ext):
                 Path(path).unlink(missing_ok=True)
             self.extensions = []
             _say(f"compiling failed: {e}")
+
+    def _drop_stale(self) -> None:
+        """Removes the extension modules an earlier build left in the build directory that this
+        one does not make (a module since taken out of HOT_MODULES, an older runtime library):
+        the wheel would ship them beside the new ones, and Python imports a module's extension
+        before its .py."""
+        keep = {Path(p).resolve() for p in self.get_outputs()}
+        root = Path(self.build_lib)
+        for suffix in EXTENSION_SUFFIXES:
+            for path in root.rglob(f"*{suffix}") if root.is_dir() else ():
+                if path.resolve() not in keep:
+                    path.unlink()
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})

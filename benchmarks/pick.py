@@ -1,7 +1,8 @@
 """Measuring the cost of one `Scheduler.pick` (plus `on_picked`) with a warm prefix index.
 
 `python -m benchmarks.pick [PROFILE]` (from the repository root) prints it at 8, 64 and 512
-endpoints; the benchmark suite's pick section calls `measure_pick_cost` directly.
+endpoints; the benchmark suite's pick section runs `python -m benchmarks.pick --json ...` once
+per build (plain, and compiled by mypyc with the compiled tree first on PYTHONPATH).
 
 The fleet is synthetic: every endpoint has fresh vLLM-like signals (varied queues, KV use, one
 LoRA adapter on some), the prefix index holds the blocks of earlier requests, and each measured
@@ -11,6 +12,7 @@ question (22 hashed blocks of 64 characters).
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import time
@@ -65,7 +67,18 @@ def measure_pick_cost(n_endpoints: int, profile: str = "default", picks: int = 2
 
 
 def main(argv: list[str]) -> None:
-    """Print one line per fleet size for the profile named in `argv` (default `default`)."""
+    """Print one line per fleet size for the profile named in `argv` (default `default`).
+
+    `--json PROFILE PICKS SIZE...` prints instead one JSON object: the microseconds per pick by
+    size and the file `Scheduler` was loaded from (a `.so` when poolgate is the compiled build),
+    for the benchmark suite, which runs it in a process of its own per build.
+    """
+    if argv[:1] == ["--json"]:
+        profile, picks, sizes = argv[1], int(argv[2]), [int(n) for n in argv[3:]]
+        from poolgate.scheduling import scheduler
+        costs = {str(n): measure_pick_cost(n, profile, picks=picks) for n in sizes}
+        print(json.dumps({"us_per_pick": costs, "module": scheduler.__file__}))
+        return
     profile = argv[0] if argv else "default"
     for n in (8, 64, 512):
         print(f"profile={profile} endpoints={n}: {measure_pick_cost(n, profile):.1f} us per pick")

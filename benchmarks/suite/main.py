@@ -141,7 +141,7 @@ async def run_suite(opts: SuiteOptions, workdir: Path) -> list[str]:
                 sec, outcome = await run.routing(routing, workdir / name, profiles)
                 save_section(out_dir, _plot(outcome.results, out_dir, sec))
             elif name == "pick":
-                save_section(out_dir, run.pick(pick_settings(opts.quick)))
+                save_section(out_dir, await run.pick(pick_settings(opts.quick), workdir / name))
             elif name == "multicluster":
                 sec = await multicluster.run(ramp_settings(opts.quick), workdir / name)
                 multicluster.plot(sec, out_dir / "multicluster.png")

@@ -206,7 +206,9 @@ def _sim_verdict(section: Section) -> str:
 def pick_md(section: Section | None) -> str:
     title = "## 3. Pick cost (issue 4)\n\n"
     intro = ("Microseconds per `Scheduler.pick` + `on_picked` in one process, from "
-             "`benchmarks.pick.measure_pick_cost`.\n\n")
+             "`benchmarks.pick.measure_pick_cost`: the editable install (plain Python), and "
+             "the \"(mypyc)\" rows poolgate built as `pip install .` builds it (the pick's "
+             "modules compiled by mypyc, `setup.py`).\n\n")
     if section is None:
         return title + intro + _missing("pick", "python -m benchmarks.suite --only pick")
     costs = section.extra.get("us_per_pick", {})

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from benchmarks.suite import _format as fmt
-from benchmarks.suite.checks import added
+from benchmarks.suite.checks import added, pick_builds
 from benchmarks.suite.model import Check, RunRow, Section
 from benchmarks.suite.profiling import STAGES, frame_us, stage_table
 from benchmarks.suite.saturation import (
@@ -203,12 +203,15 @@ def saturation_checks(section: Section | None, pick: Section | None) -> list[Che
             fmt.rate(mine, "req/s") + ("" if mine is None or not rps
                                        else f" ({fmt.ratio(mine / rps)})"),
             None if mine is None or rps is None else mine >= rps))
-    costs = pick.extra.get("us_per_pick", {}).get("default", {}) if pick else {}
-    for size, limit in MAX_PICK_US.items():
-        value = costs.get(size)
-        checks.append(Check(f"pick cost at {size} endpoints (default profile, warm index)",
-                            f"<= {fmt.us(limit)}", fmt.us(value),
-                            None if value is None else float(value) <= limit))
+    for profile in pick_builds(pick):
+        costs = pick.extra.get("us_per_pick", {}).get(profile, {}) if pick else {}
+        build = profile.removeprefix("default")
+        for size, limit in MAX_PICK_US.items():
+            value = costs.get(size)
+            checks.append(Check(
+                f"pick cost at {size} endpoints (default profile{build}, warm index)",
+                f"<= {fmt.us(limit)}", fmt.us(value),
+                None if value is None else float(value) <= limit))
     for front in [name + build for build in builds for name in (POOLGATE_DEFAULT, POOLGATE_RR)]:
         row = find(section, front, STREAM) if section else None
         per_core = chunks_per_core(section, row) if section and row else None

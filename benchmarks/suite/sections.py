@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
+import os
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +22,7 @@ from benchmarks.suite.checks import (
     profile_row,
 )
 from benchmarks.suite.commands import PEERS, time_scaled_gateway_flags
+from benchmarks.suite.compiled import ROOT, build_compiled, compiled_env
 from benchmarks.suite.harness import (
     Outcome,
     RunSpec,
@@ -29,7 +34,10 @@ from benchmarks.suite.model import Section
 from benchmarks.suite.pinning import can_pin
 from benchmarks.suite.settings import OverheadSettings, PickSettings, RoutingSettings
 from benchmarks.suite.stack import direct, gateway, peer
-from poolgate.bench import BenchConfig, LengthSpec, LoadConfig, WorkloadConfig
+from poolgate.bench import BenchConfig, BenchError, LengthSpec, LoadConfig, WorkloadConfig
+
+# The rows of poolgate built as `pip install .` builds it (the same name as saturation.py's).
+COMPILED = " (mypyc)"
 
 
 def overhead_config(s: OverheadSettings, concurrency: int, requests: int, warmup: int) -> BenchConfig:
@@ -148,34 +156,72 @@ async def routing(s: RoutingSettings, workdir: Path,
     return section, outcome
 
 
-def pick(s: PickSettings) -> Section:
-    """Issue 4: µs per pick at each fleet size, from `benchmarks.pick`'s measurer."""
+async def pick(s: PickSettings, workdir: Path) -> Section:
+    """Issue 4 (and 18): µs per pick at each fleet size, from `benchmarks.pick`'s measurer, for
+    the editable install (plain Python) and for poolgate built as `pip install .` builds it (the
+    pick's modules compiled by mypyc: the "(mypyc)" rows). Each call runs in a process of its
+    own, alternating between the builds."""
     started = time.monotonic()
     notes: list[str] = []
-    costs: dict[str, dict[str, float]] = {}
     try:
-        from benchmarks.pick import measure_pick_cost
-    except ImportError as e:
-        notes.append(f"not measured: benchmarks.pick is not importable ({e})")
-    else:
-        for profile in s.profiles:
-            # The best of several calls, as measure_pick_cost itself takes the best of its
-            # rounds: other work on a shared 2-core machine only ever adds time.
-            costs[profile] = {
-                str(n): round(min(measure_pick_cost(n, profile, picks=s.picks)
-                                  for _ in range(s.repeats)), 2)
-                for n in s.sizes}
+        compiled: Path | None = await build_compiled(workdir / "compiled")
+    except BenchError as e:
+        lines = str(e).strip().splitlines()
+        compiled = None
+        notes.append(f"the (mypyc) rows were not measured: {lines[0] if lines else e}")
+    builds = {"": None} if compiled is None else {"": None, COMPILED: compiled_env(compiled)}
+    costs: dict[str, dict[str, float]] = {}
+    for profile in s.profiles:
+        runs: dict[str, list[dict[str, float]]] = {build: [] for build in builds}
+        # The best of several calls, as measure_pick_cost itself takes the best of its
+        # rounds: other work on a shared 2-core machine only ever adds time.
+        for _ in range(s.repeats):
+            for build, env in builds.items():
+                runs[build].append(await _pick_costs(profile, s, env, notes))
+        for build, results in runs.items():
+            costs[profile + build] = {
+                str(n): round(min(r[str(n)] for r in results), 2) for n in s.sizes}
     return Section(
         name="pick", created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         duration_s=round(time.monotonic() - started, 1),
         settings={"sizes": list(s.sizes), "picks": s.picks, "repeats": s.repeats,
                   "profiles": list(s.profiles)},
-        commands=[f"python -m benchmarks.pick {p}" for p in s.profiles],
-        notes=[*notes, f"the best of {s.repeats} calls of measure_pick_cost, each the best of 5 "
+        commands=[*(f"python -m benchmarks.pick {p}" for p in s.profiles),
+                  *([PICK_COMPILED_COMMAND] if compiled is not None else [])],
+        notes=[*notes, f"the best of {s.repeats} calls of measure_pick_cost (each in a process of "
+                       "its own, alternating plain and compiled), each the best of 5 "
                        "rounds of `pick` + `on_picked` over a synthetic fleet with fresh signals "
                        "and a prefix index warmed by max(200, 4 x endpoints) earlier requests"],
         extra={"us_per_pick": costs},
     )
+
+
+PICK_COMPILED_COMMAND = (
+    "pip wheel --no-deps -w wheel . && python -m zipfile -e wheel/poolgate-*.whl $COMPILED && "
+    "PYTHONPATH=$COMPILED python -m benchmarks.pick default  # the (mypyc) rows")
+
+
+async def _pick_costs(profile: str, s: PickSettings, env: dict[str, str] | None,
+                      notes: list[str]) -> dict[str, float]:
+    """One `python -m benchmarks.pick --json` run: µs per pick by size; BenchError when it
+    fails, or when the compiled build (`env` set) did not load a compiled scheduler."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.pick", "--json", profile, str(s.picks),
+        *(str(n) for n in s.sizes), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        env={**os.environ, **env} if env is not None else None)
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise BenchError(f"python -m benchmarks.pick failed ({proc.returncode}): "
+                         f"{err.decode(errors='replace').strip()[-1500:]}")
+    result = json.loads(out)
+    module = str(result["module"])
+    if env is not None and not module.endswith(".so"):
+        raise BenchError(f"the compiled build ran a plain scheduler: {module}")
+    if env is None and module.endswith(".so"):
+        notes.append(f"the plain rows ran a compiled scheduler ({module}): is poolgate "
+                     "installed from a wheel rather than editable?")
+    return {str(k): float(v) for k, v in result["us_per_pick"].items()}
 
 
 # The rate of the peers-routing floor row, as a fraction of the section's rate.

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from benchmarks.pick import main, measure_pick_cost
@@ -24,3 +26,14 @@ def test_bench_pick_prints_three_sizes(capsys: pytest.CaptureFixture[str],
     main(["queue-kv"])
     lines = capsys.readouterr().out.splitlines()
     assert lines == [f"profile=queue-kv endpoints={n}: {n:.1f} us per pick" for n in (8, 64, 512)]
+
+
+def test_bench_pick_json_gives_each_size_and_the_scheduler_it_ran(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from poolgate.scheduling import scheduler
+
+    main(["--json", "round-robin", "20", "8", "16"])
+    out = json.loads(capsys.readouterr().out)
+    assert sorted(out["us_per_pick"]) == ["16", "8"]
+    assert all(0.0 < v < 1e6 for v in out["us_per_pick"].values())
+    assert out["module"] == scheduler.__file__

@@ -1,19 +1,29 @@
 """The scheduling contracts: request, endpoint view, per-pick state and the plugin Protocols.
 
 Only Protocols and plain dataclasses live here. Plugins import this module; it imports no
-plugin; the runner (`scheduler.py`) works through these types alone.
+plugin; the runner (`scheduler.py`) works through these types alone. mypyc compiles this module
+(setup.py), so the runtime-checkable Protocols and the generic `StateKey`, which it cannot
+compile, are defined in plain modules (`protocols`, `state_key`) and re-exported here.
 """
 
 from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, TypeVar
 
-from poolgate.datalayer.kv_events import KVEventsHub, KVEventsSource
+from poolgate.datalayer.kv_events import KVEventsHub
 from poolgate.datalayer.signals import Signals
+from poolgate.scheduling.protocols import Filter as Filter
+from poolgate.scheduling.protocols import Picker as Picker
+from poolgate.scheduling.protocols import PickObserver as PickObserver
+from poolgate.scheduling.protocols import Plugin as Plugin
+from poolgate.scheduling.protocols import RetainsEndpoints as RetainsEndpoints
+from poolgate.scheduling.protocols import Scorer as Scorer
+from poolgate.scheduling.protocols import UsesKVEvents as UsesKVEvents
+from poolgate.scheduling.state_key import StateKey as StateKey
 
 T = TypeVar("T")
 
@@ -81,13 +91,6 @@ class Endpoint:
     awaiting_first_token: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class StateKey(Generic[T]):
-    """A typed key into `CycleState`: the value type travels with the key."""
-
-    name: str
-
-
 @dataclass(slots=True)
 class CycleState:
     """Scratch data of one pick, shared between its plugins; a new one is made per pick."""
@@ -112,75 +115,6 @@ class PickResult:
     address: str
     scores: dict[str, float]
     profile: str
-
-
-@runtime_checkable
-class Plugin(Protocol):
-    """Anything the scheduler runs; identified by its `typed_name`."""
-
-    typed_name: TypedName
-
-
-@runtime_checkable
-class Filter(Plugin, Protocol):
-    """Narrows the candidates."""
-
-    def filter(self, req: LLMRequest, endpoints: Sequence[Endpoint],
-               cycle: CycleState) -> Sequence[Endpoint]:
-        """A subset of `endpoints`, in their order; may be empty (the runner then gives up)."""
-        ...
-
-
-@runtime_checkable
-class Scorer(Plugin, Protocol):
-    """Rates candidates; knows nothing about its weight (`WeightedScorer` carries that)."""
-
-    category: Category
-
-    def score(self, req: LLMRequest, endpoints: Sequence[Endpoint],
-              cycle: CycleState) -> dict[str, float]:
-        """A score in [0, 1] per address (higher is better); a missing address scores 0.
-
-        The runner clamps out-of-range values into [0, 1]. The dict is the caller's: return a
-        new one per call (the scheduler keeps recent ones to explain its picks).
-        """
-        ...
-
-
-@runtime_checkable
-class Picker(Plugin, Protocol):
-    """Chooses one endpoint from the scored candidates."""
-
-    def pick(self, scores: dict[str, float], endpoints: Sequence[Endpoint],
-             cycle: CycleState) -> str:
-        """The address of one of `endpoints` (never empty); `scores` holds weighted totals."""
-        ...
-
-
-@runtime_checkable
-class PickObserver(Plugin, Protocol):
-    """A plugin that learns from the outcome of a pick (e.g. the prefix index)."""
-
-    def on_picked(self, req: LLMRequest, address: str) -> None:
-        """Record that `req` was sent to `address`."""
-        ...
-
-
-@runtime_checkable
-class RetainsEndpoints(Plugin, Protocol):
-    """A plugin with per-endpoint memory that must forget endpoints leaving the pool."""
-
-    def retain(self, addresses: Sequence[str]) -> None:
-        """Forget every endpoint not in `addresses`."""
-        ...
-
-
-@runtime_checkable
-class UsesKVEvents(Plugin, Protocol):
-    """A plugin fed by the model servers' KV events: the gateway subscribes `kv_events_source`
-    to the endpoints of every pool whose profile has the plugin."""
-
-    kv_events_source: KVEventsSource
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,6 +105,16 @@ def test_pick_check_reads_the_default_profile_at_64() -> None:
     assert pick_checks(none)[0].verdict == "n/a"
 
 
+def test_pick_checks_cover_the_compiled_build_when_measured() -> None:
+    both = section("pick", [], extra={"us_per_pick": {
+        "default": {"64": 140.0}, "prefix-only": {"64": 20.0},
+        "default (mypyc)": {"64": 60.0}, "prefix-only (mypyc)": {"64": 10.0}}})
+    checks = pick_checks(both)
+    assert [(c.what, c.measured, c.verdict) for c in checks] == [
+        ("pick cost at 64 endpoints (default profile, warm index)", "140 µs", "MISS"),
+        ("pick cost at 64 endpoints (default profile (mypyc), warm index)", "60.0 µs", "PASS")]
+
+
 def test_peer_checks_compare_the_same_runs() -> None:
     over = section("peers-overhead", [
         row("direct", kind="direct", e2e_p50=0.0150),

@@ -391,6 +391,14 @@ def test_checks_compare_with_vllm_router_round_robin_in_the_same_run() -> None:
     unmeasured = saturation_checks(None, None)
     assert unmeasured and all(c.passed is None for c in unmeasured)
     assert not any("(mypyc)" in c.what for c in checks.values())  # no compiled rows: no checks
+    both = section("pick", [], extra={"us_per_pick": {
+        "default": {"64": 80.0, "512": 450.0}, "default (mypyc)": {"64": 45.0, "512": 260.0}}})
+    picks = {c.what: c.passed for c in saturation_checks(None, both) if c.what.startswith("pick")}
+    assert picks == {
+        "pick cost at 64 endpoints (default profile, warm index)": False,
+        "pick cost at 512 endpoints (default profile, warm index)": False,
+        "pick cost at 64 endpoints (default profile (mypyc), warm index)": True,
+        "pick cost at 512 endpoints (default profile (mypyc), warm index)": False}
 
 
 async def test_a_tree_of_plain_modules_is_not_taken_for_a_compiled_build(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from poolgate.proxy.gateway import Gateway
+from poolgate.scheduling.scorers.prefix_cache import PrefixCacheScorer
 from tests.unit.proxy._fakes import (
     Answer,
     FakeResponder,
@@ -135,14 +136,19 @@ async def test_the_prefix_index_learns_only_from_an_endpoint_that_answered(
     numRetries: 1
     retryOn: {triggers: [connect-failure]}
 """), upstreams)
-    observed: list[str] = []
     scheduler = gw.scheduler(next(iter(gw.snapshot.pools.values())))
-    scheduler.on_picked = lambda request, address: observed.append(address)  # type: ignore[method-assign]
-    await gw.handle(FakeResponder(REQUEST), 80)
-    assert observed == []  # neither endpoint answered
+    # What the default profile's prefix scorer holds (its index: blocks per endpoint); the
+    # scheduler is read, not patched (it may be compiled by mypyc, whose methods cannot be).
+    [prefix] = [o for o in scheduler.profile.observers if isinstance(o, PrefixCacheScorer)]
+    request = {**REQUEST, "prompt": "a prompt long enough for whole prefix blocks " * 8}
+    await gw.handle(FakeResponder(request), 80)
+    assert (prefix.index.blocks(A), prefix.index.blocks(B)) == (0, 0)  # neither answered
     upstreams.script = {A: [Answer()], B: [Answer()]}
-    await gw.handle(FakeResponder(REQUEST), 80)
-    assert observed == [upstreams.sent[-1][0]]
+    await gw.handle(FakeResponder(request), 80)
+    answered = upstreams.sent[-1][0]
+    other = B if answered == A else A
+    assert prefix.index.blocks(answered) > 0
+    assert prefix.index.blocks(other) == 0
 
 
 async def test_a_reload_keeps_live_state_only_where_the_spec_is_unchanged(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from poolgate.scheduling._params import PluginParams
+from poolgate.scheduling.filters.params import FreshMetricsParams
 from poolgate.scheduling.interfaces import (
     BuildContext,
     CycleState,
@@ -26,20 +26,16 @@ from poolgate.scheduling.interfaces import (
 )
 
 TYPE = "fresh-metrics-filter"
-
-
-class Params(PluginParams):
-    """Parameters of `fresh-metrics-filter`."""
-
-    require_fresh: bool = False
+# The registry reads every plugin module's `Params` (the model lives in a plain module).
+Params = FreshMetricsParams
 
 
 class FreshMetricsFilter:
     """Keeps endpoints with fresh metrics when there are any."""
 
-    def __init__(self, name: str = TYPE, params: Params | None = None) -> None:
+    def __init__(self, name: str = TYPE, params: FreshMetricsParams | None = None) -> None:
         self.typed_name = TypedName(TYPE, name)
-        self.require_fresh = (params or Params()).require_fresh
+        self.require_fresh = (params or FreshMetricsParams()).require_fresh
 
     def filter(self, req: LLMRequest, endpoints: Sequence[Endpoint],
                cycle: CycleState) -> Sequence[Endpoint]:
@@ -49,6 +45,6 @@ class FreshMetricsFilter:
         return endpoints
 
 
-def create(name: str, params: Params, ctx: BuildContext) -> Filter:
+def create(name: str, params: FreshMetricsParams, ctx: BuildContext) -> Filter:
     """Factory for the registry."""
     return FreshMetricsFilter(name, params)

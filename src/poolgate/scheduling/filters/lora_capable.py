@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from poolgate.scheduling._params import PluginParams
+from poolgate.scheduling.filters.params import LoraCapableParams
 from poolgate.scheduling.interfaces import (
     BuildContext,
     CycleState,
@@ -26,12 +26,8 @@ from poolgate.scheduling.interfaces import (
 )
 
 TYPE = "lora-capable-filter"
-
-
-class Params(PluginParams):
-    """Parameters of `lora-capable-filter`."""
-
-    strict: bool = False
+# The registry reads every plugin module's `Params` (the model lives in a plain module).
+Params = LoraCapableParams
 
 
 def can_serve_adapter(endpoint: Endpoint, adapter: str) -> bool:
@@ -47,9 +43,9 @@ def can_serve_adapter(endpoint: Endpoint, adapter: str) -> bool:
 class LoraCapableFilter:
     """Keeps endpoints able to serve the requested adapter."""
 
-    def __init__(self, name: str = TYPE, params: Params | None = None) -> None:
+    def __init__(self, name: str = TYPE, params: LoraCapableParams | None = None) -> None:
         self.typed_name = TypedName(TYPE, name)
-        self.strict = (params or Params()).strict
+        self.strict = (params or LoraCapableParams()).strict
 
     def filter(self, req: LLMRequest, endpoints: Sequence[Endpoint],
                cycle: CycleState) -> Sequence[Endpoint]:
@@ -62,6 +58,6 @@ class LoraCapableFilter:
         return endpoints
 
 
-def create(name: str, params: Params, ctx: BuildContext) -> Filter:
+def create(name: str, params: LoraCapableParams, ctx: BuildContext) -> Filter:
     """Factory for the registry."""
     return LoraCapableFilter(name, params)

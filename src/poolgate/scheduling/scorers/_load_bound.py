@@ -18,40 +18,12 @@ endpoint. The formulas (documented in `prefix_cache.py`):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
 
-from pydantic import Field, model_validator
-
-from poolgate.scheduling._params import PluginParams
 from poolgate.scheduling.interfaces import Endpoint
-from poolgate.scheduling.prefix.replication import HotPrefixParams, HotPrefixPolicy
+from poolgate.scheduling.prefix.replication import HotPrefixPolicy
+from poolgate.scheduling.scorers.params import LoadBoundParams
 
-
-class LoadBoundParams(PluginParams):
-    """The hotspot-bound parameters both prefix scorers take."""
-
-    load_bound_abs: float | None = Field(None, ge=0.0)
-    load_bound_rel: float = Field(0.5, ge=0.0)
-    load_bound_mean: float | None = Field(None, ge=0.0)
-    load_signal: Literal["waiting+in-flight", "in-flight"] = "waiting+in-flight"
-    prefill_bound: int | None = Field(None, ge=0)
-    hot_prefix: HotPrefixParams | None = None
-
-    @model_validator(mode="after")
-    def _hot_prefix_has_a_target(self) -> LoadBoundParams:
-        hot = self.hot_prefix
-        if hot is None:
-            return self
-        if self.load_bound_abs is None and hot.replica_concurrency is None:
-            raise ValueError(
-                "hotPrefix needs loadBoundAbs (a holder's target is hotPrefix.replicateAt x the "
-                "load bound's limit) or hotPrefix.replicaConcurrency")
-        max_blocks = getattr(self, "max_blocks", None)
-        if isinstance(max_blocks, int) and hot.group_blocks > max_blocks:
-            raise ValueError(
-                f"hotPrefix.groupBlocks ({hot.group_blocks}) is more than maxBlocks "
-                f"({max_blocks}): no request would belong to a group")
-        return self
+__all__ = ["LoadBound", "LoadBoundParams", "endpoint_load", "gateway_load"]
 
 
 def endpoint_load(e: Endpoint) -> int:

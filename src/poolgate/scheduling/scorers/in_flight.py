@@ -14,9 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import Field
-
-from poolgate.scheduling._params import PluginParams
 from poolgate.scheduling.interfaces import (
     BuildContext,
     Category,
@@ -27,14 +24,11 @@ from poolgate.scheduling.interfaces import (
     TypedName,
 )
 from poolgate.scheduling.scorers._minmax import inverted_minmax
+from poolgate.scheduling.scorers.params import InFlightParams
 
 TYPE = "in-flight-scorer"
-
-
-class Params(PluginParams):
-    """Parameters of `in-flight-scorer`."""
-
-    awaiting_weight: float = Field(0.0, ge=0.0)
+# The registry reads every plugin module's `Params` (the model lives in a plain module).
+Params = InFlightParams
 
 
 class InFlightScorer:
@@ -42,9 +36,9 @@ class InFlightScorer:
 
     category = Category.BALANCE
 
-    def __init__(self, name: str = TYPE, params: Params | None = None) -> None:
+    def __init__(self, name: str = TYPE, params: InFlightParams | None = None) -> None:
         self.typed_name = TypedName(TYPE, name)
-        self.awaiting_weight = (params or Params()).awaiting_weight
+        self.awaiting_weight = (params or InFlightParams.model_validate({})).awaiting_weight
 
     def score(self, req: LLMRequest, endpoints: Sequence[Endpoint],
               cycle: CycleState) -> dict[str, float]:
@@ -56,6 +50,6 @@ class InFlightScorer:
         return inverted_minmax([e.address for e in endpoints], loads)
 
 
-def create(name: str, params: Params, ctx: BuildContext) -> Scorer:
+def create(name: str, params: InFlightParams, ctx: BuildContext) -> Scorer:
     """Factory for the registry."""
     return InFlightScorer(name, params)

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import Field
-
-from poolgate.scheduling._params import PluginParams
 from poolgate.scheduling.interfaces import (
     BuildContext,
     Category,
@@ -27,16 +24,11 @@ from poolgate.scheduling.interfaces import (
     Scorer,
     TypedName,
 )
+from poolgate.scheduling.scorers.params import LoraAffinityParams
 
 TYPE = "lora-affinity-scorer"
-
-
-class Params(PluginParams):
-    """Parameters of `lora-affinity-scorer` (each a score in [0, 1])."""
-
-    active_score: float = Field(1.0, ge=0.0, le=1.0)
-    free_slot_score: float = Field(0.8, ge=0.0, le=1.0)
-    waiting_score: float = Field(0.6, ge=0.0, le=1.0)
+# The registry reads every plugin module's `Params` (the model lives in a plain module).
+Params = LoraAffinityParams
 
 
 class LoraAffinityScorer:
@@ -44,9 +36,9 @@ class LoraAffinityScorer:
 
     category = Category.AFFINITY
 
-    def __init__(self, name: str = TYPE, params: Params | None = None) -> None:
+    def __init__(self, name: str = TYPE, params: LoraAffinityParams | None = None) -> None:
         self.typed_name = TypedName(TYPE, name)
-        p = params or Params()
+        p = params or LoraAffinityParams.model_validate({})
         self.active = p.active_score
         self.free_slot = p.free_slot_score
         self.waiting = p.waiting_score
@@ -71,6 +63,6 @@ class LoraAffinityScorer:
         return scores
 
 
-def create(name: str, params: Params, ctx: BuildContext) -> Scorer:
+def create(name: str, params: LoraAffinityParams, ctx: BuildContext) -> Scorer:
     """Factory for the registry."""
     return LoraAffinityScorer(name, params)

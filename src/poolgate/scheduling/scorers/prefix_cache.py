@@ -41,8 +41,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import AliasChoices, Field
-
 from poolgate.scheduling.interfaces import (
     BuildContext,
     Category,
@@ -53,30 +51,13 @@ from poolgate.scheduling.interfaces import (
     TypedName,
 )
 from poolgate.scheduling.prefix.hashing import block_hashes, prefix_text
-from poolgate.scheduling.prefix.index import (
-    DEFAULT_MAX_BLOCKS_PER_ENDPOINT,
-    DEFAULT_MAX_BLOCKS_TOTAL,
-    PrefixIndex,
-)
-from poolgate.scheduling.scorers._load_bound import LoadBound, LoadBoundParams
+from poolgate.scheduling.prefix.index import PrefixIndex
+from poolgate.scheduling.scorers._load_bound import LoadBound
+from poolgate.scheduling.scorers.params import PrefixCacheParams
 
 TYPE = "prefix-cache-scorer"
-
-
-class Params(LoadBoundParams):
-    """Parameters of `prefix-cache-scorer` (the load bounds' are in `LoadBoundParams`)."""
-
-    block_size: int = Field(64, ge=1, description="characters per hashed block")
-    # The GIE prefix plugin's names are accepted too, so its configurations load unchanged.
-    max_blocks: int = Field(
-        128, ge=1, description="blocks hashed per request at most",
-        validation_alias=AliasChoices("maxBlocks", "max_blocks", "maxPrefixBlocksToMatch"))
-    max_blocks_per_endpoint: int = Field(
-        DEFAULT_MAX_BLOCKS_PER_ENDPOINT, ge=1,
-        validation_alias=AliasChoices(
-            "maxBlocksPerEndpoint", "max_blocks_per_endpoint", "lruCapacityPerServer"))
-    max_blocks_total: int = Field(DEFAULT_MAX_BLOCKS_TOTAL, ge=1)
-    miss_spread: float = Field(0.0, ge=0.0, le=1.0)
+# The registry reads every plugin module's `Params` (the model lives in a plain module).
+Params = PrefixCacheParams
 
 
 class PrefixCacheScorer:
@@ -84,8 +65,8 @@ class PrefixCacheScorer:
 
     category = Category.AFFINITY
 
-    def __init__(self, name: str = TYPE, params: Params | None = None) -> None:
-        p = params or Params()
+    def __init__(self, name: str = TYPE, params: PrefixCacheParams | None = None) -> None:
+        p = params or PrefixCacheParams.model_validate({})
         self.typed_name = TypedName(TYPE, name)
         self.block_size = p.block_size
         self.max_blocks = p.max_blocks
@@ -149,6 +130,6 @@ class PrefixCacheScorer:
             self.hot.retain(addresses)
 
 
-def create(name: str, params: Params, ctx: BuildContext) -> Scorer:
+def create(name: str, params: PrefixCacheParams, ctx: BuildContext) -> Scorer:
     """Factory for the registry."""
     return PrefixCacheScorer(name, params)
