@@ -52,12 +52,12 @@ class Scheduler:
     def endpoints(self, addresses: Sequence[str], now: float) -> list[Endpoint]:
         """The plugin view of `addresses` at `now`: fresh signals or None, gateway in-flight
         counts (this replica's own plus the other replicas' last published ones)."""
-        get = self.store.states.get
+        store = self.store
         stale_before = now - self.staleness
         views = self._views
         out: list[Endpoint] = []
         for address in addresses:
-            state = get(address)
+            state = store.get(address)
             if state is None:
                 out.append(Endpoint(address, None, 0))
                 continue

@@ -12,4 +12,10 @@ def inverted_minmax(addresses: list[str], loads: list[float]) -> dict[str, float
     if hi == lo:
         return dict.fromkeys(addresses, 1.0)
     span = hi - lo
-    return {a: (hi - x) / span for a, x in zip(addresses, loads, strict=True)}
+    n = len(addresses)
+    if len(loads) != n:
+        raise ValueError("inverted_minmax: addresses and loads differ in length")
+    out: dict[str, float] = {}
+    for i in range(n):
+        out[addresses[i]] = (hi - loads[i]) / span
+    return out
