@@ -118,17 +118,6 @@ def gateway_requests(metrics: str) -> float:
                if s.name == "poolgate_requests_total")
 
 
-def shared_view(metrics: str) -> dict[str, float]:
-    """A gateway's `poolgate_shared_load_*` samples (labels folded into the key)."""
-    found: dict[str, float] = {}
-    for family in text_string_to_metric_families(metrics):
-        for s in family.samples:
-            if s.name.startswith("poolgate_shared_load_"):
-                key = s.name + "".join(f"{{{v}}}" for v in s.labels.values())
-                found[key] = found.get(key, 0.0) + s.value
-    return found
-
-
 @dataclass
 class ControlRun:
     """One measured run: the bench row and where the machine's CPU went meanwhile."""
@@ -303,7 +292,7 @@ async def measure_run(front: Front, config: BenchConfig, stack: Stack, fleet: Fl
     return ControlRun(front.name, round_, measured.row, wall, os.cpu_count() or 1,
                       busy_share(machine_before, machine_after), use,
                       [gateway_requests(t) for t in texts],
-                      [shared_view(t) for t in texts] if len(texts) > 1 else [])
+                      [replicas.shared_view(t) for t in texts] if len(texts) > 1 else [])
 
 
 async def run_once(front: Front, config: BenchConfig, s: replicas.ReplicaSettings,

@@ -315,15 +315,20 @@ async def shared_view_state(admins: list[str]) -> list[dict[str, float]]:
     async with aiohttp.ClientSession() as session:
         for admin in admins:
             async with session.get(f"{admin}/metrics") as resp:
-                text = await resp.text()
-            found: dict[str, float] = {}
-            for family in text_string_to_metric_families(text):
-                for sample in family.samples:
-                    if sample.name.startswith("poolgate_shared_load_"):
-                        key = sample.name + "".join(f"{{{v}}}" for v in sample.labels.values())
-                        found[key] = found.get(key, 0.0) + sample.value
-            out.append(found)
+                out.append(shared_view(await resp.text()))
     return out
+
+
+def shared_view(metrics: str) -> dict[str, float]:
+    """A gateway's `poolgate_shared_load_*` samples from its /metrics text (labels folded into
+    the key)."""
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name.startswith("poolgate_shared_load_"):
+                key = sample.name + "".join(f"{{{v}}}" for v in sample.labels.values())
+                found[key] = found.get(key, 0.0) + sample.value
+    return found
 
 
 def fronts(s: ReplicaSettings) -> list[Front]:

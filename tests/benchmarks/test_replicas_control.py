@@ -58,7 +58,7 @@ def test_a_gateways_answered_requests_and_shared_view_come_from_its_metrics() ->
     Counter("poolgate_upstream_errors", "other", registry=registry).inc(7)
     text = generate_latest(registry).decode()
     assert rc.gateway_requests(text) == 42  # not the _created samples, not other counters
-    view = rc.shared_view(text)
+    view = replicas.shared_view(text)
     assert view["poolgate_shared_load_peers"] == 2
     assert view["poolgate_shared_load_errors_total{timeout}"] == 3
     assert rc.gateway_requests("") == 0

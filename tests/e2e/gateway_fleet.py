@@ -56,6 +56,17 @@ spec:
   endpointPickerRef: {name: epp}
 """
 
+# An HTTPRoute `route` on `gw` sending every request to the InferencePool `pool`.
+ROUTE_TO_POOL_YAML = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: route, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - backendRefs: [{group: inference.networking.k8s.io, kind: InferencePool, name: pool}]
+"""
+
 SEED_LORAS = [
     "sql-lora=/adapters/yard1/llama-2-7b-sql-lora-test_0",
     "sql-lora-1=/adapters/yard1/llama-2-7b-sql-lora-test_1",

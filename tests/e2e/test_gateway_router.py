@@ -10,6 +10,7 @@ import pytest
 from tests.e2e.gateway_fleet import (
     GATEWAY_YAML,
     POOL_V1_YAML,
+    ROUTE_TO_POOL_YAML,
     start_fleet,
     start_gateway,
     write_endpoints,
@@ -19,16 +20,7 @@ from tests.support.processes import ProcessGroup
 
 pytestmark = pytest.mark.e2e
 
-CONFIG = GATEWAY_YAML + """\
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: route, namespace: default}
-spec:
-  parentRefs: [{name: gw}]
-  rules:
-  - backendRefs: [{group: inference.networking.k8s.io, kind: InferencePool, name: pool}]
----
-""" + POOL_V1_YAML
+CONFIG = GATEWAY_YAML + ROUTE_TO_POOL_YAML + "---\n" + POOL_V1_YAML
 
 
 async def test_router_infers_through_the_gateway(procs: ProcessGroup, tmp_path: Path) -> None:

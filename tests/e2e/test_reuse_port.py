@@ -15,6 +15,7 @@ import pytest
 from tests.e2e.gateway_fleet import (
     GATEWAY_YAML,
     POOL_V1_YAML,
+    ROUTE_TO_POOL_YAML,
     start_fleet,
     write_endpoints,
 )
@@ -22,16 +23,7 @@ from tests.support.processes import ProcessGroup, free_port, poolgate_command, w
 
 pytestmark = pytest.mark.e2e
 
-ROUTE = GATEWAY_YAML + POOL_V1_YAML + """\
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: route, namespace: default}
-spec:
-  parentRefs: [{name: gw}]
-  rules:
-  - backendRefs: [{group: inference.networking.k8s.io, kind: InferencePool, name: pool}]
-"""
+ROUTE = GATEWAY_YAML + POOL_V1_YAML + "---\n" + ROUTE_TO_POOL_YAML
 CONNECTIONS = 40
 
 
